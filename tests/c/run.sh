@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Build and run the C-level tests under AddressSanitizer and UBSan.
+#
+# Every tests/c/test_*.c is linked against all of csrc/ except the Python
+# binding and the CUDA backend, and run; a test prints its own checks and
+# exits non-zero on failure. Usage: tests/c/run.sh [PYTHON]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+py="${1:-python3}"
+build="$here/build"
+mkdir -p "$build"
+blas_inc="$("$py" -c 'import scipy_openblas32 as s; print(s.get_include_dir())')"
+blas_lib="$("$py" -c 'import scipy_openblas32 as s; print(s.get_lib_dir())')"
+blas_name="$("$py" -c 'import scipy_openblas32 as s; print(s.get_library())')"
+mapfile -t srcs < <(find "$root/csrc" -name '*.c' -not -path '*/python/*' -not -path '*/cuda/*' | sort)
+cflags=(-std=c11 -g -O1 -fopenmp -fsanitize=address,undefined -fno-sanitize-recover=undefined
+        -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration
+        -D_GNU_SOURCE -DAZR_BLAS_PREFIX_SCIPY -I"$root/csrc" -I"$blas_inc")
+ldflags=(-L"$blas_lib" -l"$blas_name" -Wl,-rpath,"$blas_lib" -lm -fsanitize=address,undefined -fopenmp)
+# The sandbox test forks; LeakSanitizer in forked children is noise.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export AZR_TEST_DATA_DIR="${AZR_SHARED_DATA:-$root/../shared/data}"
+status=0
+passed=0
+failed=0
+for t in "$here"/test_*.c; do
+    name="$(basename "$t" .c)"
+    echo "== building $name (ASan+UBSan)"
+    gcc "${cflags[@]}" "$t" "${srcs[@]}" -o "$build/$name" "${ldflags[@]}"
+    echo "== running $name"
+    if OMP_NUM_THREADS=2 "$build/$name"; then
+        passed=$((passed + 1))
+    else
+        echo "!! $name failed"
+        failed=$((failed + 1))
+        status=1
+    fi
+done
+echo "C tests: $passed passed, $failed failed"
+exit $status
