@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 FormatError = _core.FormatError
 UnsupportedError = _core.UnsupportedError
 
+from .model import Model, ModelConfig  # noqa: E402
+
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads in azr's kernels (OpenMP and OpenBLAS).
@@ -28,4 +30,5 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
-__all__ = ["FormatError", "UnsupportedError", "get_num_threads", "set_num_threads"]
+__all__ = ["FormatError", "Model", "ModelConfig", "UnsupportedError", "get_num_threads",
+           "set_num_threads"]

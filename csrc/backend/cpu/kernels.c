@@ -1,0 +1,416 @@
+/*
+ * kernels.c -- optimized CPU kernels (OpenBLAS sgemm + OpenMP + loops the
+ * compiler vectorizes). See kernels.h for the contract of each function.
+ * Owns: the fast paths. The naive references live in kernels_naive.c.
+ * Must not: allocate, print, abort, or depend on the model layer.
+ */
+#include "kernels.h"
+
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "../blas.h"
+
+/* exp(x) for x <= 88.7, vectorizable: Cody-Waite reduction to r in
+ * [-ln2/2, ln2/2] and a degree-7 Taylor polynomial (relative error < 1e-7).
+ * Inputs below -87.3 give a tiny positive number (treated as 0 by callers). */
+static inline float fast_expf(float x) {
+    x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
+    float n = rintf(x * 1.44269504088896341f);
+    float r = fmaf(n, -0.693145751953125f, x);
+    r = fmaf(n, -1.428606765330187045e-06f, r);
+    float p = 1.0f / 5040.0f;
+    p = fmaf(p, r, 1.0f / 720.0f);
+    p = fmaf(p, r, 1.0f / 120.0f);
+    p = fmaf(p, r, 1.0f / 24.0f);
+    p = fmaf(p, r, 1.0f / 6.0f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* ---- linear ------------------------------------------------------------ */
+
+void azr_linear_forward(float *y, const float *x, const float *w, const float *b, int64_t N,
+                        int64_t in, int64_t out) {
+    if (N <= 0 || out <= 0) return;
+    if (in <= 0) {
+        memset(y, 0, (size_t)(N * out) * sizeof(float));
+    } else {
+        azr_sgemm(0, 1, (int)N, (int)out, (int)in, 1.0f, x, (int)in, w, (int)in, 0.0f, y,
+                  (int)out);
+    }
+    if (b) {
+#pragma omp parallel for schedule(static) if (N * out > 65536)
+        for (int64_t n = 0; n < N; n++) {
+            float *yr = y + n * out;
+#pragma omp simd
+            for (int64_t o = 0; o < out; o++) yr[o] += b[o];
+        }
+    }
+}
+
+void azr_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                         const float *w, int64_t N, int64_t in, int64_t out, int accumulate_dx) {
+    if (N <= 0 || in <= 0 || out <= 0) return;
+    if (dx)
+        azr_sgemm(0, 0, (int)N, (int)in, (int)out, 1.0f, dy, (int)out, w, (int)in,
+                  accumulate_dx ? 1.0f : 0.0f, dx, (int)in);
+    if (dw)
+        azr_sgemm(1, 0, (int)out, (int)in, (int)N, 1.0f, dy, (int)out, x, (int)in, 1.0f, dw,
+                  (int)in);
+    if (db) {
+        for (int64_t n = 0; n < N; n++) {
+            const float *r = dy + n * out;
+#pragma omp simd
+            for (int64_t o = 0; o < out; o++) db[o] += r[o];
+        }
+    }
+}
+
+/* ---- RMSNorm ----------------------------------------------------------- */
+
+void azr_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int64_t N,
+                         int64_t C, float eps) {
+#pragma omp parallel for schedule(static) if (N * C > 32768)
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = x + n * C;
+        float *yr = y + n * C;
+        float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+        for (int64_t c = 0; c < C; c++) ss += xr[c] * xr[c];
+        float r = 1.0f / sqrtf(ss / (float)C + eps);
+        if (rstd) rstd[n] = r;
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) yr[c] = w[c] * (xr[c] * r);
+    }
+}
+
+void azr_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                          const float *rstd, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static) if (N * C > 32768)
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = x + n * C, *gr = dy + n * C;
+        float *dxr = dx + n * C;
+        float r = rstd[n];
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t c = 0; c < C; c++) dot += w[c] * gr[c] * xr[c];
+        float k = r * r * r * dot / (float)C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) dxr[c] += r * w[c] * gr[c] - k * xr[c];
+    }
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = x + n * C, *gr = dy + n * C;
+        float r = rstd[n];
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) dw[c] += gr[c] * xr[c] * r;
+    }
+}
+
+/* ---- RoPE -------------------------------------------------------------- */
+
+void azr_rope_table(float *cos_t, float *sin_t, const int32_t *pos, int64_t N, int D, float theta) {
+    int half = D / 2;
+    float inv[1024];
+    for (int i = 0; i < half && i < 1024; i++)
+        inv[i] = (float)(1.0 / pow((double)theta, (double)(2 * i) / (double)D));
+#pragma omp parallel for schedule(static) if (N * half > 16384)
+    for (int64_t n = 0; n < N; n++) {
+        float p = (float)pos[n];
+        for (int i = 0; i < half; i++) {
+            float a = p * inv[i];
+            cos_t[n * half + i] = (float)cos((double)a);
+            sin_t[n * half + i] = (float)sin((double)a);
+        }
+    }
+}
+
+void azr_rope_apply(float *x, int64_t N, int nheads, int D, int64_t row_stride,
+                    const float *cos_t, const float *sin_t, int inverse) {
+    int half = D / 2;
+    float sgn = inverse ? -1.0f : 1.0f;
+#pragma omp parallel for schedule(static) if (N * nheads * D > 32768)
+    for (int64_t n = 0; n < N; n++) {
+        const float *cr = cos_t + n * half, *sr = sin_t + n * half;
+        for (int h = 0; h < nheads; h++) {
+            float *a = x + n * row_stride + (int64_t)h * D, *b = a + half;
+#pragma omp simd
+            for (int i = 0; i < half; i++) {
+                float c = cr[i], s = sgn * sr[i];
+                float x1 = a[i], x2 = b[i];
+                a[i] = x1 * c - x2 * s;
+                b[i] = x2 * c + x1 * s;
+            }
+        }
+    }
+}
+
+/* ---- attention --------------------------------------------------------- */
+
+int64_t azr_attention_scratch_floats(int64_t max_seq_len, int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    return (int64_t)nthreads * 2 * (max_seq_len + 16);
+}
+
+static inline float dotf(const float *a, const float *b, int D) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int d = 0; d < D; d++) s += a[d] * b[d];
+    return s;
+}
+
+void azr_attention_forward(float *out, float *lse, const float *qkv, int64_t N, int B,
+                           const int64_t *seq_off, const int64_t *seq_len, int Hq, int Hkv, int D,
+                           float *scratch) {
+    int64_t row = (int64_t)(Hq + 2 * Hkv) * D, orow = (int64_t)Hq * D;
+    int group = Hq / Hkv;
+    float scale = 1.0f / sqrtf((float)D);
+    int64_t maxlen = 0;
+    for (int b = 0; b < B; b++) maxlen = seq_len[b] > maxlen ? seq_len[b] : maxlen;
+    int64_t per_thread = 2 * (maxlen + 16);
+    int64_t units = (int64_t)B * Hq;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t u = 0; u < units; u++) {
+        int b = (int)(u / Hq), h = (int)(u % Hq), g = h / group;
+        int64_t off = seq_off[b], L = seq_len[b];
+        float *s = scratch + (int64_t)thread_id() * per_thread;
+        const float *kbase = qkv + off * row + (int64_t)Hq * D + (int64_t)g * D;
+        const float *vbase = kbase + (int64_t)Hkv * D;
+        for (int64_t i = 0; i < L; i++) {
+            const float *q = qkv + (off + i) * row + (int64_t)h * D;
+            float m = -INFINITY;
+            for (int64_t j = 0; j <= i; j++) {
+                float v = dotf(q, kbase + j * row, D) * scale;
+                s[j] = v;
+                m = v > m ? v : m;
+            }
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t j = 0; j <= i; j++) {
+                float e = fast_expf(s[j] - m);
+                s[j] = e;
+                sum += e;
+            }
+            float inv = 1.0f / sum;
+            float *o = out + (off + i) * orow + (int64_t)h * D;
+            for (int d = 0; d < D; d++) o[d] = 0.0f;
+            for (int64_t j = 0; j <= i; j++) {
+                const float *v = vbase + j * row;
+                float p = s[j] * inv;
+#pragma omp simd
+                for (int d = 0; d < D; d++) o[d] += p * v[d];
+            }
+            if (lse) lse[(int64_t)h * N + off + i] = m + logf(sum);
+        }
+    }
+}
+
+void azr_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                            const float *lse, int64_t N, int B, const int64_t *seq_off,
+                            const int64_t *seq_len, int Hq, int Hkv, int D, float *scratch) {
+    int64_t row = (int64_t)(Hq + 2 * Hkv) * D, orow = (int64_t)Hq * D;
+    int group = Hq / Hkv;
+    float scale = 1.0f / sqrtf((float)D);
+    int64_t maxlen = 0;
+    for (int b = 0; b < B; b++) maxlen = seq_len[b] > maxlen ? seq_len[b] : maxlen;
+    int64_t per_thread = 2 * (maxlen + 16);
+    int64_t units = (int64_t)B * Hkv;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t u = 0; u < units; u++) {
+        int b = (int)(u / Hkv), g = (int)(u % Hkv);
+        int64_t off = seq_off[b], L = seq_len[b];
+        float *p = scratch + (int64_t)thread_id() * per_thread;
+        float *ds = p + maxlen + 16;
+        const float *kbase = qkv + off * row + (int64_t)Hq * D + (int64_t)g * D;
+        const float *vbase = kbase + (int64_t)Hkv * D;
+        float *dkbase = dqkv + off * row + (int64_t)Hq * D + (int64_t)g * D;
+        float *dvbase = dkbase + (int64_t)Hkv * D;
+        for (int64_t j = 0; j < L; j++) {
+            memset(dkbase + j * row, 0, (size_t)D * sizeof(float));
+            memset(dvbase + j * row, 0, (size_t)D * sizeof(float));
+        }
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            for (int64_t i = 0; i < L; i++) {
+                const float *q = qkv + (off + i) * row + (int64_t)h * D;
+                const float *dO = dout + (off + i) * orow + (int64_t)h * D;
+                const float *O = out + (off + i) * orow + (int64_t)h * D;
+                float *dq = dqkv + (off + i) * row + (int64_t)h * D;
+                float l = lse[(int64_t)h * N + off + i];
+                float Di = dotf(dO, O, D);
+                for (int64_t j = 0; j <= i; j++) {
+                    float sc = dotf(q, kbase + j * row, D) * scale;
+                    p[j] = sc - l;
+                    ds[j] = dotf(dO, vbase + j * row, D);
+                }
+#pragma omp simd
+                for (int64_t j = 0; j <= i; j++) {
+                    float pj = fast_expf(p[j]);
+                    p[j] = pj;
+                    ds[j] = pj * (ds[j] - Di) * scale;
+                }
+                for (int d = 0; d < D; d++) dq[d] = 0.0f;
+                for (int64_t j = 0; j <= i; j++) {
+                    const float *k = kbase + j * row;
+                    float *dk = dkbase + j * row, *dv = dvbase + j * row;
+                    float dsj = ds[j], pj = p[j];
+#pragma omp simd
+                    for (int d = 0; d < D; d++) {
+                        dq[d] += dsj * k[d];
+                        dk[d] += dsj * q[d];
+                        dv[d] += pj * dO[d];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void azr_attention_decode(float *out, const float *q, const float *kcache, const float *vcache,
+                          int64_t ctx, int64_t kv_stride, int Hq, int Hkv, int D, float *scratch) {
+    int group = Hq / Hkv;
+    float scale = 1.0f / sqrtf((float)D);
+    for (int h = 0; h < Hq; h++) {
+        int g = h / group;
+        const float *qh = q + (int64_t)h * D;
+        float *o = out + (int64_t)h * D;
+        for (int d = 0; d < D; d++) o[d] = 0.0f;
+        if (ctx <= 0) continue;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < ctx; j++) {
+            float v = dotf(qh, kcache + j * kv_stride + (int64_t)g * D, D) * scale;
+            scratch[j] = v;
+            m = v > m ? v : m;
+        }
+        float sum = 0.0f;
+        for (int64_t j = 0; j < ctx; j++) {
+            scratch[j] = fast_expf(scratch[j] - m);
+            sum += scratch[j];
+        }
+        float inv = 1.0f / sum;
+        for (int64_t j = 0; j < ctx; j++) {
+            const float *v = vcache + j * kv_stride + (int64_t)g * D;
+            float p = scratch[j] * inv;
+#pragma omp simd
+            for (int d = 0; d < D; d++) o[d] += p * v[d];
+        }
+    }
+}
+
+/* ---- SwiGLU ------------------------------------------------------------ */
+
+void azr_swiglu_forward(float *h, const float *gu, int64_t N, int64_t I) {
+#pragma omp parallel for schedule(static) if (N * I > 32768)
+    for (int64_t n = 0; n < N; n++) {
+        const float *g = gu + n * 2 * I, *u = g + I;
+        float *hr = h + n * I;
+#pragma omp simd
+        for (int64_t i = 0; i < I; i++) {
+            float sg = 1.0f / (1.0f + fast_expf(-g[i]));
+            hr[i] = g[i] * sg * u[i];
+        }
+    }
+}
+
+void azr_swiglu_backward(float *dgu, const float *dh, const float *gu, int64_t N, int64_t I) {
+#pragma omp parallel for schedule(static) if (N * I > 32768)
+    for (int64_t n = 0; n < N; n++) {
+        const float *g = gu + n * 2 * I, *u = g + I, *d = dh + n * I;
+        float *dg = dgu + n * 2 * I, *du = dg + I;
+#pragma omp simd
+        for (int64_t i = 0; i < I; i++) {
+            float sg = 1.0f / (1.0f + fast_expf(-g[i]));
+            float silu = g[i] * sg;
+            du[i] = d[i] * silu;
+            dg[i] = d[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+        }
+    }
+}
+
+/* ---- vocabulary log-softmax ---------------------------------------------- */
+
+void azr_vocab_logsoftmax(float *logits, int64_t rows, int64_t V, const int32_t *targets,
+                          float *logp, float *ent, float *lse, const float *dcoef) {
+#pragma omp parallel for schedule(static) if (rows * V > 65536)
+    for (int64_t r = 0; r < rows; r++) {
+        float *z = logits + r * V;
+        float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+        for (int64_t v = 0; v < V; v++) m = z[v] > m ? z[v] : m;
+        float sum = 0.0f, sz = 0.0f;
+        float zt = (targets && logp) ? z[targets[r]] : 0.0f;
+        if (dcoef) {
+#pragma omp simd reduction(+ : sum, sz)
+            for (int64_t v = 0; v < V; v++) {
+                float e = fast_expf(z[v] - m);
+                sum += e;
+                sz += e * z[v];
+                z[v] = e;
+            }
+        } else {
+#pragma omp simd reduction(+ : sum, sz)
+            for (int64_t v = 0; v < V; v++) {
+                float e = fast_expf(z[v] - m);
+                sum += e;
+                sz += e * z[v];
+            }
+        }
+        float ls = m + logf(sum);
+        if (logp) logp[r] = zt - ls;
+        if (ent) ent[r] = ls - sz / sum;
+        if (lse) lse[r] = ls;
+        if (dcoef) {
+            float c = dcoef[r];
+            float k = -c / sum;
+#pragma omp simd
+            for (int64_t v = 0; v < V; v++) z[v] *= k;
+            if (targets) z[targets[r]] += c;
+        }
+    }
+}
+
+/* ---- optimizer ----------------------------------------------------------- */
+
+double azr_sumsq(const float *x, int64_t n) {
+    double total = 0.0;
+#pragma omp parallel for reduction(+ : total) schedule(static) if (n > 65536)
+    for (int64_t blk = 0; blk < (n + 4095) / 4096; blk++) {
+        int64_t lo = blk * 4096, hi = lo + 4096 < n ? lo + 4096 : n;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = lo; i < hi; i++) s += x[i] * x[i];
+        total += (double)s;
+    }
+    return total;
+}
+
+void azr_adamw_update(float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1,
+                      float b2, float eps, float wd, int64_t t, float gscale) {
+    float bc1 = (float)(1.0 - pow((double)b1, (double)t));
+    float bc2 = (float)(1.0 - pow((double)b2, (double)t));
+    float step = lr / bc1, bc2s = sqrtf(bc2), decay = 1.0f - lr * wd;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i] * gscale;
+        float mi = m[i] + (1.0f - b1) * (gi - m[i]);
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * decay - step * mi / (sqrtf(vi) / bc2s + eps);
+    }
+}
