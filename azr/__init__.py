@@ -14,6 +14,7 @@ FormatError = _core.FormatError
 UnsupportedError = _core.UnsupportedError
 
 from .model import Model, ModelConfig  # noqa: E402
+from .optim import AdamW  # noqa: E402
 
 
 def set_num_threads(n: int) -> None:
@@ -30,5 +31,5 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
-__all__ = ["FormatError", "Model", "ModelConfig", "UnsupportedError", "get_num_threads",
+__all__ = ["AdamW", "FormatError", "Model", "ModelConfig", "UnsupportedError", "get_num_threads",
            "set_num_threads"]
