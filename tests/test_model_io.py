@@ -1,0 +1,333 @@
+"""Model files: safetensors in and out (F32/F16/BF16, sharded, aliased), the
+TinyStories-656K golden reference, and hostile inputs. Every bad input must
+raise a Python exception that names the file / tensor / field."""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+st_numpy = pytest.importorskip("safetensors.numpy")
+
+import azr  # noqa: E402
+from azr import _core  # noqa: E402
+from azr.model import Model, ModelConfig  # noqa: E402
+
+
+def _tiny_cfg(**kw) -> ModelConfig:
+    base = dict(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, model_type="llama",
+                tie_word_embeddings=False)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def _ids(B, T, V=50, seed=0):
+    return np.random.default_rng(seed).integers(0, V, (B, T))
+
+
+def _raw_safetensors(path: Path, header: dict, data: bytes) -> None:
+    """Write a safetensors file by hand (no validation) for hostile-input tests."""
+    h = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(h)) + h + data)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    m = Model.from_config(_tiny_cfg(), seed=3, init_std=0.2)
+    d = tmp_path / "m"
+    m.save_pretrained(d)
+    return m, d
+
+
+# ---- round trips --------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_save_then_transformers_loads_same_logits(tmp_path, kind):
+    cfg = _tiny_cfg(model_type=kind, tie_word_embeddings=(kind == "qwen2"),
+                    rope_theta=1e6 if kind == "qwen2" else 1e4)
+    m = Model.from_config(cfg, seed=1, init_std=0.2)
+    m.save_pretrained(tmp_path)
+    tm = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32)
+    tm.eval()
+    assert type(tm).__name__ == ("Qwen2ForCausalLM" if kind == "qwen2" else "LlamaForCausalLM")
+    ids = _ids(2, 11)
+    with torch.no_grad():
+        ref = tm(torch.tensor(ids)).logits.numpy()
+    assert np.abs(m.logits(ids) - ref).max() <= 1e-4
+    # and our reload is bit-identical
+    m2 = Model.from_pretrained(tmp_path)
+    assert m2.config == m.config
+    for k, v in m.parameters().items():
+        np.testing.assert_array_equal(m2.parameters()[k], v)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_load_half_precision_and_sharded(tmp_path, dtype):
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=40,
+                                   num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=1, tie_word_embeddings=False)
+    tm = transformers.LlamaForCausalLM(cfg).to(dtype)
+    tm.save_pretrained(tmp_path, max_shard_size="20KB")
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+    m = Model.from_pretrained(tmp_path)
+    for name, p in tm.named_parameters():
+        np.testing.assert_array_equal(m.parameters()[name], p.detach().float().numpy())
+
+
+def test_safetensors_reader_matches_reference_library(tmp_path):
+    rng = np.random.default_rng(0)
+    tensors = {"a": rng.normal(size=(3, 4)).astype(np.float32),
+               "b.c": rng.normal(size=(7,)).astype(np.float16),
+               "scalar": np.array(2.5, dtype=np.float32), "empty": np.zeros((0, 3), np.float32)}
+    st_numpy.save_file(tensors, tmp_path / "x.safetensors", metadata={"k": "v"})
+    got, meta = _core.safetensors_read(tmp_path / "x.safetensors")
+    assert meta == {"k": "v"}
+    assert set(got) == set(tensors)
+    for k, v in tensors.items():
+        np.testing.assert_array_equal(got[k], v.astype(np.float32))
+    # our writer is readable by the reference library
+    _core.safetensors_write(tmp_path / "y.safetensors", [(k, v) for k, v in got.items()],
+                            {"format": "pt"})
+    back = st_numpy.load_file(tmp_path / "y.safetensors")
+    for k, v in got.items():
+        np.testing.assert_array_equal(back[k], v)
+
+
+# ---- TinyStories-656K golden reference ----------------------------------------
+
+def test_tinystories_golden_greedy(shared_data):
+    d = shared_data / "models" / "tinystories-656k"
+    golden = json.loads((d / "golden_greedy_reference.json").read_text())
+    m = Model.from_pretrained(d)  # only lm_head.weight is stored, aliased by __metadata__
+    assert m.config.tie_word_embeddings
+    tm = transformers.LlamaForCausalLM.from_pretrained(d, dtype=torch.float32)
+    tm.eval()
+    for case in golden:
+        ids = list(case["input_ids"])
+        # first-step top-5 logits: ours, transformers and the golden file agree
+        lg = m.logits(np.array([ids]))[0, -1]
+        with torch.no_grad():
+            ref = tm(torch.tensor([ids])).logits[0, -1].numpy()
+        assert np.abs(lg - ref).max() <= 1e-4
+        top = np.argsort(-lg)[:5]
+        want = case["first_step_top5_logits"]
+        assert [int(t) for t in top] == [t for t, _ in want]
+        np.testing.assert_allclose(lg[top], [v for _, v in want], atol=1e-4)
+        # 64 greedy tokens with a naive loop over the full forward
+        seq = list(ids)
+        for _ in range(len(case["greedy_new_ids"])):
+            seq.append(int(np.argmax(m.logits(np.array([seq]))[0, -1])))
+        new = seq[len(ids):]
+        assert new == case["greedy_new_ids"]
+        # the golden file itself, checked with transformers
+        with torch.no_grad():
+            out = tm.generate(torch.tensor([ids]), max_new_tokens=len(new), do_sample=False,
+                              eos_token_id=None, pad_token_id=0)
+        assert out[0, len(ids):].tolist() == case["greedy_new_ids"]
+
+
+# ---- hostile inputs ------------------------------------------------------------
+
+def test_missing_weights_file(saved):
+    _, d = saved
+    (d / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        Model.from_pretrained(d)
+
+
+def test_missing_directory_without_gguf_layer(tmp_path):
+    with pytest.raises((FileNotFoundError, OSError, ValueError)) as ei:
+        Model.from_pretrained(tmp_path / "nope")
+    assert "nope" in str(ei.value)
+
+
+def test_truncated_file(saved):
+    _, d = saved
+    f = d / "model.safetensors"
+    raw = f.read_bytes()
+    f.write_bytes(raw[: len(raw) - 100])
+    with pytest.raises(azr.FormatError, match=r"model\.safetensors.*'model\.norm\.weight'|past the end"):
+        Model.from_pretrained(d)
+    f.write_bytes(raw[:5])
+    with pytest.raises(azr.FormatError, match="too short"):
+        Model.from_pretrained(d)
+
+
+def test_header_length_lies(saved):
+    _, d = saved
+    f = d / "model.safetensors"
+    raw = f.read_bytes()
+    f.write_bytes(struct.pack("<Q", len(raw) * 2) + raw[8:])
+    with pytest.raises(azr.FormatError, match="header length"):
+        Model.from_pretrained(d)
+
+
+def _rewrite_header(f: Path, edit) -> None:
+    raw = f.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    _raw_safetensors(f, header, raw[8 + n:])
+
+
+def test_header_offsets_overlap(saved):
+    _, d = saved
+    f = d / "model.safetensors"
+
+    def overlap(h):
+        a, b = h["model.norm.weight"], h["model.layers.0.input_layernorm.weight"]
+        b["data_offsets"] = list(a["data_offsets"])
+    _rewrite_header(f, overlap)
+    with pytest.raises(azr.FormatError, match="overlap"):
+        Model.from_pretrained(d)
+
+
+def test_header_size_disagrees_with_shape(saved):
+    _, d = saved
+    f = d / "model.safetensors"
+
+    def lie(h):
+        t = h["model.norm.weight"]
+        t["data_offsets"] = [t["data_offsets"][0], t["data_offsets"][1] - 4]
+    _rewrite_header(f, lie)
+    with pytest.raises(azr.FormatError, match=r"'model\.norm\.weight'.*need"):
+        Model.from_pretrained(d)
+
+
+@pytest.mark.parametrize("bad", ["{", "[]", '{"x": {"dtype": "F32"}}',
+                                 '{"x": {"dtype": "F99", "shape": [1], "data_offsets": [0, 4]}}',
+                                 '{"x": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}',
+                                 '{"x": {"dtype": "F32", "shape": [1], "data_offsets": [8, 4]}}'])
+def test_malformed_headers(tmp_path, bad):
+    f = tmp_path / "bad.safetensors"
+    h = bad.encode()
+    f.write_bytes(struct.pack("<Q", len(h)) + h + b"\0" * 8)
+    with pytest.raises(azr.FormatError, match="bad.safetensors"):
+        _core.safetensors_read(f)
+
+
+def test_wrong_shape_tensor(saved):
+    m, d = saved
+    tensors, _ = _core.safetensors_read(d / "model.safetensors")
+    tensors["model.layers.1.self_attn.k_proj.weight"] = np.zeros((8, 8), np.float32)
+    st_numpy.save_file(tensors, d / "model.safetensors")
+    with pytest.raises(azr.FormatError, match=r"k_proj\.weight.*\[8, 8\].*\[16, 32\]"):
+        Model.from_pretrained(d)
+
+
+def test_wrong_dtype_tensor(saved):
+    _, d = saved
+    tensors, _ = _core.safetensors_read(d / "model.safetensors")
+    tensors = {k: v for k, v in tensors.items()}
+    tensors["model.norm.weight"] = np.ones(32, np.int64)
+    st_numpy.save_file(tensors, d / "model.safetensors")
+    with pytest.raises(azr.UnsupportedError, match=r"model\.norm\.weight.*I64"):
+        Model.from_pretrained(d)
+
+
+def test_missing_and_unexpected_tensors(saved):
+    _, d = saved
+    tensors, _ = _core.safetensors_read(d / "model.safetensors")
+    t2 = dict(tensors)
+    del t2["model.layers.0.mlp.up_proj.weight"]
+    st_numpy.save_file(t2, d / "model.safetensors")
+    with pytest.raises(azr.FormatError, match=r"up_proj\.weight.*missing"):
+        Model.from_pretrained(d)
+    t3 = dict(tensors)
+    t3["model.layers.0.self_attn.o_proj.bias"] = np.zeros(32, np.float32)
+    st_numpy.save_file(t3, d / "model.safetensors")
+    with pytest.raises(azr.FormatError, match=r"unexpected tensor 'model\.layers\.0\.self_attn\.o_proj\.bias'"):
+        Model.from_pretrained(d)
+
+
+def test_sharded_index_with_missing_shard(saved):
+    _, d = saved
+    (d / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {"model.norm.weight": "model-00002-of-00002.safetensors"}}))
+    with pytest.raises(FileNotFoundError, match="model-00002-of-00002"):
+        Model.from_pretrained(d)
+    (d / "model.safetensors.index.json").write_text("{not json")
+    with pytest.raises(azr.FormatError, match="index"):
+        Model.from_pretrained(d)
+
+
+@pytest.mark.parametrize("edit,match,exc", [
+    ({"model_type": "gpt2"}, "model_type 'gpt2'", azr.UnsupportedError),
+    ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_scaling.*yarn", azr.UnsupportedError),
+    ({"rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5}}, "llama3", azr.UnsupportedError),
+    ({"use_sliding_window": True}, "use_sliding_window", azr.UnsupportedError),
+    ({"num_local_experts": 8}, "num_local_experts", azr.UnsupportedError),
+    ({"hidden_act": "gelu"}, "hidden_act 'gelu'", azr.UnsupportedError),
+    ({"num_key_value_heads": 3}, "num_key_value_heads", ValueError),
+    ({"hidden_size": -4}, "hidden_size", ValueError),
+])
+def test_bad_configs_name_the_field(saved, edit, match, exc):
+    _, d = saved
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(edit)
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(exc, match=match):
+        Model.from_pretrained(d)
+
+
+def test_config_json_not_json(saved):
+    _, d = saved
+    (d / "config.json").write_text("{oops")
+    with pytest.raises(azr.FormatError, match="config.json"):
+        Model.from_pretrained(d)
+
+
+def test_config_roundtrip_hf_dict():
+    cfg = _tiny_cfg(model_type="qwen2", tie_word_embeddings=True, rope_theta=1e6)
+    d = cfg.to_hf_dict()
+    assert d["model_type"] == "qwen2" and d["architectures"] == ["Qwen2ForCausalLM"]
+    assert ModelConfig.from_hf_dict(d) == cfg
+    hf = transformers.Qwen2Config(**{k: v for k, v in d.items() if k != "architectures"})
+    back = ModelConfig.from_hf_dict(hf.to_dict())  # transformers 5 writes rope_parameters
+    assert back.rope_theta == 1e6 and back.num_key_value_heads == 2
+
+
+def test_nonfinite_loss_names_the_position():
+    m = Model.from_config(_tiny_cfg(), seed=0)
+    m.parameters()["model.layers.1.mlp.down_proj.weight"][0, 0] = np.inf
+    ids = _ids(2, 5)
+    with pytest.raises(FloatingPointError, match="batch row 0, position 0"):
+        m.loss_and_backward(ids, ids, np.ones(ids.shape, np.float32))
+    m2 = Model.from_config(_tiny_cfg(), seed=0)
+    w = np.ones(ids.shape, np.float32)
+    w[1, 3] = np.nan
+    with pytest.raises(ValueError, match=r"weights\[1, 3\]"):
+        m2.loss_and_backward(ids, ids, w)
+
+
+def test_bad_batch_arguments():
+    m = Model.from_config(_tiny_cfg(), seed=0)
+    ids = _ids(2, 5)
+    bad = ids.copy()
+    bad[1, 2] = 50
+    with pytest.raises(ValueError, match=r"ids\[1, 2\] = 50"):
+        m.logprobs(bad, ids)
+    with pytest.raises(ValueError, match="lengths"):
+        m.logprobs(ids, ids, lengths=[3, 6])
+    with pytest.raises(ValueError, match="targets"):
+        m.logprobs(ids, ids[:, :3])
+    with pytest.raises(ValueError, match="2-D"):
+        m.logits(ids[0])
+    lp, ent = m.logprobs(np.zeros((0, 4), np.int32), np.zeros((0, 4), np.int32))
+    assert lp.shape == (0, 4)
+
+
+def test_memory_estimate_grows_with_batch():
+    cfg = _tiny_cfg()
+    m = Model.from_config(cfg)
+    small, big = m.memory_estimate(1, 8), m.memory_estimate(4, 64)
+    assert big > small > 4 * 4 * m.num_params  # params, grads, m, v + activations
+    assert m.memory_estimate(4, 64, training=False) < big
+    assert cfg.memory_estimate(4, 64) == big
