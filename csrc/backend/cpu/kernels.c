@@ -14,6 +14,11 @@
 
 #include "../blas.h"
 
+/* Below this many elements an elementwise kernel runs on one thread: a
+ * parallel region costs a few microseconds on an idle machine and whole
+ * scheduler time slices on a busy one. */
+#define AZR_PAR_MIN (1 << 18)
+
 /* exp(x) for x <= 88.7, vectorizable: Cody-Waite reduction to r in
  * [-ln2/2, ln2/2] and a degree-7 Taylor polynomial (relative error < 1e-7).
  * Inputs below -87.3 give a tiny positive number (treated as 0 by callers). */
@@ -44,6 +49,70 @@ static int thread_id(void) {
 #endif
 }
 
+/* ---- gemm ------------------------------------------------------------------ */
+
+static double gemm_seconds, gemm_flops;
+
+static double wall_now(void) {
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    return 0.0;
+#endif
+}
+
+void azr_gemm_stats(double *seconds, double *flops, int reset) {
+    if (seconds) *seconds = gemm_seconds;
+    if (flops) *flops = gemm_flops;
+    if (reset) gemm_seconds = gemm_flops = 0.0;
+}
+
+static void gemm_run(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                     int64_t ldc);
+
+void azr_gemm(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    double t0 = wall_now();
+    gemm_run(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_seconds += wall_now() - t0;
+    gemm_flops += 2.0 * (double)M * (double)N * (double)(K > 0 ? K : 0);
+}
+
+static void gemm_run(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                     int64_t ldc) {
+    int nt = 1;
+#ifdef _OPENMP
+    nt = omp_get_max_threads();
+#endif
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    if (nt <= 1 || flops < 4e6 || K <= 0) {
+        azr_sgemm(transa, transb, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C,
+                  (int)ldc);
+        return;
+    }
+    int split_n = N >= M;
+    int64_t len = split_n ? N : M;
+    int64_t blk = (len + nt - 1) / nt;
+    blk = (blk + 15) / 16 * 16;
+    int64_t nblk = (len + blk - 1) / blk;
+#pragma omp parallel for schedule(static, 1) num_threads(nt)
+    for (int64_t i = 0; i < nblk; i++) {
+        int64_t lo = i * blk, n = len - lo < blk ? len - lo : blk;
+        if (split_n) {
+            const float *b = transb ? B + lo * ldb : B + lo;
+            azr_sgemm(transa, transb, (int)M, (int)n, (int)K, alpha, A, (int)lda, b, (int)ldb,
+                      beta, C + lo, (int)ldc);
+        } else {
+            const float *a = transa ? A + lo : A + lo * lda;
+            azr_sgemm(transa, transb, (int)n, (int)N, (int)K, alpha, a, (int)lda, B, (int)ldb,
+                      beta, C + lo * ldc, (int)ldc);
+        }
+    }
+}
+
 /* ---- linear ------------------------------------------------------------ */
 
 void azr_linear_forward(float *y, const float *x, const float *w, const float *b, int64_t N,
@@ -52,11 +121,10 @@ void azr_linear_forward(float *y, const float *x, const float *w, const float *b
     if (in <= 0) {
         memset(y, 0, (size_t)(N * out) * sizeof(float));
     } else {
-        azr_sgemm(0, 1, (int)N, (int)out, (int)in, 1.0f, x, (int)in, w, (int)in, 0.0f, y,
-                  (int)out);
+        azr_gemm(0, 1, N, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
     }
     if (b) {
-#pragma omp parallel for schedule(static) if (N * out > 65536)
+#pragma omp parallel for schedule(static) if (N * out > AZR_PAR_MIN)
         for (int64_t n = 0; n < N; n++) {
             float *yr = y + n * out;
 #pragma omp simd
@@ -69,11 +137,9 @@ void azr_linear_backward(float *dx, float *dw, float *db, const float *dy, const
                          const float *w, int64_t N, int64_t in, int64_t out, int accumulate_dx) {
     if (N <= 0 || in <= 0 || out <= 0) return;
     if (dx)
-        azr_sgemm(0, 0, (int)N, (int)in, (int)out, 1.0f, dy, (int)out, w, (int)in,
-                  accumulate_dx ? 1.0f : 0.0f, dx, (int)in);
+        azr_gemm(0, 0, N, in, out, 1.0f, dy, out, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
     if (dw)
-        azr_sgemm(1, 0, (int)out, (int)in, (int)N, 1.0f, dy, (int)out, x, (int)in, 1.0f, dw,
-                  (int)in);
+        azr_gemm(1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dw, in);
     if (db) {
         for (int64_t n = 0; n < N; n++) {
             const float *r = dy + n * out;
@@ -87,7 +153,7 @@ void azr_linear_backward(float *dx, float *dw, float *db, const float *dy, const
 
 void azr_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int64_t N,
                          int64_t C, float eps) {
-#pragma omp parallel for schedule(static) if (N * C > 32768)
+#pragma omp parallel for schedule(static) if (N * C > AZR_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const float *xr = x + n * C;
         float *yr = y + n * C;
@@ -103,7 +169,7 @@ void azr_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, 
 
 void azr_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
                           const float *rstd, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static) if (N * C > 32768)
+#pragma omp parallel for schedule(static) if (N * C > AZR_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const float *xr = x + n * C, *gr = dy + n * C;
         float *dxr = dx + n * C;
@@ -130,7 +196,7 @@ void azr_rope_table(float *cos_t, float *sin_t, const int32_t *pos, int64_t N, i
     float inv[1024];
     for (int i = 0; i < half && i < 1024; i++)
         inv[i] = (float)(1.0 / pow((double)theta, (double)(2 * i) / (double)D));
-#pragma omp parallel for schedule(static) if (N * half > 16384)
+#pragma omp parallel for schedule(static) if (N * half > AZR_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         float p = (float)pos[n];
         for (int i = 0; i < half; i++) {
@@ -145,7 +211,7 @@ void azr_rope_apply(float *x, int64_t N, int nheads, int D, int64_t row_stride,
                     const float *cos_t, const float *sin_t, int inverse) {
     int half = D / 2;
     float sgn = inverse ? -1.0f : 1.0f;
-#pragma omp parallel for schedule(static) if (N * nheads * D > 32768)
+#pragma omp parallel for schedule(static) if (N * nheads * D > AZR_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const float *cr = cos_t + n * half, *sr = sin_t + n * half;
         for (int h = 0; h < nheads; h++) {
@@ -184,8 +250,10 @@ void azr_attention_forward(float *out, float *lse, const float *qkv, int64_t N, 
     int64_t maxlen = 0;
     for (int b = 0; b < B; b++) maxlen = seq_len[b] > maxlen ? seq_len[b] : maxlen;
     int64_t per_thread = 2 * (maxlen + 16);
-    int64_t units = (int64_t)B * Hq;
-#pragma omp parallel for schedule(dynamic, 1)
+    int64_t units = (int64_t)B * Hq, work = 0;
+    for (int b = 0; b < B; b++) work += seq_len[b] * seq_len[b];
+    work *= (int64_t)Hq * D;
+#pragma omp parallel for schedule(dynamic, 1) if (work > 16 * AZR_PAR_MIN)
     for (int64_t u = 0; u < units; u++) {
         int b = (int)(u / Hq), h = (int)(u % Hq), g = h / group;
         int64_t off = seq_off[b], L = seq_len[b];
@@ -230,8 +298,10 @@ void azr_attention_backward(float *dqkv, const float *dout, const float *qkv, co
     int64_t maxlen = 0;
     for (int b = 0; b < B; b++) maxlen = seq_len[b] > maxlen ? seq_len[b] : maxlen;
     int64_t per_thread = 2 * (maxlen + 16);
-    int64_t units = (int64_t)B * Hkv;
-#pragma omp parallel for schedule(dynamic, 1)
+    int64_t units = (int64_t)B * Hkv, work = 0;
+    for (int b = 0; b < B; b++) work += seq_len[b] * seq_len[b];
+    work *= (int64_t)Hq * D;
+#pragma omp parallel for schedule(dynamic, 1) if (work > 8 * AZR_PAR_MIN)
     for (int64_t u = 0; u < units; u++) {
         int b = (int)(u / Hkv), g = (int)(u % Hkv);
         int64_t off = seq_off[b], L = seq_len[b];
@@ -315,7 +385,7 @@ void azr_attention_decode(float *out, const float *q, const float *kcache, const
 /* ---- SwiGLU ------------------------------------------------------------ */
 
 void azr_swiglu_forward(float *h, const float *gu, int64_t N, int64_t I) {
-#pragma omp parallel for schedule(static) if (N * I > 32768)
+#pragma omp parallel for schedule(static) if (N * I > AZR_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const float *g = gu + n * 2 * I, *u = g + I;
         float *hr = h + n * I;
@@ -328,7 +398,7 @@ void azr_swiglu_forward(float *h, const float *gu, int64_t N, int64_t I) {
 }
 
 void azr_swiglu_backward(float *dgu, const float *dh, const float *gu, int64_t N, int64_t I) {
-#pragma omp parallel for schedule(static) if (N * I > 32768)
+#pragma omp parallel for schedule(static) if (N * I > AZR_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const float *g = gu + n * 2 * I, *u = g + I, *d = dh + n * I;
         float *dg = dgu + n * 2 * I, *du = dg + I;
@@ -346,7 +416,7 @@ void azr_swiglu_backward(float *dgu, const float *dh, const float *gu, int64_t N
 
 void azr_vocab_logsoftmax(float *logits, int64_t rows, int64_t V, const int32_t *targets,
                           float *logp, float *ent, float *lse, const float *dcoef) {
-#pragma omp parallel for schedule(static) if (rows * V > 65536)
+#pragma omp parallel for schedule(static) if (rows * V > AZR_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         float *z = logits + r * V;
         float m = -INFINITY;
@@ -388,7 +458,7 @@ void azr_vocab_logsoftmax(float *logits, int64_t rows, int64_t V, const int32_t 
 
 double azr_sumsq(const float *x, int64_t n) {
     double total = 0.0;
-#pragma omp parallel for reduction(+ : total) schedule(static) if (n > 65536)
+#pragma omp parallel for reduction(+ : total) schedule(static) if (n > AZR_PAR_MIN)
     for (int64_t blk = 0; blk < (n + 4095) / 4096; blk++) {
         int64_t lo = blk * 4096, hi = lo + 4096 < n ? lo + 4096 : n;
         float s = 0.0f;
@@ -404,7 +474,7 @@ void azr_adamw_update(float *p, const float *g, float *m, float *v, int64_t n, f
     float bc1 = (float)(1.0 - pow((double)b1, (double)t));
     float bc2 = (float)(1.0 - pow((double)b2, (double)t));
     float step = lr / bc1, bc2s = sqrtf(bc2), decay = 1.0f - lr * wd;
-#pragma omp parallel for simd schedule(static) if (n > 65536)
+#pragma omp parallel for simd schedule(static) if (n > AZR_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i] * gscale;
         float mi = m[i] + (1.0f - b1) * (gi - m[i]);
