@@ -93,6 +93,8 @@ static void gemm_run(int transa, int transb, int64_t M, int64_t N, int64_t K, fl
                   (int)ldc);
         return;
     }
+    /* OpenBLAS must not start its own threads inside ours */
+    if (AZR_BLAS_NAME(openblas_get_num_threads)() != 1) azr_blas_set_threads(1);
     int split_n = N >= M;
     int64_t len = split_n ? N : M;
     int64_t blk = (len + nt - 1) / nt;
