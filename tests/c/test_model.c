@@ -220,6 +220,46 @@ static void test_model_gradcheck(void) {
     }
 }
 
+/* The decode-step recipe documented in model.h, run token by token with a
+ * KV cache, gives the same logits as the full training forward. */
+static void test_decode_recipe(void) {
+    azr_model_config c = {.vocab_size = 13, .hidden_size = 16, .intermediate_size = 24,
+                          .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 4,
+                          .rms_eps = 1e-6f, .rope_theta = 1e6f, .qkv_bias = 1,
+                          .tie_embeddings = 1};
+    azr_model *m = NULL;
+    CHECK(azr_model_new(&c, &m) == AZR_OK);
+    if (!m) return;
+    float *p = azr_model_params(m);
+    for (int64_t i = 0; i < azr_model_num_params(m); i++) p[i] = frand() * 0.5f;
+    enum { T = 6 };
+    int32_t ids[T] = {3, 1, 4, 1, 5, 9};
+    float full[T * 13];
+    CHECK(azr_model_run(m, ids, NULL, NULL, NULL, 1, T, NULL, NULL, full, NULL) == AZR_OK);
+    int64_t C = 16, I = 24, Dq = 16, Dkv = 8, Dqkv = Dq + 2 * Dkv, L = 2;
+    float *kc = calloc((size_t)(L * T * 2 * Dkv), sizeof(float)); /* per layer (T, [k|v]) */
+    float x[16], xn[16], qkv[32], att[16], gu[48], h[24], logits[13], cs[2], sn[2], scratch[T];
+    for (int t = 0; t < T; t++) {
+        int32_t pos = t;
+        azr_model_embed(m, &ids[t], 1, x);
+        azr_rope_table(cs, sn, &pos, 1, 4, c.rope_theta);
+        for (int l = 0; l < L; l++) {
+            azr_model_attn_qkv(m, l, x, 1, xn, NULL, qkv, cs, sn);
+            float *cache = kc + (int64_t)l * T * 2 * Dkv;
+            memcpy(cache + t * 2 * Dkv, qkv + Dq, (size_t)(2 * Dkv) * sizeof(float));
+            azr_attention_decode(att, qkv, cache, cache + Dkv, t + 1, 2 * Dkv, 4, 2, 4, scratch);
+            azr_model_attn_out(m, l, att, 1, x, x);
+            azr_model_mlp(m, l, x, x, 1, xn, NULL, gu, h);
+        }
+        azr_model_head(m, x, 1, xn, NULL, logits, 1);
+        CHECK(maxdiff(logits, full + t * 13, 13) < 1e-5);
+    }
+    (void)I;
+    (void)Dqkv;
+    free(kc);
+    azr_model_free(m);
+}
+
 static void test_safetensors(void) {
     char dir[] = "/tmp/azr_test_st_XXXXXX";
     if (!mkdtemp(dir)) {
@@ -301,6 +341,7 @@ int main(void) {
     test_attention();
     test_vocab_and_adamw();
     test_model_gradcheck();
+    test_decode_recipe();
     test_safetensors();
     TEST_MAIN_END();
 }

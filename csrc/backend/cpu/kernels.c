@@ -17,7 +17,7 @@
 /* Below this many elements an elementwise kernel runs on one thread: a
  * parallel region costs a few microseconds on an idle machine and whole
  * scheduler time slices on a busy one. */
-#define AZR_PAR_MIN (1 << 18)
+#define AZR_PAR_MIN (1 << 20)
 
 /* exp(x) for x <= 88.7, vectorizable: Cody-Waite reduction to r in
  * [-ln2/2, ln2/2] and a degree-7 Taylor polynomial (relative error < 1e-7).
@@ -88,7 +88,7 @@ static void gemm_run(int transa, int transb, int64_t M, int64_t N, int64_t K, fl
     nt = omp_get_max_threads();
 #endif
     double flops = 2.0 * (double)M * (double)N * (double)K;
-    if (nt <= 1 || flops < 4e6 || K <= 0) {
+    if (nt <= 1 || flops < 3e7 || K <= 0) {
         azr_sgemm(transa, transb, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C,
                   (int)ldc);
         return;
