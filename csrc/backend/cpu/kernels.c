@@ -14,6 +14,13 @@
 
 #include "../blas.h"
 
+/* Comparisons in the vectorized loops (clamps, max) may be if-converted:
+ * nothing here relies on floating-point exception flags. Without this GCC
+ * keeps every loop that calls fast_expf scalar. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 /* Below this many elements an elementwise kernel runs on one thread: a
  * parallel region costs a few microseconds on an idle machine and whole
  * scheduler time slices on a busy one. */
@@ -23,8 +30,10 @@
  * [-ln2/2, ln2/2] and a degree-7 Taylor polynomial (relative error < 1e-7).
  * Inputs below -87.3 give a tiny positive number (treated as 0 by callers). */
 static inline float fast_expf(float x) {
-    x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-    float n = rintf(x * 1.44269504088896341f);
+    x = x < -87.3f ? -87.3f : x;
+    x = x > 88.7f ? 88.7f : x;
+    /* round to nearest by the 1.5 * 2^23 trick (vectorizes, |t| < 2^22) */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = fmaf(n, -0.693145751953125f, x);
     r = fmaf(n, -1.428606765330187045e-06f, r);
     float p = 1.0f / 5040.0f;
@@ -35,10 +44,9 @@ static inline float fast_expf(float x) {
     p = fmaf(p, r, 0.5f);
     p = fmaf(p, r, 1.0f);
     p = fmaf(p, r, 1.0f);
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    union { int32_t i; float f; } scale;
+    scale.i = ((int32_t)n + 127) << 23;
+    return p * scale.f;
 }
 
 static int thread_id(void) {
@@ -231,9 +239,18 @@ void azr_rope_apply(float *x, int64_t N, int nheads, int D, int64_t row_stride,
 
 /* ---- attention --------------------------------------------------------- */
 
+/* Attention runs in tiles of ATT_TILE query rows of one (sequence, head):
+ * S = scale * Q_tile K^T over the keys up to the tile's last row (one sgemm,
+ * reading q/k/v in place through their row strides), a causal softmax on S,
+ * then O_tile = P V (one sgemm). Only a log-sum-exp per row is kept; the
+ * backward recomputes P the same way. Per thread the scratch holds two
+ * ATT_TILE x L blocks. */
+#define ATT_TILE 64
+
 int64_t azr_attention_scratch_floats(int64_t max_seq_len, int nthreads) {
     if (nthreads < 1) nthreads = 1;
-    return (int64_t)nthreads * 2 * (max_seq_len + 16);
+    if (max_seq_len < 1) max_seq_len = 1;
+    return (int64_t)nthreads * 2 * ATT_TILE * (max_seq_len + 16);
 }
 
 static inline float dotf(const float *a, const float *b, int D) {
@@ -243,51 +260,63 @@ static inline float dotf(const float *a, const float *b, int D) {
     return s;
 }
 
+static int64_t attn_work(int B, const int64_t *seq_len, int H, int D) {
+    int64_t w = 0;
+    for (int b = 0; b < B; b++) w += seq_len[b] * seq_len[b];
+    return w * H * D;
+}
+
+static int64_t max_len(int B, const int64_t *seq_len) {
+    int64_t m = 0;
+    for (int b = 0; b < B; b++) m = seq_len[b] > m ? seq_len[b] : m;
+    return m;
+}
+
 void azr_attention_forward(float *out, float *lse, const float *qkv, int64_t N, int B,
                            const int64_t *seq_off, const int64_t *seq_len, int Hq, int Hkv, int D,
                            float *scratch) {
     int64_t row = (int64_t)(Hq + 2 * Hkv) * D, orow = (int64_t)Hq * D;
     int group = Hq / Hkv;
     float scale = 1.0f / sqrtf((float)D);
-    int64_t maxlen = 0;
-    for (int b = 0; b < B; b++) maxlen = seq_len[b] > maxlen ? seq_len[b] : maxlen;
-    int64_t per_thread = 2 * (maxlen + 16);
-    int64_t units = (int64_t)B * Hq, work = 0;
-    for (int b = 0; b < B; b++) work += seq_len[b] * seq_len[b];
-    work *= (int64_t)Hq * D;
-#pragma omp parallel for schedule(dynamic, 1) if (work > 16 * AZR_PAR_MIN)
+    int64_t maxlen = max_len(B, seq_len);
+    int64_t per_thread = 2 * ATT_TILE * (maxlen + 16);
+    int64_t tiles_per_seq = (maxlen + ATT_TILE - 1) / ATT_TILE;
+    int64_t units = (int64_t)B * Hq * tiles_per_seq;
+    if (AZR_BLAS_NAME(openblas_get_num_threads)() != 1) azr_blas_set_threads(1);
+#pragma omp parallel for schedule(dynamic, 1) if (attn_work(B, seq_len, Hq, D) > 4 * AZR_PAR_MIN)
     for (int64_t u = 0; u < units; u++) {
-        int b = (int)(u / Hq), h = (int)(u % Hq), g = h / group;
+        /* largest tiles first: tile index runs backwards */
+        int64_t tile = tiles_per_seq - 1 - u / ((int64_t)B * Hq);
+        int b = (int)((u / Hq) % B), h = (int)(u % Hq), g = h / group;
         int64_t off = seq_off[b], L = seq_len[b];
-        float *s = scratch + (int64_t)thread_id() * per_thread;
-        const float *kbase = qkv + off * row + (int64_t)Hq * D + (int64_t)g * D;
-        const float *vbase = kbase + (int64_t)Hkv * D;
-        for (int64_t i = 0; i < L; i++) {
-            const float *q = qkv + (off + i) * row + (int64_t)h * D;
+        int64_t i0 = tile * ATT_TILE;
+        if (i0 >= L) continue;
+        int64_t rows = L - i0 < ATT_TILE ? L - i0 : ATT_TILE, end = i0 + rows;
+        float *S = scratch + (int64_t)thread_id() * per_thread;
+        const float *q = qkv + (off + i0) * row + (int64_t)h * D;
+        const float *k = qkv + off * row + (int64_t)(Hq + g) * D;
+        const float *v = qkv + off * row + (int64_t)(Hq + Hkv + g) * D;
+        azr_sgemm(0, 1, (int)rows, (int)end, D, scale, q, (int)row, k, (int)row, 0.0f, S, (int)end);
+        for (int64_t r = 0; r < rows; r++) {
+            float *s = S + r * end;
+            int64_t n = i0 + r + 1; /* causal: keys 0..i */
             float m = -INFINITY;
-            for (int64_t j = 0; j <= i; j++) {
-                float v = dotf(q, kbase + j * row, D) * scale;
-                s[j] = v;
-                m = v > m ? v : m;
-            }
+            for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
             float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-            for (int64_t j = 0; j <= i; j++) {
+            for (int64_t j = 0; j < n; j++) {
                 float e = fast_expf(s[j] - m);
                 s[j] = e;
                 sum += e;
             }
             float inv = 1.0f / sum;
-            float *o = out + (off + i) * orow + (int64_t)h * D;
-            for (int d = 0; d < D; d++) o[d] = 0.0f;
-            for (int64_t j = 0; j <= i; j++) {
-                const float *v = vbase + j * row;
-                float p = s[j] * inv;
 #pragma omp simd
-                for (int d = 0; d < D; d++) o[d] += p * v[d];
-            }
-            if (lse) lse[(int64_t)h * N + off + i] = m + logf(sum);
+            for (int64_t j = 0; j < n; j++) s[j] *= inv;
+            for (int64_t j = n; j < end; j++) s[j] = 0.0f;
+            if (lse) lse[(int64_t)h * N + off + i0 + r] = m + logf(sum);
         }
+        azr_sgemm(0, 0, (int)rows, D, (int)end, 1.0f, S, (int)end, v, (int)row, 0.0f,
+                  out + (off + i0) * orow + (int64_t)h * D, (int)orow);
     }
 }
 
@@ -297,57 +326,56 @@ void azr_attention_backward(float *dqkv, const float *dout, const float *qkv, co
     int64_t row = (int64_t)(Hq + 2 * Hkv) * D, orow = (int64_t)Hq * D;
     int group = Hq / Hkv;
     float scale = 1.0f / sqrtf((float)D);
-    int64_t maxlen = 0;
-    for (int b = 0; b < B; b++) maxlen = seq_len[b] > maxlen ? seq_len[b] : maxlen;
-    int64_t per_thread = 2 * (maxlen + 16);
-    int64_t units = (int64_t)B * Hkv, work = 0;
-    for (int b = 0; b < B; b++) work += seq_len[b] * seq_len[b];
-    work *= (int64_t)Hq * D;
-#pragma omp parallel for schedule(dynamic, 1) if (work > 8 * AZR_PAR_MIN)
+    int64_t maxlen = max_len(B, seq_len);
+    int64_t per_thread = 2 * ATT_TILE * (maxlen + 16);
+    int64_t units = (int64_t)B * Hkv;
+    if (AZR_BLAS_NAME(openblas_get_num_threads)() != 1) azr_blas_set_threads(1);
+#pragma omp parallel for schedule(dynamic, 1) if (attn_work(B, seq_len, Hq, D) > 2 * AZR_PAR_MIN)
     for (int64_t u = 0; u < units; u++) {
         int b = (int)(u / Hkv), g = (int)(u % Hkv);
         int64_t off = seq_off[b], L = seq_len[b];
-        float *p = scratch + (int64_t)thread_id() * per_thread;
-        float *ds = p + maxlen + 16;
-        const float *kbase = qkv + off * row + (int64_t)Hq * D + (int64_t)g * D;
-        const float *vbase = kbase + (int64_t)Hkv * D;
-        float *dkbase = dqkv + off * row + (int64_t)Hq * D + (int64_t)g * D;
-        float *dvbase = dkbase + (int64_t)Hkv * D;
+        float *P = scratch + (int64_t)thread_id() * per_thread;
+        float *dS = P + ATT_TILE * (maxlen + 16);
+        const float *k = qkv + off * row + (int64_t)(Hq + g) * D;
+        const float *v = qkv + off * row + (int64_t)(Hq + Hkv + g) * D;
+        float *dk = dqkv + off * row + (int64_t)(Hq + g) * D;
+        float *dv = dqkv + off * row + (int64_t)(Hq + Hkv + g) * D;
         for (int64_t j = 0; j < L; j++) {
-            memset(dkbase + j * row, 0, (size_t)D * sizeof(float));
-            memset(dvbase + j * row, 0, (size_t)D * sizeof(float));
+            memset(dk + j * row, 0, (size_t)D * sizeof(float));
+            memset(dv + j * row, 0, (size_t)D * sizeof(float));
         }
         for (int h = g * group; h < (g + 1) * group; h++) {
-            for (int64_t i = 0; i < L; i++) {
-                const float *q = qkv + (off + i) * row + (int64_t)h * D;
-                const float *dO = dout + (off + i) * orow + (int64_t)h * D;
-                const float *O = out + (off + i) * orow + (int64_t)h * D;
-                float *dq = dqkv + (off + i) * row + (int64_t)h * D;
-                float l = lse[(int64_t)h * N + off + i];
-                float Di = dotf(dO, O, D);
-                for (int64_t j = 0; j <= i; j++) {
-                    float sc = dotf(q, kbase + j * row, D) * scale;
-                    p[j] = sc - l;
-                    ds[j] = dotf(dO, vbase + j * row, D);
-                }
+            for (int64_t i0 = 0; i0 < L; i0 += ATT_TILE) {
+                int64_t rows = L - i0 < ATT_TILE ? L - i0 : ATT_TILE, end = i0 + rows;
+                const float *q = qkv + (off + i0) * row + (int64_t)h * D;
+                const float *dO = dout + (off + i0) * orow + (int64_t)h * D;
+                const float *O = out + (off + i0) * orow + (int64_t)h * D;
+                float *dq = dqkv + (off + i0) * row + (int64_t)h * D;
+                /* P = exp(scale q k^T - lse), dP = dO v^T */
+                azr_sgemm(0, 1, (int)rows, (int)end, D, scale, q, (int)row, k, (int)row, 0.0f, P,
+                          (int)end);
+                azr_sgemm(0, 1, (int)rows, (int)end, D, 1.0f, dO, (int)orow, v, (int)row, 0.0f, dS,
+                          (int)end);
+                for (int64_t r = 0; r < rows; r++) {
+                    float *p = P + r * end, *ds = dS + r * end;
+                    int64_t n = i0 + r + 1;
+                    float l = lse[(int64_t)h * N + off + i0 + r];
+                    float Di = dotf(dO + r * orow, O + r * orow, D);
 #pragma omp simd
-                for (int64_t j = 0; j <= i; j++) {
-                    float pj = fast_expf(p[j]);
-                    p[j] = pj;
-                    ds[j] = pj * (ds[j] - Di) * scale;
-                }
-                for (int d = 0; d < D; d++) dq[d] = 0.0f;
-                for (int64_t j = 0; j <= i; j++) {
-                    const float *k = kbase + j * row;
-                    float *dk = dkbase + j * row, *dv = dvbase + j * row;
-                    float dsj = ds[j], pj = p[j];
-#pragma omp simd
-                    for (int d = 0; d < D; d++) {
-                        dq[d] += dsj * k[d];
-                        dk[d] += dsj * q[d];
-                        dv[d] += pj * dO[d];
+                    for (int64_t j = 0; j < n; j++) {
+                        float pj = fast_expf(p[j] - l);
+                        p[j] = pj;
+                        ds[j] = pj * (ds[j] - Di) * scale;
                     }
+                    for (int64_t j = n; j < end; j++) p[j] = ds[j] = 0.0f;
                 }
+                /* dq = dS k ; dk += dS^T q ; dv += P^T dO */
+                azr_sgemm(0, 0, (int)rows, D, (int)end, 1.0f, dS, (int)end, k, (int)row, 0.0f, dq,
+                          (int)row);
+                azr_sgemm(1, 0, (int)end, D, (int)rows, 1.0f, dS, (int)end, q, (int)row, 1.0f, dk,
+                          (int)row);
+                azr_sgemm(1, 0, (int)end, D, (int)rows, 1.0f, P, (int)end, dO, (int)orow, 1.0f, dv,
+                          (int)row);
             }
         }
     }
