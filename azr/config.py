@@ -45,6 +45,8 @@ class TrainerConfig:
     prompt_style: str = "auto"            # auto: chat template if the tokenizer has one, else plain
     templates: str = ""                   # TOML file overriding azr.tasks.PromptTemplates fields
     # --- self-play sizes
+    task_types: list[str] = field(default_factory=lambda: ["deduction", "abduction", "induction"])
+    roles: list[str] = field(default_factory=lambda: ["propose", "solve"])  # solve only = fixed buffers
     batch_size: int = 64                  # B: prompts per task type and role per step
     n_learnability: int = 8               # n: solver rollouts that estimate a proposal's solve rate
     k_references: int = 6                 # K: reference triplets in a proposer prompt
@@ -171,6 +173,11 @@ class TrainerConfig:
         for k, allowed in CHOICES.items():
             if getattr(self, k) not in allowed:
                 raise ValueError(f"config field {k!r} = {getattr(self, k)!r} is not one of {allowed}")
+        for k, allowed in (("task_types", ("deduction", "abduction", "induction")), ("roles", ("propose", "solve"))):
+            v = getattr(self, k)
+            if not v or any(x not in allowed for x in v) or len(set(v)) != len(v):
+                raise ValueError(f"config field {k!r} = {v!r} must be a non-empty list of distinct values "
+                                 f"from {allowed}")
         positive = ["steps", "batch_size", "n_learnability", "induction_inputs", "max_new_tokens_propose",
                     "max_new_tokens_solve", "ppo_epochs", "micro_batch", "executor_workers"]
         for k in positive:

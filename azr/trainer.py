@@ -151,6 +151,25 @@ def _load_tree(path_npz: Path, path_json: Path) -> Any:
     return dec(tree)
 
 
+def _load_tokenizer(cfg: TrainerConfig) -> Any:
+    """The tokenizer when the model came without one (e.g. a checkpoint dir):
+    ``config.tokenizer``, else the tokenizer files of ``config.model``."""
+    from .tokenizer import Tokenizer
+
+    if cfg.tokenizer:
+        return Tokenizer.from_pretrained(cfg.tokenizer)
+    p = Path(cfg.model)
+    if p.is_dir() and any((p / n).is_file() for n in ("tokenizer.json", "vocab.json")):
+        return Tokenizer.from_pretrained(str(p))
+    from .model import Model
+
+    tok = getattr(Model.from_pretrained(cfg.model), "tokenizer", None)
+    if tok is None:
+        raise ValueError(f"model {cfg.model!r} has no tokenizer files; set config field 'tokenizer' to a "
+                         f"tokenizer directory")
+    return tok
+
+
 # ------------------------------------------------------------------- trainer
 class Trainer:
     """Absolute Zero self-play. See the module docstring for the step.
@@ -161,8 +180,11 @@ class Trainer:
     (default ``azr.Executor`` from the config's sandbox fields, closed by
     :meth:`close`), ``optimizer`` (default ``azr.AdamW``), ``ref_model`` (only
     for ``kl_coef > 0``), ``monitors`` (default: the built-in patterns plus
-    ``config.monitor_patterns``) and ``callbacks`` (objects with optional
-    ``on_step(trainer, metrics)`` and ``on_rollouts(trainer, rollouts)``).
+    ``config.monitor_patterns``), ``callbacks`` (objects with optional
+    ``on_step(trainer, metrics)`` and ``on_rollouts(trainer, rollouts)``),
+    ``templates`` (default: ``config.templates`` or :class:`PromptTemplates`)
+    and ``optimizer_factory(model, config)`` (used when ``optimizer`` is None;
+    handy for :meth:`resume`, which builds the model itself).
     """
 
     def __init__(self, config: TrainerConfig, model: Any = None, executor: Any = None, tokenizer: Any = None,
@@ -180,12 +202,7 @@ class Trainer:
         if tokenizer is None:
             tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:
-            if not cfg.tokenizer:
-                raise ValueError(f"model {cfg.model!r} has no tokenizer files; set config field 'tokenizer' "
-                                 f"to a tokenizer directory")
-            from .tokenizer import Tokenizer
-
-            tokenizer = Tokenizer.from_pretrained(cfg.tokenizer)
+            tokenizer = _load_tokenizer(cfg)
         self.tokenizer = tokenizer
         self._own_executor = executor is None
         if executor is None:
@@ -339,7 +356,7 @@ class Trainer:
         rolls: list[Rollout] = []
         meta: list[str] = []
         self._phase("propose")
-        for kind in TASK_TYPES:
+        for kind in cfg.task_types:
             for _ in range(cfg.batch_size):
                 if kind == "induction":
                     pool = self.buffers.program_pool()
@@ -431,7 +448,7 @@ class Trainer:
         cfg = self.config
         rolls: list[Rollout] = []
         items: list[tuple[Task, Any]] = []
-        for kind in TASK_TYPES:
+        for kind in cfg.task_types:
             for task in self.buffers[kind].sample(cfg.batch_size, self.rng, newest[kind]):
                 ids, full, held = self._solver_prompt(task)
                 rolls.append(Rollout(kind, "solve", ids, full, None, item=task))
@@ -557,8 +574,11 @@ class Trainer:
         self._times = {"generate": 0.0, "execute": 0.0, "update": 0.0}
         self._gen_tokens = 0
         t0 = time.perf_counter()
-        prop, newest = self._propose(step)
-        solve = self._solve(step, newest)
+        prop: list[Rollout] = []
+        newest: dict[str, list[Task]] = {k: [] for k in TASK_TYPES}
+        if "propose" in self.config.roles:
+            prop, newest = self._propose(step)
+        solve = self._solve(step, newest) if "solve" in self.config.roles else []
         rolls = prop + solve
         for r in rolls:
             r.reward, r.dropped = self.monitors.adjust(r.reward, r.flags)

@@ -484,3 +484,55 @@ def test_executor_built_by_trainer_is_closed(tmp_path, monkeypatch):
     with trmod.Trainer(cfg, model=FakeModel(), optimizer_factory=lambda m, c: FakeAdamW(m)) as tr:
         ex = tr.executor
     assert made == [(cfg.executor_workers, cfg.executor_timeout, cfg.executor_memory_mb)] and ex.closed
+
+
+class FakeBanditModel(FakeModel):
+    """Answers a deduction prompt right with probability sigmoid(theta),
+    theta = w[0]. The first answer token ('R' or 'W') carries the choice's
+    log-prob and the rest are deterministic (log-prob 0), so
+    loss_and_backward's gradient is the true score function of this policy."""
+
+    def _theta(self):
+        return float(self.params["w"][0])
+
+    def _logp(self, toks):
+        toks = np.asarray(toks)
+        s = 1.0 / (1.0 + np.exp(-self._theta()))
+        return np.where(toks == ord("R"), np.log(s), np.where(toks == ord("W"), np.log1p(-s), 0.0)).astype(np.float32)
+
+    def _answer(self, prompt, rng):
+        v = run_known(blocks(prompt, "python")[0], blocks(prompt, "input")[0])
+        s = 1.0 / (1.0 + np.exp(-self._theta()))
+        if rng.random() < s:
+            return f"R</think><answer>```output\n{v!r}\n```</answer>"
+        return f"W</think><answer>```output\n{v + 1!r}\n```</answer>"
+
+    def loss_and_backward(self, ids, targets, weights, lengths=None):
+        self.lb_calls.append(None)
+        lp, valid = self._rows_logp(targets, lengths)
+        w = np.where(valid, weights, 0)
+        s = 1.0 / (1.0 + np.exp(-self._theta()))
+        dlogp = np.where(targets == ord("R"), 1 - s, np.where(targets == ord("W"), -s, 0.0))
+        self._grads["w"][0] += float(-(w * dlogp).sum())
+        return float(-(w * lp).sum()), lp, np.zeros_like(lp)
+
+
+def test_learning_signal_has_the_right_sign(tmp_path):
+    """On a fixed buffer of easy deduction tasks (solver role only), the
+    solver reward rises over the steps: rewards -> advantages -> weights ->
+    loss_and_backward -> optimizer step all have the right sign."""
+    seeds = tmp_path / "easy.jsonl"
+    seeds.write_text("".join(json.dumps({"snippet": "def f(x):\n    return x + 1", "input": str(i), "output": "",
+                                         "imports": []}) + "\n" for i in range(8)))
+    cfg = make_config(tmp_path, seed_files=[str(seeds)], roles=["solve"], task_types=["deduction"], batch_size=8,
+                      steps=30, save_every=0)
+    model = FakeBanditModel()
+    rec = Recorder()
+    tr = build_trainer(cfg, model=model, executor=FakeExecutor(), optimizer=FakeAdamW(model, lr=5.0),
+                       callbacks=[rec])
+    tr.train()
+    rewards = [m["tasks"]["deduction"]["solve"]["mean_reward"] for m in rec.metrics]
+    assert all(m["tasks"]["abduction"]["solve"]["count"] == 0 for m in rec.metrics)
+    assert all(m["tasks"]["deduction"]["propose"]["count"] == 0 for m in rec.metrics)
+    assert np.mean(rewards[-10:]) > np.mean(rewards[:10]) + 0.3
+    assert model._theta() > 1.0
