@@ -505,6 +505,8 @@ class Trainer:
             if old.shape != (len(r.completion.token_ids),):
                 raise RuntimeError(f"a completion has {len(r.completion.token_ids)} tokens but "
                                    f"{old.shape} model_logprobs")
+            if not r.prompt_ids:
+                raise ValueError("a rollout has an empty prompt; the first response token has no context")
             rows.append((full, len(r.prompt_ids), old))
         T = max(len(f) - 1 for f, _, _ in rows)
         ids = np.zeros((N, T), np.int32)
@@ -519,7 +521,8 @@ class Trainer:
             old_lp[b, P - 1:L] = old
             mask[b, P - 1:L] = 0 if groups[b] < 0 else 1
             lengths[b] = L
-        order = list(range(N))
+        # micro-batches of similar lengths waste less padding
+        order = [int(i) for i in np.argsort(lengths, kind="stable")]
         mb = cfg.micro_batch
         need_fwd = cfg.entropy_coef > 0
         ref_lp = None

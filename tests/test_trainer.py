@@ -329,9 +329,14 @@ def test_step_data_flow(tmp_path, aggregation, adv_mode):
         for b in range(ids.shape[0]):
             rows.append((ids[b, :L[b]], tgt[b, :L[b]], w[b], int(L[b])))
     assert len(rows) == len(train)
+    # rows may come in any order (micro-batches group similar lengths): match them by content
+    by_content = {}
+    for ids, tgt, w, L in rows:
+        by_content.setdefault(tuple(ids) + (tgt[-1],), []).append((ids, tgt, w, L))
     n_tok = sum(lens)
-    for r, a, (ids, tgt, w, L) in zip(train, adv, rows):
+    for r, a in zip(train, adv):
         full = r.prompt_ids + r.completion.token_ids
+        ids, tgt, w, L = by_content[tuple(full)].pop()
         assert list(ids) == full[:-1] and list(tgt) == full[1:]
         P = len(r.prompt_ids)
         c = 1.0 / n_tok if aggregation == "token-mean" else 1.0 / (len(train) * len(r.completion.token_ids))
@@ -424,6 +429,8 @@ def test_monitor_drop_removes_samples_from_update(tmp_path):
     train = [r for r in rolls if len(r.completion.token_ids) > 0]
     weights = [w[b] for _, _, w, _ in model.lb_calls for b in range(w.shape[0])]
     assert len(weights) == len(train)
+    order = np.argsort([len(r.prompt_ids) + len(r.completion.token_ids) for r in train], kind="stable")
+    train = [train[i] for i in order]
     for r, w in zip(train, weights):
         if r.dropped:
             assert np.all(w == 0)
