@@ -10,9 +10,10 @@ Presets:
 
 - ``paper``: the paper's sizes (B = 64 per task type and role, n = 8
   learnability rollouts, K = 6 references, 8192-token responses, lr 1e-6,
-  500 steps).
+  500 steps, buffers seeded by the base model up to 4 x B tasks per type).
 - ``quickstart``: sized so a 2-core CPU finishes a handful of steps of a
-  135M-parameter model in minutes (B = 2, n = 4, K = 3, short responses).
+  135M-parameter model in minutes (B = 2, n = 4, K = 3, short responses, one
+  seeding round).
 """
 from __future__ import annotations
 
@@ -210,11 +211,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(batch_size=64, n_learnability=8, k_references=6, induction_inputs=10,
                   max_new_tokens_propose=8192, max_new_tokens_solve=8192, temperature=1.0, top_p=1.0,
                   lr=1e-6, max_grad_norm=1.0, steps=500, buffer_capacity=16384, micro_batch=8,
-                  seed_min=0, seed_rounds=0),
+                  seed_min=256, seed_rounds=16),
     "quickstart": dict(batch_size=2, n_learnability=4, k_references=3, induction_inputs=4,
                        max_new_tokens_propose=256, max_new_tokens_solve=160, temperature=1.0, top_p=1.0,
                        lr=1e-6, max_grad_norm=1.0, steps=5, buffer_capacity=4096, micro_batch=4,
-                       executor_workers=2, executor_timeout=5.0, seed_min=0, seed_rounds=0),
+                       executor_workers=2, executor_timeout=5.0, seed_min=4, seed_rounds=1),
 }
 
 

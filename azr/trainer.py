@@ -734,9 +734,19 @@ class Trainer:
             ck = Path(checkpoint)
         if not (ck / "trainer_state.json").is_file():
             raise FileNotFoundError(f"checkpoint {ck} is incomplete (no trainer_state.json)")
-        state = json.loads((ck / "trainer_state.json").read_text(encoding="utf-8"))
+        try:
+            state = json.loads((ck / "trainer_state.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"checkpoint {ck}: trainer_state.json is not valid JSON ({e})") from None
         if not isinstance(state, dict) or state.get("version") != 1:
-            raise ValueError(f"checkpoint {ck}: unsupported trainer_state.json")
+            raise ValueError(f"checkpoint {ck}: unsupported trainer_state.json (expected version 1)")
+        for k in ("config", "step", "rng"):
+            if k not in state:
+                raise ValueError(f"checkpoint {ck}: trainer_state.json lacks {k!r}")
+        if not isinstance(state["step"], int) or state["step"] < 0:
+            raise ValueError(f"checkpoint {ck}: trainer_state.json 'step' must be an integer >= 0")
+        if not isinstance(state["config"], dict):
+            raise ValueError(f"checkpoint {ck}: trainer_state.json 'config' must be an object")
         cfg = TrainerConfig.from_dict(state["config"], where=f"{ck}/trainer_state.json")
         cfg.out = str(run)
         cfg.override(overrides)
@@ -748,7 +758,10 @@ class Trainer:
         tr = cls(cfg, model=model, **kwargs)
         tr.optimizer.load_state_dict(_load_tree(ck / "optimizer.npz", ck / "optimizer.json"))
         tr.buffers = Buffers.load(ck / "buffers.json")
-        tr.rng.bit_generator.state = state["rng"]
+        try:
+            tr.rng.bit_generator.state = state["rng"]
+        except (TypeError, ValueError, KeyError) as e:
+            raise ValueError(f"checkpoint {ck}: trainer_state.json has an invalid 'rng' state ({e})") from None
         tr.step_count = int(state["step"])
         tr.seeded = bool(state.get("seeded", True))
         tr.monitors.counts.update(state.get("monitor_counts", {}))

@@ -227,7 +227,8 @@ class FakeExecutor:
 
 def make_config(tmp_path, **kw):
     base = dict(out=str(tmp_path / "run"), batch_size=3, n_learnability=4, k_references=2, micro_batch=4,
-                progress=False, induction_inputs=4, max_new_tokens_propose=400, max_new_tokens_solve=400)
+                progress=False, induction_inputs=4, max_new_tokens_propose=400, max_new_tokens_solve=400,
+                seed_min=0, seed_rounds=0)
     base.update(kw)
     return TrainerConfig.preset("quickstart", **base)
 
@@ -399,7 +400,8 @@ def test_cli_train_and_resume(tmp_path, capsys):
     out = tmp_path / "runs" / "q"
     kw = lambda: dict(executor=FakeExecutor(), optimizer_factory=lambda m, c: FakeAdamW(m))  # noqa: E731
     rc = cli_main(["train", "--preset", "quickstart", "--steps", "2", "--out", str(out), "--no-progress",
-                   "--set", "batch_size=2", "--set", "n_learnability=2"], model=FakeModel(), **kw())
+                   "--set", "batch_size=2", "--set", "n_learnability=2", "--set", "seed_rounds=0"],
+                  model=FakeModel(), **kw())
     assert rc == 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     assert (out / "config.toml").is_file()
@@ -543,3 +545,21 @@ def test_learning_signal_has_the_right_sign(tmp_path):
     assert all(m["tasks"]["deduction"]["propose"]["count"] == 0 for m in rec.metrics)
     assert np.mean(rewards[-10:]) > np.mean(rewards[:10]) + 0.3
     assert model._theta() > 1.0
+
+
+def test_resume_rejects_damaged_checkpoint(tmp_path):
+    tr = make_trainer(make_config(tmp_path, steps=1))
+    tr.train()
+    state = Path(tr.config.out) / "checkpoints" / "step_000001" / "trainer_state.json"
+    good = json.loads(state.read_text())
+    kw = dict(model_loader=FakeModel.from_pretrained, executor=FakeExecutor(),
+              optimizer_factory=lambda m, c: FakeAdamW(m))
+    for bad, msg in [({**good, "rng": {"bit_generator": "nope"}}, "invalid 'rng'"),
+                     ({**good, "step": -3}, "'step' must be"),
+                     ({**good, "config": {**good["config"], "batch_size": "x"}}, "field 'batch_size'")]:
+        state.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=msg):
+            Trainer.resume(tr.config.out, **kw)
+    state.write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Trainer.resume(tr.config.out, **kw)
