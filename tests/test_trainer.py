@@ -49,6 +49,13 @@ def run_known(prog: str, inp: str):
     return fn(ast.literal_eval(inp))
 
 
+def safe_repr(prog: str, inp: str) -> str | None:
+    try:
+        return repr(run_known(prog, inp))
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def blocks(text: str, tag: str) -> list[str]:
     return re.findall(r"```" + tag + r"\n(.*?)\n```", text, re.DOTALL)
 
@@ -108,12 +115,12 @@ class FakeModel:
             return f"hmm</think><answer>```output\n{ans}\n```"  # stopped at </answer>
         if "Find an input" in prompt:
             prog, out = blocks(prompt, "python")[0], blocks(prompt, "output")[0]
-            cands = [str(x) for x in range(-20, 21) if repr(run_known(prog, str(x))) == out]
+            cands = [str(x) for x in range(-20, 21) if safe_repr(prog, str(x)) == out]
             ans = cands[0] if (right and cands) else "'no'"
             return f"hmm</think><answer>```input\n{ans}\n```</answer>"
         if "maps each of these inputs" in prompt:
             shown = list(zip(blocks(prompt, "input"), blocks(prompt, "output")))
-            fits = [p for p in NAMES if all(repr(run_known(p, i)) == o for i, o in shown)]
+            fits = [p for p in NAMES if all(safe_repr(p, i) == o for i, o in shown)]
             prog = fits[0] if (right and fits) else "def f(x):\n    return None"
             return f"hmm</think><answer>```python\n{prog}\n```</answer>"
         raise AssertionError("unexpected prompt: " + prompt[:200])
