@@ -54,6 +54,7 @@ class TrainerConfig:
     induction_inputs: int = 10            # inputs an induction proposal asks for
     induction_min_pairs: int = 2          # valid input/output pairs an induction task needs
     # --- generation
+    max_prompt_tokens: int = 0            # longer prompts: fewer references, else the prompt is skipped (0 = no limit)
     max_new_tokens_propose: int = 8192
     max_new_tokens_solve: int = 8192
     temperature: float = 1.0
@@ -184,7 +185,7 @@ class TrainerConfig:
         for k in positive:
             if getattr(self, k) < 1:
                 raise ValueError(f"config field {k!r} must be >= 1, got {getattr(self, k)}")
-        nonneg = ["k_references", "top_k", "max_slots", "kv_budget_mb", "weight_decay", "clip_low",
+        nonneg = ["max_prompt_tokens", "k_references", "top_k", "max_slots", "kv_budget_mb", "weight_decay", "clip_low",
                   "clip_high", "entropy_coef", "kl_coef", "seed_limit", "seed_min", "seed_rounds",
                   "buffer_capacity", "save_every", "keep_checkpoints", "monitor_penalty", "max_grad_norm"]
         for k in nonneg:
@@ -210,10 +211,10 @@ class TrainerConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(batch_size=64, n_learnability=8, k_references=6, induction_inputs=10,
                   max_new_tokens_propose=8192, max_new_tokens_solve=8192, temperature=1.0, top_p=1.0,
-                  lr=1e-6, max_grad_norm=1.0, steps=500, buffer_capacity=16384, micro_batch=8,
+                  lr=1e-6, max_grad_norm=1.0, steps=500, buffer_capacity=16384, micro_batch=8, max_prompt_tokens=6144,
                   seed_min=256, seed_rounds=16),
     "quickstart": dict(batch_size=2, n_learnability=4, k_references=3, induction_inputs=4,
-                       max_new_tokens_propose=256, max_new_tokens_solve=160, temperature=1.0, top_p=1.0,
+                       max_new_tokens_propose=256, max_new_tokens_solve=160, max_prompt_tokens=2048, temperature=1.0, top_p=1.0,
                        lr=1e-6, max_grad_norm=1.0, steps=5, buffer_capacity=4096, micro_batch=4,
                        executor_workers=2, executor_timeout=5.0, seed_min=4, seed_rounds=1),
 }

@@ -243,6 +243,7 @@ class Trainer:
         self.seeded = False
         self._times: dict[str, float] = {}
         self._gen_tokens = 0
+        self._skipped_long = 0
         self._bar: Any = None
         self.last_metrics: dict[str, Any] | None = None
 
@@ -300,6 +301,9 @@ class Trainer:
             return fn(*args)
         finally:
             self._times["execute"] = self._times.get("execute", 0.0) + time.perf_counter() - t
+
+    def _too_long(self, ids: list[int]) -> bool:
+        return bool(self.config.max_prompt_tokens) and len(ids) > self.config.max_prompt_tokens
 
     def _prompt(self, user_text: str) -> tuple[list[int], str]:
         return build_prompt_ids(self.tokenizer, user_text, self.style, self.templates)
@@ -369,6 +373,12 @@ class Trainer:
                     prog = ""
                     text = proposer_text(kind, self.templates, refs)
                 ids, full = self._prompt(text)
+                while kind != "induction" and self._too_long(ids) and refs:
+                    refs = refs[:-1]  # fewer references until the prompt fits
+                    ids, full = self._prompt(proposer_text(kind, self.templates, refs))
+                if self._too_long(ids):
+                    self._skipped_long += 1
+                    continue
                 rolls.append(Rollout(kind, "propose", ids, full, None))
                 meta.append(prog)
         outs = self._generate([r.prompt_ids for r in rolls], 1, cfg.max_new_tokens_propose,
@@ -412,10 +422,16 @@ class Trainer:
 
     def _learnability(self, rolls: list[Rollout], step: int) -> None:
         cfg = self.config
-        valid = [r for r in rolls if r.item is not None]
-        prompts, items = [], []
-        for r in valid:
+        prompts, items, valid = [], [], []
+        for r in rolls:
+            if r.item is None:
+                continue
             ids, _, held = self._solver_prompt(r.item)
+            if self._too_long(ids):  # a task nobody can be shown is not a valid task
+                r.item, r.outcome, r.reason = None, "invalid", "solver prompt longer than max_prompt_tokens"
+                self._skipped_long += 1
+                continue
+            valid.append(r)
             prompts.append(ids)
             items.append((r.item, held))
         self._phase("learnability")
@@ -451,6 +467,9 @@ class Trainer:
         for kind in cfg.task_types:
             for task in self.buffers[kind].sample(cfg.batch_size, self.rng, newest[kind]):
                 ids, full, held = self._solver_prompt(task)
+                if self._too_long(ids):
+                    self._skipped_long += 1
+                    continue
                 rolls.append(Rollout(kind, "solve", ids, full, None, item=task))
                 items.append((task, held))
         self._phase("solve")
@@ -576,6 +595,7 @@ class Trainer:
         step = self.step_count + 1
         self._times = {"generate": 0.0, "execute": 0.0, "update": 0.0}
         self._gen_tokens = 0
+        self._skipped_long = 0
         t0 = time.perf_counter()
         prop: list[Rollout] = []
         newest: dict[str, list[Task]] = {k: [] for k in TASK_TYPES}
@@ -639,6 +659,7 @@ class Trainer:
             "buffer": self.buffers.sizes(),
             "time": {**{k: round(v, 6) for k, v in self._times.items()}, "total": round(total, 6)},
             "generated_tokens": self._gen_tokens,
+            "skipped_long_prompts": self._skipped_long,
             "tokens_per_s": (self._gen_tokens / gen_t) if gen_t > 0 else None,
             "peak_memory_mb": round(_peak_memory_mb(), 1),
             "monitor_counts": dict(self.monitors.counts),
@@ -676,6 +697,7 @@ class Trainer:
                     self.save()
             if not cfg.save_every or self.step_count % cfg.save_every:
                 self.save()
+            self.buffers.export_jsonl(self.run_dir / "buffers")  # readable tasks, the paper's seed format
         finally:
             if self._bar is not None:
                 self._bar.close()

@@ -235,7 +235,7 @@ class FakeExecutor:
 def make_config(tmp_path, **kw):
     base = dict(out=str(tmp_path / "run"), batch_size=3, n_learnability=4, k_references=2, micro_batch=4,
                 progress=False, induction_inputs=4, max_new_tokens_propose=400, max_new_tokens_solve=400,
-                seed_min=0, seed_rounds=0)
+                seed_min=0, seed_rounds=0, max_prompt_tokens=0)
     base.update(kw)
     return TrainerConfig.preset("quickstart", **base)
 
@@ -570,3 +570,34 @@ def test_resume_rejects_damaged_checkpoint(tmp_path):
     state.write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         Trainer.resume(tr.config.out, **kw)
+
+
+def test_long_prompts_drop_references_then_skip(tmp_path):
+    seeds = tmp_path / "s.jsonl"
+    long_input = "[" + "1, " * 400 + "1]"
+    seeds.write_text(json.dumps({"snippet": "def f(a):\n    return a", "input": long_input, "output": ""})
+                     + "\n" + json.dumps({"snippet": "def f(x):\n    return x * 2", "input": "3", "output": ""})
+                     + "\n")
+    limit = 1500
+    # solver only: the task whose prompt is too long is never shown
+    cfg = make_config(tmp_path / "a", seed_files=[str(seeds)], max_prompt_tokens=limit, task_types=["deduction"],
+                      roles=["solve"], batch_size=6)
+    rec = Recorder()
+    m = make_trainer(cfg, FakeModel(), callbacks=[rec]).step()
+    solves = rec.rollouts[0]
+    assert m["skipped_long_prompts"] > 0
+    assert len(solves) == 6 - m["skipped_long_prompts"] and all(r.item.input == "3" for r in solves)
+    # proposer prompts fit by showing fewer references
+    cfg = make_config(tmp_path / "b", seed_files=[str(seeds)], max_prompt_tokens=limit, task_types=["deduction"],
+                      k_references=2, batch_size=4)
+    rec = Recorder()
+    tr = make_trainer(cfg, FakeModel(), callbacks=[rec])
+    tr.step()
+    props = [r for r in rec.rollouts[0] if r.role == "propose"]
+    assert len(props) == 4 and all(len(r.prompt_ids) <= limit for r in props)
+    # K = 2 references from {long, short}: the long one never fits, so at most one is shown
+    assert all("Example 2" not in r.prompt_text and long_input not in r.prompt_text for r in props)
+    assert any("Example 1" in r.prompt_text for r in props)
+    tr.train(steps=2)
+    exported = (Path(cfg.out) / "buffers" / "deduction.jsonl").read_text().splitlines()
+    assert len(exported) == len(tr.buffers["deduction"])
