@@ -3,12 +3,22 @@
 Public API (each piece documented in its own module):
 
 - ``azr.set_num_threads(n)`` / ``azr.get_num_threads()``: threads for the C kernels.
+- Self-play: ``azr.Trainer``, ``azr.TrainerConfig`` (trainer.py, config.py), the task
+  types and prompt templates (``azr.tasks``), buffers (``azr.buffers``), oversight
+  monitors (``azr.monitors``) and the RL math (``azr.rl``).
 """
 from __future__ import annotations
 
 from ._native import _core
 
 __version__ = "0.1.0"
+
+from . import rl, tasks  # noqa: E402
+from .buffers import Buffers, TaskBuffer  # noqa: E402
+from .config import TrainerConfig  # noqa: E402
+from .monitors import CallableMonitor, MonitorSet, PatternMonitor  # noqa: E402
+from .tasks import PromptTemplates, Task  # noqa: E402
+from .trainer import Trainer, build_trainer  # noqa: E402
 
 FormatError = _core.FormatError
 UnsupportedError = _core.UnsupportedError
@@ -31,5 +41,4 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
-__all__ = ["AdamW", "FormatError", "Model", "ModelConfig", "UnsupportedError", "get_num_threads",
-           "set_num_threads"]
+__all__ = sorted(n for n in dir() if not n.startswith("_") and n != "annotations")

@@ -1,0 +1,306 @@
+"""`TrainerConfig`: every knob of an Absolute Zero self-play run.
+
+Build one from a preset (``TrainerConfig.preset("quickstart")``), a TOML file
+(``TrainerConfig.from_toml(path)``, top-level keys = field names, optionally
+``preset = "..."`` as the base) and/or overrides (``cfg.override(["lr=2e-6"])``,
+what ``azr train --set lr=2e-6`` uses). Unknown fields and bad values raise
+``ValueError`` naming the field and its allowed values.
+
+Presets:
+
+- ``paper``: the paper's sizes (B = 64 per task type and role, n = 8
+  learnability rollouts, K = 6 references, 8192-token responses, lr 1e-6,
+  500 steps, buffers seeded by the base model up to 4 x B tasks per type).
+- ``quickstart``: sized so a 2-core CPU finishes a handful of steps of a
+  135M-parameter model in minutes (B = 2, n = 4, K = 3, short responses, one
+  seeding round).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "prompt_style": ("auto", "chat", "plain"),
+    "aggregation": ("token-mean", "sequence-mean"),
+    "advantage_mode": ("per-sample", "token-weighted"),
+    "eviction": ("fifo", "random"),
+    "monitor_action": ("log", "penalize", "drop"),
+}
+
+
+@dataclass
+class TrainerConfig:
+    """Configuration of a self-play run (see the module docstring for presets)."""
+
+    # --- model and run
+    model: str = "SmolLM2-135M-Instruct"  # path or short name for azr.Model.from_pretrained
+    tokenizer: str = ""                   # tokenizer dir if the model dir has none ("" = the model's)
+    out: str = "runs/azr"                 # run directory: metrics.jsonl, audit.jsonl, checkpoints/
+    steps: int = 20
+    seed: int = 0
+    prompt_style: str = "auto"            # auto: chat template if the tokenizer has one, else plain
+    templates: str = ""                   # TOML file overriding azr.tasks.PromptTemplates fields
+    # --- self-play sizes
+    task_types: list[str] = field(default_factory=lambda: ["deduction", "abduction", "induction"])
+    roles: list[str] = field(default_factory=lambda: ["propose", "solve"])  # solve only = fixed buffers
+    batch_size: int = 64                  # B: prompts per task type and role per step
+    n_learnability: int = 8               # n: solver rollouts that estimate a proposal's solve rate
+    k_references: int = 6                 # K: reference triplets in a proposer prompt
+    induction_inputs: int = 10            # inputs an induction proposal asks for
+    induction_min_pairs: int = 2          # valid input/output pairs an induction task needs
+    # --- generation
+    max_prompt_tokens: int = 0            # longer prompts: fewer references, else the prompt is skipped (0 = no limit)
+    max_new_tokens_propose: int = 8192
+    max_new_tokens_solve: int = 8192
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_slots: int = 0                    # rollout engine slots (0 = its default)
+    kv_budget_mb: int = 0                 # rollout engine KV budget (0 = its default)
+    # --- optimisation
+    lr: float = 1e-6
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    aggregation: str = "token-mean"
+    advantage_mode: str = "per-sample"
+    adv_eps: float = 1e-6
+    entropy_coef: float = 0.0
+    kl_coef: float = 0.0                  # > 0 needs a reference model (Trainer(ref_model=...))
+    ppo_epochs: int = 1                   # passes over each batch; the first has ratio 1
+    micro_batch: int = 8                  # sequences per loss_and_backward call
+    # --- buffers and seeds
+    seed_files: list[str] = field(default_factory=list)  # paper-format JSONL; [] = built-in identity seeds
+    seed_limit: int = 0                   # records read per seed file (0 = all)
+    seed_min: int = 0                     # before training, propose without updates until each
+    seed_rounds: int = 0                  #   type's buffer has seed_min tasks or seed_rounds pass
+    buffer_capacity: int = 0              # per type (0 = unbounded)
+    eviction: str = "fifo"
+    # --- sandbox
+    executor_workers: int = 2
+    executor_timeout: float = 5.0
+    executor_memory_mb: int = 512
+    # --- oversight
+    monitor_action: str = "log"
+    monitor_penalty: float = 1.0
+    monitor_patterns: dict[str, str] = field(default_factory=dict)  # extra name -> regex
+    # --- bookkeeping
+    save_every: int = 1                   # checkpoint every N steps (0 = only at the end)
+    keep_checkpoints: int = 2             # most recent checkpoints kept (0 = all)
+    progress: bool = True
+
+    # ------------------------------------------------------------------ API
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "TrainerConfig":
+        """A preset (``"paper"`` or ``"quickstart"``) with keyword overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; presets are {sorted(PRESETS)}")
+        cfg = cls(**PRESETS[name])
+        for k, v in overrides.items():
+            cfg.set(k, v)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "config") -> "TrainerConfig":
+        """Fields from a dict; ``preset`` (optional) picks the base."""
+        d = dict(d)
+        base = d.pop("preset", None)
+        cfg = cls(**PRESETS[_check_preset(base, where)]) if base is not None else cls()
+        for k, v in d.items():
+            cfg.set(k, v, where)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "TrainerConfig":
+        import tomllib
+
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file {p} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"config file {p} is not valid TOML: {e}") from None
+        return cls.from_dict(data, where=str(p))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """The config as TOML text that :meth:`from_toml` reads back."""
+        lines = []
+        for k, v in self.to_dict().items():
+            lines.append(f"{k} = {_toml_value(v)}")
+        return "\n".join(lines) + "\n"
+
+    def set(self, name: str, value: Any, where: str = "config") -> None:
+        """Set one field, converting and checking the value's type."""
+        hints = _hints()
+        if name not in hints:
+            close = difflib.get_close_matches(name, hints, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{where}: unknown field {name!r}{hint}; fields are {sorted(hints)}")
+        setattr(self, name, _coerce(name, hints[name], value, where))
+        if name in CHOICES and getattr(self, name) not in CHOICES[name]:
+            raise ValueError(f"{where}: field {name!r} = {getattr(self, name)!r} is not one of {CHOICES[name]}")
+
+    def override(self, items: Iterable[str]) -> "TrainerConfig":
+        """Apply ``"field=value"`` strings (CLI ``--set``); values use TOML syntax
+        when they parse as TOML (``[1, 2]``, ``true``), else are plain strings."""
+        for it in items:
+            if "=" not in it:
+                raise ValueError(f"override {it!r} must look like field=value; fields are "
+                                 f"{self.field_names()}")
+            k, v = it.split("=", 1)
+            self.set(k.strip(), _parse_cli_value(v.strip()), where="--set")
+        self.validate()
+        return self
+
+    def validate(self) -> None:
+        """Check ranges and choices; raises ValueError naming the field."""
+        for k, allowed in CHOICES.items():
+            if getattr(self, k) not in allowed:
+                raise ValueError(f"config field {k!r} = {getattr(self, k)!r} is not one of {allowed}")
+        for k, allowed in (("task_types", ("deduction", "abduction", "induction")), ("roles", ("propose", "solve"))):
+            v = getattr(self, k)
+            if not v or any(x not in allowed for x in v) or len(set(v)) != len(v):
+                raise ValueError(f"config field {k!r} = {v!r} must be a non-empty list of distinct values "
+                                 f"from {allowed}")
+        positive = ["steps", "batch_size", "n_learnability", "induction_inputs", "max_new_tokens_propose",
+                    "max_new_tokens_solve", "ppo_epochs", "micro_batch", "executor_workers"]
+        for k in positive:
+            if getattr(self, k) < 1:
+                raise ValueError(f"config field {k!r} must be >= 1, got {getattr(self, k)}")
+        nonneg = ["max_prompt_tokens", "k_references", "top_k", "max_slots", "kv_budget_mb", "weight_decay", "clip_low",
+                  "clip_high", "entropy_coef", "kl_coef", "seed_limit", "seed_min", "seed_rounds",
+                  "buffer_capacity", "save_every", "keep_checkpoints", "monitor_penalty", "max_grad_norm"]
+        for k in nonneg:
+            if getattr(self, k) < 0:
+                raise ValueError(f"config field {k!r} must be >= 0, got {getattr(self, k)}")
+        if self.induction_min_pairs < 2:
+            raise ValueError("config field 'induction_min_pairs' must be >= 2 (one shown, one held out)")
+        if not self.lr > 0:
+            raise ValueError(f"config field 'lr' must be > 0, got {self.lr}")
+        if not self.temperature > 0:
+            raise ValueError(f"config field 'temperature' must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"config field 'top_p' must be in (0, 1], got {self.top_p}")
+        if not self.adv_eps > 0:
+            raise ValueError(f"config field 'adv_eps' must be > 0, got {self.adv_eps}")
+        for k in ("beta1", "beta2"):
+            if not 0 <= getattr(self, k) < 1:
+                raise ValueError(f"config field {k!r} must be in [0, 1), got {getattr(self, k)}")
+        if not self.executor_timeout > 0 or self.executor_memory_mb < 16:
+            raise ValueError("config fields 'executor_timeout' must be > 0 and 'executor_memory_mb' >= 16")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(batch_size=64, n_learnability=8, k_references=6, induction_inputs=10,
+                  max_new_tokens_propose=8192, max_new_tokens_solve=8192, temperature=1.0, top_p=1.0,
+                  lr=1e-6, max_grad_norm=1.0, steps=500, buffer_capacity=16384, micro_batch=8, max_prompt_tokens=6144,
+                  seed_min=256, seed_rounds=16),
+    "quickstart": dict(batch_size=2, n_learnability=4, k_references=3, induction_inputs=4,
+                       max_new_tokens_propose=256, max_new_tokens_solve=160, max_prompt_tokens=2048, temperature=1.0, top_p=1.0,
+                       lr=1e-6, max_grad_norm=1.0, steps=5, buffer_capacity=4096, micro_batch=4,
+                       executor_workers=2, executor_timeout=5.0, seed_min=4, seed_rounds=1),
+}
+
+
+def _check_preset(name: Any, where: str) -> str:
+    if name not in PRESETS:
+        raise ValueError(f"{where}: preset {name!r} is not one of {sorted(PRESETS)}")
+    return name
+
+
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainerConfig)
+
+
+def _coerce(name: str, tp: Any, v: Any, where: str) -> Any:
+    bad = ValueError(f"{where}: field {name!r} expects {getattr(tp, '__name__', str(tp))}, got {v!r}")
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return v.lower() in ("true", "yes", "1")
+        raise bad
+    if tp is int:
+        if isinstance(v, bool):
+            raise bad
+        if isinstance(v, int):
+            return v
+        if isinstance(v, str):
+            try:
+                return int(v)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is float:
+        if isinstance(v, bool):
+            raise bad
+        if isinstance(v, (int, float)):
+            return float(v)
+        if isinstance(v, str):
+            try:
+                return float(v)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is str:
+        if isinstance(v, str):
+            return v
+        raise bad
+    if origin is list:
+        if isinstance(v, str):
+            v = [s for s in (x.strip() for x in v.split(",")) if s]
+        if isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v):
+            return list(v)
+        raise bad
+    if origin is dict:
+        if isinstance(v, dict) and all(isinstance(a, str) and isinstance(b, str) for a, b in v.items()):
+            return dict(v)
+        raise bad
+    raise bad  # pragma: no cover
+
+
+def _parse_cli_value(s: str) -> Any:
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {s}")["v"]
+    except tomllib.TOMLDecodeError:
+        return s
+
+
+def _toml_value(v: Any) -> str:
+    import json
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+
+__all__ = ["CHOICES", "PRESETS", "TrainerConfig"]

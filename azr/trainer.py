@@ -1,0 +1,880 @@
+"""`azr.Trainer`: the Absolute Zero self-play loop.
+
+One step (``Trainer.step()``):
+
+1. **Propose.** For each task type, B proposer prompts: deduction and
+   abduction show K reference triplets from their buffer; induction shows one
+   program from the deduction ∪ abduction buffers and asks for inputs and a
+   message. All 3B prompts are sampled in one ``model.generate`` call.
+2. **Validate.** Completions are parsed (:mod:`azr.tasks`) and the programs run
+   in the sandbox (``executor.validate``: syntax, deny-list, determinism, gold
+   output).
+3. **Learnability.** Each valid proposal gets n solver rollouts (one generate
+   call, prefix shared); the sandbox judges them; the solve rate ``acc`` gives
+   the proposer reward (``1 - acc`` for ``0 < acc < 1``, -0.5 for 0 or 1, -1
+   invalid). Valid tasks enter their buffer.
+4. **Solve.** For each type, B tasks (this step's newest valid ones first,
+   uniform fill from the buffer) are answered once (one generate call), judged
+   in the sandbox and rewarded (+1 / -0.5 / -1).
+5. **Oversee.** Every completion passes the monitors (:mod:`azr.monitors`).
+6. **Update.** Task-Relative REINFORCE++ advantages per (task type, role), the
+   clipped surrogate's per-token weights (:mod:`azr.rl`),
+   ``model.loss_and_backward`` in micro-batches, then ``AdamW.step``.
+7. **Log.** Metrics per (task, role) and per phase go to ``metrics.jsonl``.
+
+The model, tokenizer, executor and optimizer are injected (or built from the
+config), so any object with the documented interfaces (docs/api.md) works.
+Checkpoints hold the model (``save_pretrained``), the optimizer state, the
+buffers, the RNG state, the step and the config; :meth:`Trainer.resume`
+continues exactly where the run stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import rl
+from .buffers import Buffers, load_seed_jsonl
+from .config import TrainerConfig
+from .monitors import Flag, MonitorSet, PatternMonitor, default_monitors
+from .tasks import (TASK_TYPES, PromptTemplates, Proposal, Task, build_prompt_ids, forced_prefix,
+                    judge_answers, parse_answer, parse_proposal, proposer_text, resolve_style, solver_text,
+                    split_induction, validate_proposals)
+
+STOP = ["</answer>"]
+
+# The built-in seeds (the paper starts from the identity function).
+IDENTITY_TRIPLET = Task(kind="deduction", program="def f(a):\n    return a", input='"Hello world"',
+                        output="'Hello world'", source="seed")
+IDENTITY_INDUCTION = Task(kind="induction", program="def f(a):\n    return a",
+                          inputs=['"Hello world"', "1", "[1, 2, 3]", "(1.5, 'x')"],
+                          outputs=["'Hello world'", "1", "[1, 2, 3]", "(1.5, 'x')"],
+                          message="The function returns its input unchanged.", source="seed")
+
+
+@dataclass
+class Rollout:
+    """One sampled completion with everything the step learned about it."""
+
+    task: str                      # deduction | abduction | induction
+    role: str                      # propose | solve
+    prompt_ids: list[int]
+    prompt_text: str
+    completion: Any                # a Completion (docs/api.md)
+    text: str = ""                 # the completion text as parsed
+    reward: float = 0.0
+    outcome: str = ""              # propose: valid | invalid | malformed ; solve: correct | wrong | format_error
+    reason: str = ""               # why invalid / format error
+    acc: float | None = None       # propose: solve rate of the learnability rollouts
+    item: Task | None = None       # the task proposed (valid) or solved
+    flags: list[Flag] = field(default_factory=list)
+    dropped: bool = False
+
+
+def _gen_seed(seed: int, step: int, phase: int) -> int:
+    return (seed * 1_000_003 + step * 7919 + phase * 104_729) % (2**31 - 1)
+
+
+def _completion_text(c: Any) -> str:
+    """The text to parse: a stop at ``</answer>`` may leave the tag out."""
+    t = c.text if isinstance(c.text, str) else ""
+    if getattr(c, "finish_reason", "") == "stop" and not t.rstrip().endswith("</answer>"):
+        t = t + "</answer>"
+    return t
+
+
+def _nan_to_none(v: float | None) -> float | None:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return None
+    return float(v)
+
+
+def _peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ---------------------------------------------------------------- state files
+def _save_tree(obj: Any, path_npz: Path, path_json: Path) -> None:
+    """Save a nested dict/list of arrays and scalars: arrays in an .npz, the
+    rest in JSON (no pickle, so a checkpoint can be read safely)."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def enc(o: Any) -> Any:
+        if isinstance(o, np.ndarray):
+            k = f"a{len(arrays)}"
+            arrays[k] = o
+            return {"__array__": k}
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, dict):
+            if not all(isinstance(k, str) for k in o):
+                return {"__dict_items__": [[enc(k), enc(v)] for k, v in o.items()]}
+            return {k: enc(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [enc(x) for x in o]
+        if o is None or isinstance(o, (bool, int, float, str)):
+            return o
+        raise TypeError(f"cannot save a {type(o).__name__} in a checkpoint")
+
+    tree = enc(obj)
+    np.savez(path_npz, **arrays)
+    path_json.write_text(json.dumps(tree), encoding="utf-8")
+
+
+def _load_tree(path_npz: Path, path_json: Path) -> Any:
+    tree = json.loads(path_json.read_text(encoding="utf-8"))
+    with np.load(path_npz, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+
+    def dec(o: Any) -> Any:
+        if isinstance(o, dict):
+            if set(o) == {"__array__"}:
+                return arrays[o["__array__"]]
+            if set(o) == {"__dict_items__"}:
+                return {dec(k): dec(v) for k, v in o["__dict_items__"]}
+            return {k: dec(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [dec(x) for x in o]
+        return o
+
+    return dec(tree)
+
+
+def _load_tokenizer(cfg: TrainerConfig) -> Any:
+    """The tokenizer when the model came without one (e.g. a checkpoint dir):
+    ``config.tokenizer``, else the tokenizer files of ``config.model``."""
+    from .tokenizer import Tokenizer
+
+    if cfg.tokenizer:
+        return Tokenizer.from_pretrained(cfg.tokenizer)
+    p = Path(cfg.model)
+    if p.is_dir() and any((p / n).is_file() for n in ("tokenizer.json", "vocab.json")):
+        return Tokenizer.from_pretrained(str(p))
+    from .model import Model
+
+    tok = getattr(Model.from_pretrained(cfg.model), "tokenizer", None)
+    if tok is None:
+        raise ValueError(f"model {cfg.model!r} has no tokenizer files; set config field 'tokenizer' to a "
+                         f"tokenizer directory")
+    return tok
+
+
+# ------------------------------------------------------------------- trainer
+class Trainer:
+    """Absolute Zero self-play. See the module docstring for the step.
+
+    Parameters are the config and, optionally, ready-made pieces: ``model``
+    (azr.Model or compatible), ``tokenizer`` (default ``model.tokenizer``, else
+    ``azr.Tokenizer.from_pretrained(config.tokenizer)``), ``executor``
+    (default ``azr.Executor`` from the config's sandbox fields, closed by
+    :meth:`close`), ``optimizer`` (default ``azr.AdamW``), ``ref_model`` (only
+    for ``kl_coef > 0``), ``monitors`` (default: the built-in patterns plus
+    ``config.monitor_patterns``), ``callbacks`` (objects with optional
+    ``on_step(trainer, metrics)`` and ``on_rollouts(trainer, rollouts)``),
+    ``templates`` (default: ``config.templates`` or :class:`PromptTemplates`)
+    and ``optimizer_factory(model, config)`` (used when ``optimizer`` is None;
+    handy for :meth:`resume`, which builds the model itself).
+    """
+
+    def __init__(self, config: TrainerConfig, model: Any = None, executor: Any = None, tokenizer: Any = None,
+                 optimizer: Any = None, ref_model: Any = None, monitors: MonitorSet | None = None,
+                 callbacks: Sequence[Any] = (), templates: PromptTemplates | None = None,
+                 optimizer_factory: Callable[[Any, TrainerConfig], Any] | None = None) -> None:
+        config.validate()
+        self.config = config
+        cfg = config
+        if model is None:
+            from .model import Model  # the model engine (docs/api.md)
+
+            model = Model.from_pretrained(cfg.model)
+        self.model = model
+        if tokenizer is None:
+            tokenizer = getattr(model, "tokenizer", None)
+        if tokenizer is None:
+            tokenizer = _load_tokenizer(cfg)
+        self.tokenizer = tokenizer
+        self._own_executor = executor is None
+        if executor is None:
+            from .executor import Executor
+
+            executor = Executor(workers=cfg.executor_workers, timeout=cfg.executor_timeout,
+                                memory_mb=cfg.executor_memory_mb)
+        self.executor = executor
+        if optimizer is None and optimizer_factory is not None:
+            optimizer = optimizer_factory(model, cfg)
+        if optimizer is None:
+            from .optim import AdamW
+
+            optimizer = AdamW(model, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8,
+                              weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm)
+        self.optimizer = optimizer
+        if cfg.kl_coef > 0 and ref_model is None:
+            from .model import Model
+
+            ref_model = Model.from_pretrained(cfg.model)
+        self.ref_model = ref_model
+        if templates is None:
+            templates = PromptTemplates.from_toml(cfg.templates) if cfg.templates else PromptTemplates()
+        templates.check()
+        self.templates = templates
+        self.style = resolve_style(tokenizer, cfg.prompt_style)
+        self.prefix = forced_prefix(self.style, templates)
+        self.run_dir = Path(cfg.out)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.buffers = Buffers(cfg.buffer_capacity, cfg.eviction)
+        if monitors is None:
+            ms = default_monitors() + [PatternMonitor(k, v) for k, v in cfg.monitor_patterns.items()]
+            monitors = MonitorSet(ms, audit_path=self.run_dir / "audit.jsonl", action=cfg.monitor_action,
+                                  penalty=cfg.monitor_penalty)
+        self.monitors = monitors
+        self.callbacks = list(callbacks)
+        self.step_count = 0
+        self.seeded = False
+        self._times: dict[str, float] = {}
+        self._gen_tokens = 0
+        self._skipped_long = 0
+        self._bar: Any = None
+        self.last_metrics: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Close the executor if this trainer created it."""
+        if self._own_executor and hasattr(self.executor, "close"):
+            self.executor.close()
+            self._own_executor = False
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def add_callback(self, cb: Any) -> None:
+        self.callbacks.append(cb)
+
+    def _emit(self, name: str, payload: Any) -> None:
+        for cb in self.callbacks:
+            fn = getattr(cb, name, None)
+            if fn is not None:
+                fn(self, payload)
+
+    def _phase(self, name: str) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"step {self.step_count + 1} {name}", refresh=True)
+
+    # ------------------------------------------------------------ sampling
+    def _generate(self, prompts: list[list[int]], n: int, max_new_tokens: int, seed: int) -> list[list[Any]]:
+        if not prompts:
+            return []
+        cfg = self.config
+        kw: dict[str, Any] = dict(n=n, max_new_tokens=max_new_tokens, temperature=cfg.temperature,
+                                  top_p=cfg.top_p, top_k=cfg.top_k, stop=list(STOP), seed=seed)
+        if cfg.max_slots:
+            kw["max_slots"] = cfg.max_slots
+        if cfg.kv_budget_mb:
+            kw["kv_budget_mb"] = cfg.kv_budget_mb
+        t = time.perf_counter()
+        outs = self.model.generate(prompts, **kw)
+        self._times["generate"] = self._times.get("generate", 0.0) + time.perf_counter() - t
+        if len(outs) != len(prompts) or any(len(o) != n for o in outs):
+            raise RuntimeError(f"model.generate returned {len(outs)} groups for {len(prompts)} prompts "
+                               f"(expected {n} completions each)")
+        for o in outs:
+            for c in o:
+                self._gen_tokens += len(c.token_ids)
+        return outs
+
+    def _exec(self, fn: Callable[..., Any], *args: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self._times["execute"] = self._times.get("execute", 0.0) + time.perf_counter() - t
+
+    def _too_long(self, ids: list[int]) -> bool:
+        return bool(self.config.max_prompt_tokens) and len(ids) > self.config.max_prompt_tokens
+
+    def _prompt(self, user_text: str) -> tuple[list[int], str]:
+        return build_prompt_ids(self.tokenizer, user_text, self.style, self.templates)
+
+    # --------------------------------------------------------------- seeds
+    def _validate_seeds(self, triplets: list[Task], induction: list[Task]) -> tuple[list[Task], list[Task]]:
+        """Recompute gold outputs of seed tasks in the sandbox; drop failing ones."""
+        props = [Proposal(program=t.program, input=t.input) for t in triplets]
+        res = self._exec(validate_proposals, self.executor, "deduction", props, -1)
+        trip = []
+        for t, (task, _) in zip(triplets, res):
+            if task is not None:
+                task.source, task.imports = "seed", list(t.imports)
+                trip.append(task)
+        iprops = [Proposal(program=t.program, inputs=list(dict.fromkeys(s.strip() for s in t.inputs)),
+                           message=t.message or "(no hint)") for t in induction]
+        ires = self._exec(validate_proposals, self.executor, "induction", iprops, -1,
+                          self.config.induction_min_pairs)
+        ind = []
+        for t, (task, _) in zip(induction, ires):
+            if task is not None:
+                task.source, task.imports = "seed", list(t.imports)
+                ind.append(task)
+        return trip, ind
+
+    def prepare(self) -> None:
+        """Fill the buffers before the first step: seed files (or the built-in
+        identity seeds), validated in the sandbox; then, if ``seed_min`` > 0,
+        rounds of proposals by the current model without updates."""
+        if self.seeded:
+            return
+        cfg = self.config
+        trip: list[Task] = []
+        ind: list[Task] = []
+        if cfg.seed_files:
+            for p in cfg.seed_files:
+                a, b = load_seed_jsonl(p, cfg.seed_limit or None)
+                trip += a
+                ind += b
+        else:
+            trip, ind = [IDENTITY_TRIPLET], [IDENTITY_INDUCTION]
+        trip, ind = self._validate_seeds(trip, ind)
+        self.buffers.add_seed_triplets(trip, self.rng)
+        self.buffers["induction"].extend(ind, self.rng)
+        for r in range(cfg.seed_rounds):
+            if cfg.seed_min and all(len(self.buffers[k]) >= cfg.seed_min for k in TASK_TYPES):
+                break
+            self._propose(step=0, round_=r, learnability=False)
+        self.seeded = True
+
+    # ------------------------------------------------------------- propose
+    def _propose(self, step: int, round_: int = 0, learnability: bool = True) -> tuple[list[Rollout], dict[str, list[Task]]]:
+        cfg = self.config
+        rolls: list[Rollout] = []
+        meta: list[str] = []
+        self._phase("propose")
+        for kind in cfg.task_types:
+            for _ in range(cfg.batch_size):
+                if kind == "induction":
+                    pool = self.buffers.program_pool()
+                    if not pool:
+                        continue
+                    prog = pool[int(self.rng.integers(len(pool)))].program
+                    text = proposer_text(kind, self.templates, program=prog, n_inputs=cfg.induction_inputs)
+                else:
+                    refs = self.buffers.references(kind, cfg.k_references, self.rng)
+                    prog = ""
+                    text = proposer_text(kind, self.templates, refs)
+                ids, full = self._prompt(text)
+                while kind != "induction" and self._too_long(ids) and refs:
+                    refs = refs[:-1]  # fewer references until the prompt fits
+                    ids, full = self._prompt(proposer_text(kind, self.templates, refs))
+                if self._too_long(ids):
+                    self._skipped_long += 1
+                    continue
+                rolls.append(Rollout(kind, "propose", ids, full, None))
+                meta.append(prog)
+        outs = self._generate([r.prompt_ids for r in rolls], 1, cfg.max_new_tokens_propose,
+                              _gen_seed(cfg.seed, step, 10 + round_))
+        for r, o in zip(rolls, outs):
+            r.completion = o[0]
+            r.text = _completion_text(o[0])
+        self._phase("validate")
+        newest: dict[str, list[Task]] = {k: [] for k in TASK_TYPES}
+        for kind in TASK_TYPES:
+            idx = [i for i, r in enumerate(rolls) if r.task == kind]
+            if not idx:
+                continue
+            flags = self.monitors.review(step, kind, "propose", [rolls[i].text for i in idx])
+            props = [parse_proposal(kind, rolls[i].text, self.prefix, program=meta[i],
+                                    max_inputs=cfg.induction_inputs) for i in idx]
+            res = self._exec(validate_proposals, self.executor, kind, props, step, cfg.induction_min_pairs)
+            for i, fl, p, (task, reason) in zip(idx, flags, props, res):
+                r = rolls[i]
+                r.flags = fl
+                r.item, r.reason = task, reason
+                r.outcome = "valid" if task is not None else ("malformed" if p.error else "invalid")
+        if learnability:
+            self._learnability(rolls, step)
+        for r in rolls:
+            if r.item is None:
+                continue
+            if r.flags and self.monitors.action == "drop":
+                continue
+            if self.buffers[r.task].add(r.item, self.rng):
+                newest[r.task].append(r.item)
+        return rolls, newest
+
+    def _solver_prompt(self, task: Task) -> tuple[list[int], str, Any]:
+        held = None
+        shown: list[tuple[str, str]] = []
+        if task.kind == "induction":
+            shown, held = split_induction(task, self.rng)
+        ids, full = self._prompt(solver_text(task, self.templates, shown))
+        return ids, full, held
+
+    def _learnability(self, rolls: list[Rollout], step: int) -> None:
+        cfg = self.config
+        prompts, items, valid = [], [], []
+        for r in rolls:
+            if r.item is None:
+                continue
+            ids, _, held = self._solver_prompt(r.item)
+            if self._too_long(ids):  # a task nobody can be shown is not a valid task
+                r.item, r.outcome, r.reason = None, "invalid", "solver prompt longer than max_prompt_tokens"
+                self._skipped_long += 1
+                continue
+            valid.append(r)
+            prompts.append(ids)
+            items.append((r.item, held))
+        self._phase("learnability")
+        outs = self._generate(prompts, cfg.n_learnability, cfg.max_new_tokens_solve,
+                              _gen_seed(cfg.seed, step, 2))
+        self._phase("judge")
+        for kind in TASK_TYPES:
+            idx = [j for j, r in enumerate(valid) if r.task == kind]
+            if not idx:
+                continue
+            flat_items, answers = [], []
+            for j in idx:
+                for c in outs[j]:
+                    a, _ = parse_answer(kind, _completion_text(c), self.prefix)
+                    flat_items.append(items[j])
+                    answers.append(a)
+            ok = self._exec(judge_answers, self.executor, flat_items, answers)
+            n = cfg.n_learnability
+            for q, j in enumerate(idx):
+                valid[j].acc = float(sum(ok[q * n:(q + 1) * n])) / n
+        status = np.array([rl.VALID if r.item is not None else rl.INVALID for r in rolls], np.int32)
+        ncor = np.array([round((r.acc or 0.0) * cfg.n_learnability) if r.item is not None else 0 for r in rolls],
+                        np.int32)
+        nsam = np.full(len(rolls), cfg.n_learnability, np.int32)
+        for r, rew in zip(rolls, rl.proposer_rewards(status, ncor, nsam)):
+            r.reward = float(rew)
+
+    # --------------------------------------------------------------- solve
+    def _solve(self, step: int, newest: dict[str, list[Task]]) -> list[Rollout]:
+        cfg = self.config
+        rolls: list[Rollout] = []
+        items: list[tuple[Task, Any]] = []
+        for kind in cfg.task_types:
+            for task in self.buffers[kind].sample(cfg.batch_size, self.rng, newest[kind]):
+                ids, full, held = self._solver_prompt(task)
+                if self._too_long(ids):
+                    self._skipped_long += 1
+                    continue
+                rolls.append(Rollout(kind, "solve", ids, full, None, item=task))
+                items.append((task, held))
+        self._phase("solve")
+        outs = self._generate([r.prompt_ids for r in rolls], 1, cfg.max_new_tokens_solve,
+                              _gen_seed(cfg.seed, step, 3))
+        self._phase("judge")
+        for kind in TASK_TYPES:
+            idx = [i for i, r in enumerate(rolls) if r.task == kind]
+            if not idx:
+                continue
+            answers = []
+            for i in idx:
+                r = rolls[i]
+                r.completion = outs[i][0]
+                r.text = _completion_text(r.completion)
+                a, why = parse_answer(kind, r.text, self.prefix)
+                answers.append(a)
+                r.reason = why
+            ok = self._exec(judge_answers, self.executor, [items[i] for i in idx], answers)
+            flags = self.monitors.review(step, kind, "solve", [rolls[i].text for i in idx])
+            codes = []
+            for i, a, good, fl in zip(idx, answers, ok, flags):
+                r = rolls[i]
+                r.flags = fl
+                r.outcome = "format_error" if a is None else ("correct" if good else "wrong")
+                codes.append({"correct": rl.CORRECT, "wrong": rl.WRONG, "format_error": rl.FORMAT_ERROR}[r.outcome])
+            for i, rew in zip(idx, rl.solver_rewards(codes)):
+                rolls[i].reward = float(rew)
+        return rolls
+
+    # -------------------------------------------------------------- update
+    def _update(self, rolls: list[Rollout]) -> dict[str, Any]:
+        """Advantages, loss weights and one optimizer step over all rollouts."""
+        cfg = self.config
+        self._phase("update")
+        t0 = time.perf_counter()
+        train = [r for r in rolls if r.completion is not None and len(r.completion.token_ids) > 0]
+        stats: dict[str, Any] = {"loss": None, "pg_loss": None, "grad_norm": None, "clip_frac": None,
+                                 "entropy": None, "kl": None, "trained_sequences": 0, "trained_tokens": 0}
+        if not train:
+            self._times["update"] = time.perf_counter() - t0
+            return stats
+        groups = np.array([-1 if r.dropped else rl.group_id(r.task, r.role) for r in train], np.int32)
+        rewards = np.array([r.reward for r in train], np.float32)
+        lens = np.array([len(r.completion.token_ids) for r in train], np.int32)
+        adv, _, _ = rl.advantages(rewards, groups, lens, n_groups=6, mode=cfg.advantage_mode, eps=cfg.adv_eps)
+        N = len(train)
+        rows = []
+        for r in train:
+            full = list(r.prompt_ids) + list(r.completion.token_ids)
+            old = np.asarray(r.completion.model_logprobs, np.float32)
+            if old.shape != (len(r.completion.token_ids),):
+                raise RuntimeError(f"a completion has {len(r.completion.token_ids)} tokens but "
+                                   f"{old.shape} model_logprobs")
+            if not r.prompt_ids:
+                raise ValueError("a rollout has an empty prompt; the first response token has no context")
+            rows.append((full, len(r.prompt_ids), old))
+        T = max(len(f) - 1 for f, _, _ in rows)
+        ids = np.zeros((N, T), np.int32)
+        tgt = np.zeros((N, T), np.int32)
+        old_lp = np.zeros((N, T), np.float32)
+        mask = np.zeros((N, T), np.uint8)
+        lengths = np.zeros(N, np.int64)
+        for b, (full, P, old) in enumerate(rows):
+            L = len(full) - 1
+            ids[b, :L] = full[:-1]
+            tgt[b, :L] = full[1:]
+            old_lp[b, P - 1:L] = old
+            mask[b, P - 1:L] = 0 if groups[b] < 0 else 1
+            lengths[b] = L
+        # micro-batches of similar lengths waste less padding
+        order = [int(i) for i in np.argsort(lengths, kind="stable")]
+        mb = cfg.micro_batch
+        need_fwd = cfg.entropy_coef > 0
+        ref_lp = None
+        if cfg.kl_coef > 0 and self.ref_model is not None:
+            ref_lp = np.zeros((N, T), np.float32)
+            for s in range(0, N, mb):
+                sl = order[s:s + mb]
+                Tm = int(lengths[sl].max())
+                lp, _ = self.ref_model.logprobs(ids[sl, :Tm], tgt[sl, :Tm], lengths[sl])
+                ref_lp[sl, :Tm] = lp
+        grad_norm = None
+        for epoch in range(cfg.ppo_epochs):
+            if epoch == 0 and not need_fwd:
+                cur, ent = old_lp, None  # ratio exactly 1 on the first pass
+            else:
+                cur = np.zeros((N, T), np.float32)
+                ent = np.zeros((N, T), np.float32)
+                for s in range(0, N, mb):
+                    sl = order[s:s + mb]
+                    Tm = int(lengths[sl].max())
+                    lp, en = self.model.logprobs(ids[sl, :Tm], tgt[sl, :Tm], lengths[sl])
+                    cur[sl, :Tm] = lp
+                    ent[sl, :Tm] = en
+                if epoch == 0:
+                    cur = np.where(mask != 0, old_lp, cur).astype(np.float32)  # ratio 1 on the first pass
+            w, st = rl.policy_loss(cur, old_lp, adv, mask, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+                                   aggregation=cfg.aggregation, entropy=ent, entropy_coef=cfg.entropy_coef,
+                                   ref_logp=ref_lp, kl_coef=cfg.kl_coef)
+            self.optimizer.zero_grad()
+            if st.n_tokens > 0:
+                for s in range(0, N, mb):
+                    sl = order[s:s + mb]
+                    Tm = int(lengths[sl].max())
+                    self.model.loss_and_backward(ids[sl, :Tm], tgt[sl, :Tm], np.ascontiguousarray(w[sl, :Tm]),
+                                                 lengths[sl])
+                grad_norm = float(self.optimizer.step())
+                self.optimizer.zero_grad()
+            stats.update(loss=st.loss, pg_loss=st.pg_loss, clip_frac=st.clip_frac,
+                         entropy=st.entropy if ent is not None else None,
+                         kl=st.kl if ref_lp is not None else None,
+                         trained_sequences=int(st.n_seqs), trained_tokens=int(st.n_tokens))
+        stats["grad_norm"] = grad_norm
+        self._times["update"] = time.perf_counter() - t0
+        return stats
+
+    # ---------------------------------------------------------------- step
+    def step(self) -> dict[str, Any]:
+        """Run one self-play step; returns (and logs) its metrics."""
+        if not self.seeded:
+            self.prepare()
+        step = self.step_count + 1
+        self._times = {"generate": 0.0, "execute": 0.0, "update": 0.0}
+        self._gen_tokens = 0
+        self._skipped_long = 0
+        t0 = time.perf_counter()
+        prop: list[Rollout] = []
+        newest: dict[str, list[Task]] = {k: [] for k in TASK_TYPES}
+        if "propose" in self.config.roles:
+            prop, newest = self._propose(step)
+        solve = self._solve(step, newest) if "solve" in self.config.roles else []
+        rolls = prop + solve
+        for r in rolls:
+            r.reward, r.dropped = self.monitors.adjust(r.reward, r.flags)
+            r.reward = float(r.reward)
+        self._emit("on_rollouts", rolls)
+        upd = self._update(rolls)
+        self.step_count = step
+        total = time.perf_counter() - t0
+        metrics = self._metrics(step, rolls, upd, total)
+        self.last_metrics = metrics
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics) + "\n")
+        self._emit("on_step", metrics)
+        return metrics
+
+    def _metrics(self, step: int, rolls: list[Rollout], upd: dict[str, Any], total: float) -> dict[str, Any]:
+        tasks: dict[str, dict[str, dict[str, Any]]] = {}
+        for kind in TASK_TYPES:
+            tasks[kind] = {}
+            for role in ("propose", "solve"):
+                rs = [r for r in rolls if r.task == kind and r.role == role]
+                n = len(rs)
+                lens = [len(r.completion.token_ids) for r in rs if r.completion is not None]
+                m: dict[str, Any] = {
+                    "count": n,
+                    "mean_reward": _nan_to_none(float(np.mean([r.reward for r in rs]))) if n else None,
+                    "response_len_mean": _nan_to_none(float(np.mean(lens))) if lens else None,
+                    "response_len_max": int(max(lens)) if lens else None,
+                    "flagged": sum(1 for r in rs if r.flags),
+                    "dropped": sum(1 for r in rs if r.dropped),
+                }
+                if role == "propose":
+                    valid = [r for r in rs if r.outcome == "valid"]
+                    malformed = [r for r in rs if r.outcome == "malformed"]
+                    accs = [r.acc for r in valid if r.acc is not None]
+                    m["valid_rate"] = len(valid) / n if n else None
+                    m["format_error_rate"] = len(malformed) / n if n else None
+                    m["solve_acc"] = float(np.mean(accs)) if accs else None
+                    m["learnability"] = (float(np.mean([(1 - a) if 0 < a < 1 else 0.0 for a in accs]))
+                                         if accs else None)
+                    m["learnable_rate"] = (sum(1 for a in accs if 0 < a < 1) / len(accs)) if accs else None
+                else:
+                    fe = sum(1 for r in rs if r.outcome == "format_error")
+                    m["valid_rate"] = (n - fe) / n if n else None
+                    m["format_error_rate"] = fe / n if n else None
+                    m["solve_acc"] = sum(1 for r in rs if r.outcome == "correct") / n if n else None
+                    m["learnability"] = None
+                    m["learnable_rate"] = None
+                tasks[kind][role] = m
+        gen_t = self._times.get("generate", 0.0)
+        return {
+            "step": step,
+            "tasks": tasks,
+            "buffer": self.buffers.sizes(),
+            "time": {**{k: round(v, 6) for k, v in self._times.items()}, "total": round(total, 6)},
+            "generated_tokens": self._gen_tokens,
+            "skipped_long_prompts": self._skipped_long,
+            "tokens_per_s": (self._gen_tokens / gen_t) if gen_t > 0 else None,
+            "peak_memory_mb": round(_peak_memory_mb(), 1),
+            "monitor_counts": dict(self.monitors.counts),
+            **{k: _nan_to_none(v) if isinstance(v, float) else v for k, v in upd.items()},
+            "lr": float(getattr(self.optimizer, "lr", self.config.lr)),
+        }
+
+    # --------------------------------------------------------------- train
+    def train(self, steps: int | None = None) -> list[dict[str, Any]]:
+        """Run until ``steps`` (default ``config.steps``) steps are done in total,
+        checkpointing every ``save_every`` steps and at the end."""
+        cfg = self.config
+        target = cfg.steps if steps is None else int(steps)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
+        out = []
+        try:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=target, initial=self.step_count, disable=not cfg.progress, desc="azr train",
+                             unit="step")
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            self._bar = None
+        try:
+            if not self.seeded:
+                self._phase("seed buffers")
+                self.prepare()
+            while self.step_count < target:
+                m = self.step()
+                out.append(m)
+                if self._bar is not None:
+                    self._bar.update(1)
+                    self._bar.set_postfix(_bar_summary(m), refresh=False)
+                if cfg.save_every and self.step_count % cfg.save_every == 0:
+                    self.save()
+            if not cfg.save_every or self.step_count % cfg.save_every:
+                self.save()
+            self.buffers.export_jsonl(self.run_dir / "buffers")  # readable tasks, the paper's seed format
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+        return out
+
+    # ---------------------------------------------------------- checkpoints
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write a checkpoint (default ``<out>/checkpoints/step_NNNNNN``) and mark it latest."""
+        ck_root = self.run_dir / "checkpoints"
+        final = Path(path) if path is not None else ck_root / f"step_{self.step_count:06d}"
+        tmp = final.with_name(final.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        self.model.save_pretrained(str(tmp / "model"))
+        _save_tree(self.optimizer.state_dict(), tmp / "optimizer.npz", tmp / "optimizer.json")
+        self.buffers.save(tmp / "buffers.json")
+        state = {"version": 1, "step": self.step_count, "seeded": self.seeded, "config": self.config.to_dict(),
+                 "rng": self.rng.bit_generator.state, "monitor_counts": dict(self.monitors.counts)}
+        (tmp / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        if path is None:
+            (ck_root / "latest.tmp").write_text(final.name, encoding="utf-8")
+            os.replace(ck_root / "latest.tmp", ck_root / "latest")
+            keep = self.config.keep_checkpoints
+            if keep:
+                olds = sorted(p for p in ck_root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+                for p in olds[:-keep]:
+                    shutil.rmtree(p, ignore_errors=True)
+        return final
+
+    @classmethod
+    def resume(cls, run_dir: str | os.PathLike, model_loader: Callable[[str], Any] | None = None,
+               overrides: Sequence[str] = (), checkpoint: str | os.PathLike | None = None,
+               **kwargs: Any) -> "Trainer":
+        """Rebuild a trainer from a run directory's latest checkpoint (or ``checkpoint``).
+
+        ``model_loader(path)`` loads the saved model (default
+        ``azr.Model.from_pretrained``); other keyword arguments go to the
+        constructor (executor, tokenizer, optimizer factory...). ``overrides``
+        are ``field=value`` strings applied to the saved config (e.g.
+        ``steps=10``). ``metrics.jsonl`` lines after the checkpoint's step
+        are removed, so the resumed run's log reads as if never interrupted.
+        """
+        run = Path(run_dir)
+        if checkpoint is None:
+            latest = run / "checkpoints" / "latest"
+            if not latest.is_file():
+                raise FileNotFoundError(f"{run} has no checkpoints/latest: not a run directory, or no "
+                                        f"checkpoint was written yet")
+            ck = run / "checkpoints" / latest.read_text(encoding="utf-8").strip()
+        else:
+            ck = Path(checkpoint)
+        if not (ck / "trainer_state.json").is_file():
+            raise FileNotFoundError(f"checkpoint {ck} is incomplete (no trainer_state.json)")
+        try:
+            state = json.loads((ck / "trainer_state.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"checkpoint {ck}: trainer_state.json is not valid JSON ({e})") from None
+        if not isinstance(state, dict) or state.get("version") != 1:
+            raise ValueError(f"checkpoint {ck}: unsupported trainer_state.json (expected version 1)")
+        for k in ("config", "step", "rng"):
+            if k not in state:
+                raise ValueError(f"checkpoint {ck}: trainer_state.json lacks {k!r}")
+        if not isinstance(state["step"], int) or state["step"] < 0:
+            raise ValueError(f"checkpoint {ck}: trainer_state.json 'step' must be an integer >= 0")
+        if not isinstance(state["config"], dict):
+            raise ValueError(f"checkpoint {ck}: trainer_state.json 'config' must be an object")
+        cfg = TrainerConfig.from_dict(state["config"], where=f"{ck}/trainer_state.json")
+        cfg.out = str(run)
+        cfg.override(overrides)
+        if model_loader is None:
+            from .model import Model
+
+            model_loader = Model.from_pretrained
+        model = model_loader(str(ck / "model"))
+        tr = cls(cfg, model=model, **kwargs)
+        tr.optimizer.load_state_dict(_load_tree(ck / "optimizer.npz", ck / "optimizer.json"))
+        tr.buffers = Buffers.load(ck / "buffers.json")
+        try:
+            tr.rng.bit_generator.state = state["rng"]
+        except (TypeError, ValueError, KeyError) as e:
+            raise ValueError(f"checkpoint {ck}: trainer_state.json has an invalid 'rng' state ({e})") from None
+        tr.step_count = int(state["step"])
+        tr.seeded = bool(state.get("seeded", True))
+        tr.monitors.counts.update(state.get("monitor_counts", {}))
+        mpath = run / "metrics.jsonl"
+        if mpath.is_file():
+            kept = []
+            for line in mpath.read_text(encoding="utf-8").splitlines():
+                try:
+                    if json.loads(line).get("step", 0) <= tr.step_count:
+                        kept.append(line)
+                except (json.JSONDecodeError, AttributeError):
+                    continue
+            mpath.write_text("".join(x + "\n" for x in kept), encoding="utf-8")
+        return tr
+
+
+def _bar_summary(m: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for kind, short in (("deduction", "ded"), ("abduction", "abd"), ("induction", "ind")):
+        p = m["tasks"][kind]["propose"]["valid_rate"]
+        s = m["tasks"][kind]["solve"]["solve_acc"]
+        out[short] = f"{'-' if p is None else f'{p:.2f}'}/{'-' if s is None else f'{s:.2f}'}"
+    out["s/step"] = f"{m['time']['total']:.1f}"
+    return out
+
+
+def build_trainer(config: TrainerConfig, model: Any = None, executor: Any = None, **kwargs: Any) -> Trainer:
+    """A Trainer from a config plus optional ready-made model/executor/... (see :class:`Trainer`)."""
+    return Trainer(config, model=model, executor=executor, **kwargs)
+
+
+# ----------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="azr train", description="Absolute Zero self-play training.")
+    p.add_argument("--preset", default=None, help="paper | quickstart (default: quickstart unless --config)")
+    p.add_argument("--config", default=None, help="TOML file with TrainerConfig fields")
+    p.add_argument("--steps", type=int, default=None, help="total steps to reach")
+    p.add_argument("--out", default=None, help="run directory (metrics.jsonl, checkpoints/)")
+    p.add_argument("--model", default=None, help="model path or short name")
+    p.add_argument("--seed-file", action="append", default=None, help="seed JSONL (paper format); repeatable")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any TrainerConfig field; repeatable")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def cli_main(argv: Sequence[str] | None = None, **trainer_kwargs: Any) -> int:
+    """``azr train ...``: returns the exit status. ``trainer_kwargs`` go to the
+    Trainer (tests inject a model/executor this way)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["train"]:
+        args_list = args_list[1:]
+    args = _parser().parse_args(args_list)
+    try:
+        sets = list(args.set)
+        if args.steps is not None:
+            sets.append(f"steps={args.steps}")
+        if args.no_progress:
+            sets.append("progress=false")
+        if args.resume:
+            loader = trainer_kwargs.pop("model_loader", None)
+            tr = Trainer.resume(args.resume, model_loader=loader, overrides=sets, **trainer_kwargs)
+        else:
+            trainer_kwargs.pop("model_loader", None)
+            if args.config:
+                cfg = TrainerConfig.from_toml(args.config)
+                if args.preset:
+                    raise ValueError("give either --preset or --config (a config may name its preset)")
+            else:
+                cfg = TrainerConfig.preset(args.preset or "quickstart")
+            if args.out:
+                cfg.set("out", args.out)
+            if args.model:
+                cfg.set("model", args.model)
+            if args.seed_file:
+                cfg.set("seed_files", args.seed_file)
+            cfg.override(sets)
+            tr = Trainer(cfg, **trainer_kwargs)
+        with tr:
+            tr.train()
+            m = tr.last_metrics
+        if m is not None:
+            print(f"azr train: {tr.step_count} steps done; run directory {tr.run_dir}", file=sys.stderr)
+        return 0
+    except (ValueError, FileNotFoundError) as e:
+        print(f"azr train: error: {e}", file=sys.stderr)
+        return 2
+
+
+__all__ = ["Rollout", "Trainer", "build_trainer", "cli_main"]
+
+if __name__ == "__main__":  # python -m azr.trainer train --preset quickstart ...
+    sys.exit(cli_main())

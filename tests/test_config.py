@@ -1,0 +1,61 @@
+"""TrainerConfig: presets, TOML, CLI overrides and their error messages."""
+from __future__ import annotations
+
+import pytest
+
+from azr.config import PRESETS, TrainerConfig
+
+
+def test_presets():
+    p = TrainerConfig.preset("paper")
+    assert (p.batch_size, p.n_learnability, p.k_references, p.lr, p.max_grad_norm) == (64, 8, 6, 1e-6, 1.0)
+    q = TrainerConfig.preset("quickstart", steps=3)
+    assert q.batch_size < p.batch_size and q.steps == 3
+    with pytest.raises(ValueError, match="unknown preset 'tiny'.*paper"):
+        TrainerConfig.preset("tiny")
+    assert set(PRESETS) == {"paper", "quickstart"}
+
+
+def test_overrides_convert_types():
+    c = TrainerConfig.preset("quickstart")
+    c.override(["lr=2e-6", "batch_size=3", "progress=false", "seed_files=a.jsonl,b.jsonl",
+                "aggregation=sequence-mean", 'monitor_patterns={ x = "y" }', "model=some/dir"])
+    assert c.lr == 2e-6 and c.batch_size == 3 and c.progress is False
+    assert c.seed_files == ["a.jsonl", "b.jsonl"] and c.aggregation == "sequence-mean"
+    assert c.monitor_patterns == {"x": "y"} and c.model == "some/dir"
+
+
+@pytest.mark.parametrize("item,msg", [
+    ("bach_size=3", "unknown field 'bach_size' \\(did you mean 'batch_size'\\?\\)"),
+    ("batch_size=three", "field 'batch_size' expects int"),
+    ("aggregation=sum", "field 'aggregation' = 'sum' is not one of \\('token-mean', 'sequence-mean'\\)"),
+    ("batch_size=0", "'batch_size' must be >= 1"),
+    ("lr=-1", "'lr' must be > 0"),
+    ("progress=maybe", "field 'progress' expects bool"),
+    ("novalue", "must look like field=value"),
+    ("top_p=1.5", "'top_p' must be in"),
+])
+def test_override_errors_name_the_field(item, msg):
+    with pytest.raises(ValueError, match=msg):
+        TrainerConfig.preset("quickstart").override([item])
+
+
+def test_toml_roundtrip_and_errors(tmp_path):
+    c = TrainerConfig.preset("quickstart", seed_files=["x.jsonl"], monitor_patterns={"k": "a\\d"}, lr=3e-7)
+    p = tmp_path / "c.toml"
+    p.write_text(c.to_toml())
+    assert TrainerConfig.from_toml(p) == c
+    p.write_text('preset = "paper"\nsteps = 7\n')
+    c2 = TrainerConfig.from_toml(p)
+    assert c2.steps == 7 and c2.batch_size == 64
+    p.write_text('stpes = 7\n')
+    with pytest.raises(ValueError, match="c.toml: unknown field 'stpes'"):
+        TrainerConfig.from_toml(p)
+    p.write_text('steps = "seven"\n')
+    with pytest.raises(ValueError, match="field 'steps' expects int"):
+        TrainerConfig.from_toml(p)
+    p.write_text('steps = \n')
+    with pytest.raises(ValueError, match="not valid TOML"):
+        TrainerConfig.from_toml(p)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        TrainerConfig.from_toml(tmp_path / "none.toml")
