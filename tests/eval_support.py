@@ -13,6 +13,7 @@ to end without a language model.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -101,8 +102,21 @@ class ReferenceExecutor:
             return list(pool.map(lambda s: self._run_one(s, timeout), sources))
 
     def run_tests(self, programs: list[str], tests: list[str], timeout: float | None = None) -> list[RunResult]:
+        """Program, then test code, in one process; "ok" only if the test code ran to its end.
+
+        A fresh random sentinel printed after the tests tells a finished run
+        from a program that exits early with status 0 (sys.exit(0), os._exit(0)).
+        """
         assert len(programs) == len(tests)
-        return self._map([p + "\n\n" + t for p, t in zip(programs, tests)], timeout or self.timeout)
+        nonces = [secrets.token_hex(16) for _ in programs]
+        srcs = [f"{p}\n\n{t}\n\nimport sys as _ref_sys\n_ref_sys.__stdout__.write('\\n{n}\\n')\n"
+                for p, t, n in zip(programs, tests, nonces)]
+        out = []
+        for r, n in zip(self._map(srcs, timeout or self.timeout), nonces):
+            if r.status == "ok" and n not in r.output:
+                r = RunResult("error", message="the program exited before its tests finished")
+            out.append(r)
+        return out
 
     def _judge(self, sources: list[str]) -> list[Verdict]:
         out = []

@@ -157,6 +157,10 @@ def extract_crux_answer(completion: str, task: str) -> str | None:
         if tags:
             cand = tags[-1]
     if cand is None:
+        blocks = _FENCE_RE.findall(text)
+        if blocks and blocks[-1][1].strip():
+            cand = blocks[-1][1]
+    if cand is None:
         lines = [ln for ln in text.strip().splitlines() if ln.strip()]
         if not lines:
             return None
