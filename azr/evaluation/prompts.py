@@ -123,13 +123,17 @@ _FEW_SHOT_MBPP = [
 
 def _base_prompt(p: Problem, few_shot: int) -> BuiltPrompt:
     if p.task in ("cruxeval-o", "cruxeval-i"):
-        shots = "".join(f"```python\n{code}\n```\n[ANSWER]assert f({inp}) == {out}[/ANSWER]\n\n"
-                        for code, inp, out in _FEW_SHOT_CRUX[:few_shot])
+        def question(code: str, inp: str, out: str) -> str:
+            hole = f"assert f({inp}) == ??" if p.task == "cruxeval-o" else f"assert f(??) == {out}"
+            return f"```python\n{code}\n```\n{hole}\n"
+
+        shots = "".join(question(c, i, o) + f"[ANSWER]assert f({i}) == {o}[/ANSWER]\n\n"
+                        for c, i, o in _FEW_SHOT_CRUX[:few_shot])
         # output task: the model completes "assert f(<input>) ==" with the output;
         # input task: it completes "assert f(" with "<input>) == <output>" (the scorer reads the call back)
         tail = (f"[ANSWER]assert f({p.meta['input']}) ==" if p.task == "cruxeval-o" else "[ANSWER]assert f(")
-        return BuiltPrompt(shots + f"```python\n{p.meta['code']}\n```\n{tail}", ["[/ANSWER]", "\n"],
-                           answer_prefix=tail)
+        return BuiltPrompt(shots + question(p.meta["code"], p.meta["input"], p.meta["output"]) + tail,
+                           ["[/ANSWER]", "\n"], answer_prefix=tail)
     if p.task == "humaneval+":
         return BuiltPrompt(p.meta["prompt"], ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert"])
     if p.task == "mbpp+":
