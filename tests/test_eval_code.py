@@ -30,6 +30,10 @@ FULL = os.environ.get("AZR_EVAL_FULL") == "1"
 #   reference plus the candidate take over 60 s on this machine (EvalPlus allows each input 4x the
 #   reference's own time instead of one bound for the whole run).
 KNOWN_RESOURCE_EXCEPTIONS = {"Mbpp/255", "Mbpp/271", "Mbpp/599"}
+# CRUXEval-I gold inputs that are expressions, not literals: azr.Executor accepts only literal inputs
+# (a model answer is data, never code), so judge_input refuses them ("not allowed in an input"); a model
+# answering with the equivalent literal is judged normally. 6 of 800; ReferenceExecutor evaluates them.
+CRUX_I_NOT_LITERAL = {"sample_152", "sample_258", "sample_344", "sample_364", "sample_720", "sample_770"}
 # Correct but slow (15-20 s each for reference + candidate on the plus inputs): left out of the default
 # subset to keep CI short, run with AZR_EVAL_FULL=1.
 SLOW = {"Mbpp/84", "Mbpp/589"}
@@ -106,6 +110,11 @@ def executor(request):
     try:
         from azr import Executor  # type: ignore[attr-defined]
     except ImportError:
+        try:
+            from azr.executor import Executor  # type: ignore[no-redef]
+        except ImportError:
+            Executor = None
+    if Executor is None:
         pytest.skip("azr.Executor is not importable in this build (the sandbox layer is not merged yet); "
                     "the scorers are checked with ReferenceExecutor")
     with Executor(workers=2, timeout=10.0, memory_mb=1024) as ex:
@@ -127,9 +136,14 @@ def _judge(task, ex, items, **cfg):
 @pytest.mark.parametrize("task", ["cruxeval-o", "cruxeval-i"])
 def test_cruxeval_gold_scores_100_and_wrong_scores_0(shared_data, executor, task):
     probs = _subset(load_task(task, shared_data / "benchmarks"), 24)
+    if not FULL:  # make sure the subset includes the known exceptions
+        probs += [p for p in load_task(task, shared_data / "benchmarks") if p.id in CRUX_I_NOT_LITERAL]
     gold = _judge(task, executor, [(p, f"<think>...</think> <answer>{p.answer}</answer>") for p in probs])
-    bad = [(p.id, r) for p, r in zip(probs, gold) if not r["correct"]]
-    assert not bad, bad
+    bad = {p.id: r for p, r in zip(probs, gold) if not r["correct"]}
+    unexpected = {k: r for k, r in bad.items() if not (task == "cruxeval-i" and k in CRUX_I_NOT_LITERAL)}
+    assert not unexpected, unexpected
+    for k, r in bad.items():  # refused as non-literal input by the sandbox, not judged wrong
+        assert r["status"] == "error" and "not allowed in an input" in r["message"], (k, r)
     # wrong answers: an output of another problem (different text and value), or a type change
     wrong = []
     for i, p in enumerate(probs):
