@@ -53,6 +53,7 @@ def test_cruxeval_end_to_end_writes_results_and_samples(bench, ref_executor, tmp
     assert res.tasks["cruxeval-o"].scores["pass@1"] == 1.0
     assert res.tasks["cruxeval-i"].scores["pass@1"] == 1.0
     assert res.metrics() == {"eval/cruxeval-i/pass@1": 1.0, "eval/cruxeval-o/pass@1": 1.0}
+    assert res.scores == {"cruxeval-i": {"pass@1": 1.0}, "cruxeval-o": {"pass@1": 1.0}}
     # greedy decoding, the azr template and its stop string, batches of 2
     call = model.calls[0]
     assert call["top_k"] == 1 and call["n"] == 1 and call["stop"] == ["</answer>"]

@@ -107,6 +107,11 @@ class EvalResult:
     wall_s: float
     samples_dir: str | None = None
 
+    @property
+    def scores(self) -> dict[str, dict[str, float]]:
+        """``{task: {"pass@1": ..., ...}}`` (fractions in [0, 1])."""
+        return {t: dict(r.scores) for t, r in self.tasks.items()}
+
     def metrics(self, prefix: str = "eval/") -> dict[str, float]:
         """Flat ``{"eval/<task>/<metric>": value}`` for a training run's metrics log."""
         out: dict[str, float] = {}
