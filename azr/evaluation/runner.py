@@ -182,7 +182,32 @@ def _resolve_style(cfg: EvalConfig, tokenizer: Any) -> str:
     return "chat" if tokenizer is not None and getattr(tokenizer, "chat_template", None) else "azr"
 
 
-def _generate(model: Any, prompts: list[str], cfg: EvalConfig, stop: list[str], seed: int) -> list[list[Any]]:
+def _encode_prompts(tokenizer: Any, texts: list[str]) -> list[str] | list[list[int]]:
+    """Token ids for azr-built prompts (special tokens such as <|im_start|> are recognised), or the texts
+    themselves when there is no tokenizer to encode with (the model then encodes them)."""
+    if tokenizer is None or not callable(getattr(tokenizer, "encode", None)):
+        return texts
+    batch = getattr(tokenizer, "encode_batch", None)
+    try:
+        if callable(batch):
+            return [list(x) for x in batch(texts, add_special_tokens=False, allow_special=True)]
+        return [list(tokenizer.encode(t, add_special_tokens=False, allow_special=True)) for t in texts]
+    except TypeError:  # a tokenizer without azr's allow_special keyword (e.g. a Hugging Face one)
+        return [list(tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+
+
+def _completion_text(c: Any, tokenizer: Any, stop: list[str]) -> str:
+    """The completion's text; decoded here when the engine had no tokenizer to do it."""
+    text = getattr(c, "text", None)
+    if text or tokenizer is None or not getattr(c, "token_ids", None):
+        return text or ""
+    text = tokenizer.decode(list(c.token_ids), skip_special_tokens=True)
+    cuts = [text.find(s) for s in stop if s and s in text]
+    return text[:min(cuts)] if cuts else text
+
+
+def _generate(model: Any, prompts: list[str] | list[list[int]], cfg: EvalConfig, stop: list[str],
+              seed: int) -> list[list[Any]]:
     greedy = cfg.temperature == 0
     outs = model.generate(prompts, n=cfg.n_samples, max_new_tokens=cfg.max_new_tokens,
                           temperature=1.0 if greedy else cfg.temperature, top_p=1.0 if greedy else cfg.top_p,
@@ -300,14 +325,16 @@ def _run_task(task: str, model: Any, tokenizer: Any, cfg: EvalConfig, executor: 
             for start in range(0, len(problems), cfg.batch_size):
                 chunk = list(range(start, min(start + cfg.batch_size, len(problems))))
                 t1 = time.perf_counter()
-                outs = _generate(model, [built[i].text for i in chunk], cfg, built[chunk[0]].stop, cfg.seed + start)
+                stop = built[chunk[0]].stop  # the same for every problem of a task
+                prompts = _encode_prompts(tokenizer, [built[i].text for i in chunk])
+                outs = _generate(model, prompts, cfg, stop, cfg.seed + start)
                 gen_s += time.perf_counter() - t1
                 items, comps, owners = [], [], []
                 for i, samples in zip(chunk, outs):
                     if len(samples) != cfg.n_samples:
                         raise RuntimeError(f"model.generate returned {len(samples)} samples, expected {cfg.n_samples}")
                     for j, c in enumerate(samples):
-                        items.append((problems[i], j, c.text, built[i]))
+                        items.append((problems[i], j, _completion_text(c, tokenizer, stop), built[i]))
                         comps.append(c)
                         owners.append(i)
                         n_tokens += len(c.token_ids)
