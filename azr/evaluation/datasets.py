@@ -40,6 +40,7 @@ __all__ = [
     "resolve_data_dir",
     "load_task",
     "mbpp_deserialize_inputs",
+    "task_file",
 ]
 
 
@@ -143,7 +144,7 @@ def _need(rec: dict, keys: tuple[str, ...], path: Path, lineno: int) -> None:
 # --------------------------------------------------------------------------- CRUXEval
 
 def _load_crux(data_dir: Path, task: str) -> list[Problem]:
-    path = _find(data_dir, ["cruxeval.jsonl", "cruxeval/cruxeval.jsonl"], "cruxeval", task)
+    path = _find(data_dir, *_FILES[task], task)
     out = []
     for lineno, r in _read_jsonl(path):
         _need(r, ("code", "input", "output"), path, lineno)
@@ -177,8 +178,7 @@ def _atol(v: Any) -> float:
 
 
 def _load_humaneval_plus(data_dir: Path, task: str) -> list[Problem]:
-    path = _find(data_dir, ["HumanEvalPlus-v0.1.10.jsonl.gz", "HumanEvalPlus.jsonl.gz", "HumanEvalPlus.jsonl",
-                            "humanevalplus/HumanEvalPlus.jsonl.gz"], "humaneval+", task)
+    path = _find(data_dir, *_FILES[task], task)
     out = []
     for lineno, r in _read_jsonl(path):
         _need(r, ("task_id", "prompt", "entry_point", "canonical_solution", "base_input", "plus_input"), path, lineno)
@@ -248,8 +248,7 @@ def mbpp_deserialize_inputs(task_id: str, inputs: list) -> list:
 
 
 def _load_mbpp_plus(data_dir: Path, task: str) -> list[Problem]:
-    path = _find(data_dir, ["MbppPlus.jsonl", "MbppPlus-v0.2.0.jsonl.gz", "MbppPlus.jsonl.gz",
-                            "mbppplus/MbppPlus.jsonl"], "mbpp+", task)
+    path = _find(data_dir, *_FILES[task], task)
     out = []
     for lineno, r in _read_jsonl(path):
         _need(r, ("task_id", "prompt", "entry_point", "canonical_solution", "base_input", "plus_input"), path, lineno)
@@ -282,7 +281,7 @@ def _gsm8k_gold(ans: str) -> str:
 
 
 def _load_gsm8k(data_dir: Path, task: str) -> list[Problem]:
-    path = _find(data_dir, ["gsm8k/test.jsonl", "gsm8k_test.jsonl"], "gsm8k", task)
+    path = _find(data_dir, *_FILES[task], task)
     out = []
     for lineno, r in _read_jsonl(path):
         _need(r, ("question", "answer"), path, lineno)
@@ -292,7 +291,7 @@ def _load_gsm8k(data_dir: Path, task: str) -> list[Problem]:
 
 
 def _load_math500(data_dir: Path, task: str) -> list[Problem]:
-    path = _find(data_dir, ["math500/test.jsonl", "math500.jsonl"], "math500", task)
+    path = _find(data_dir, *_FILES[task], task)
     out = []
     for lineno, r in _read_jsonl(path):
         _need(r, ("problem", "answer"), path, lineno)
@@ -321,8 +320,7 @@ def _olympiad_gold(r: dict) -> str:
 def _load_azr_math(data_dir: Path, task: str) -> list[Problem]:
     from .math_grader import extract_boxed
 
-    name = _AZR_MATH_DIRS[task]
-    path = _find(data_dir, [f"azr_math_eval/{name}/test.jsonl", f"{name}/test.jsonl"], "azr_math", task)
+    path = _find(data_dir, *_FILES[task], task)
     out = []
     for lineno, r in _read_jsonl(path):
         q = r.get("problem") or r.get("question")
@@ -375,6 +373,25 @@ def canonical_task(name: str) -> str:
     if key not in _LOADERS:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
     return key
+
+
+_FILES: dict[str, tuple[list[str], str]] = {
+    "cruxeval-i": (["cruxeval.jsonl", "cruxeval/cruxeval.jsonl"], "cruxeval"),
+    "cruxeval-o": (["cruxeval.jsonl", "cruxeval/cruxeval.jsonl"], "cruxeval"),
+    "humaneval+": (["HumanEvalPlus-v0.1.10.jsonl.gz", "HumanEvalPlus.jsonl.gz", "HumanEvalPlus.jsonl",
+                    "humanevalplus/HumanEvalPlus.jsonl.gz"], "humaneval+"),
+    "mbpp+": (["MbppPlus.jsonl", "MbppPlus-v0.2.0.jsonl.gz", "MbppPlus.jsonl.gz", "mbppplus/MbppPlus.jsonl"], "mbpp+"),
+    "gsm8k": (["gsm8k/test.jsonl", "gsm8k_test.jsonl"], "gsm8k"),
+    "math500": (["math500/test.jsonl", "math500.jsonl"], "math500"),
+    **{k: ([f"azr_math_eval/{v}/test.jsonl", f"{v}/test.jsonl"], "azr_math") for k, v in _AZR_MATH_DIRS.items()},
+}
+
+
+def task_file(task: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """The file ``task`` would be read from (no parsing); DataNotFoundError naming it when absent."""
+    key = canonical_task(task)
+    names, src = _FILES[key]
+    return _find(resolve_data_dir(data_dir), names, src, key)
 
 
 def load_task(task: str, data_dir: str | os.PathLike | None = None, limit: int | None = None) -> list[Problem]:

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 
 from .code_tasks import build_program, build_test_code, extract_crux_answer, pass_at_k
 from .datasets import (CODE_GEN_TASKS, CRUX_TASKS, MATH_TASKS, TASKS, DataNotFoundError, Problem, canonical_task,
-                       load_task)
+                       load_task, task_file)
 from .math_grader import MathGrader, extract_answer
 from .prompts import PROMPT_STYLES, BuiltPrompt, build_prompt
 
@@ -320,39 +320,42 @@ def _run_task(task: str, model: Any, tokenizer: Any, cfg: EvalConfig, executor: 
 
         bar = tqdm(total=len(problems), desc=task, unit="prob", leave=True, dynamic_ncols=True)
 
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="azr-eval-judge")
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="azr-eval-judge") as pool:
-            for start in range(0, len(problems), cfg.batch_size):
-                chunk = list(range(start, min(start + cfg.batch_size, len(problems))))
-                t1 = time.perf_counter()
-                stop = built[chunk[0]].stop  # the same for every problem of a task
-                prompts = _encode_prompts(tokenizer, [built[i].text for i in chunk])
-                outs = _generate(model, prompts, cfg, stop, cfg.seed + start)
-                gen_s += time.perf_counter() - t1
-                items, comps, owners = [], [], []
-                for i, samples in zip(chunk, outs):
-                    if len(samples) != cfg.n_samples:
-                        raise RuntimeError(f"model.generate returned {len(samples)} samples, expected {cfg.n_samples}")
-                    for j, c in enumerate(samples):
-                        items.append((problems[i], j, _completion_text(c, tokenizer, stop), built[i]))
-                        comps.append(c)
-                        owners.append(i)
-                        n_tokens += len(c.token_ids)
-                pending.append((start, items, comps, pool.submit(judge, items), owners))
-                if bar is not None:
-                    bar.update(len(chunk))
-                    bar.set_postfix(tok_s=f"{n_tokens / max(gen_s, 1e-9):.0f}")
-            for _, items, comps, fut, owners in pending:
-                for (p, j, text, bp), c, rec, owner in zip(items, comps, fut.result(), owners):
-                    rec_full = {"task": task, "id": p.id, "sample": j, "prompt": bp.text, "completion": text,
-                                "finish_reason": getattr(c, "finish_reason", None),
-                                "n_tokens": len(c.token_ids), "gold": p.answer if task not in CODE_GEN_TASKS else None,
-                                **rec}
-                    per_problem[owner].append(rec_full)
-                    statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
-                    if sample_fh is not None:
-                        sample_fh.write(json.dumps(rec_full, ensure_ascii=False, default=str) + "\n")
+        # judging of batch i (background thread) overlaps generation of batch i + 1
+        for start in range(0, len(problems), cfg.batch_size):
+            chunk = list(range(start, min(start + cfg.batch_size, len(problems))))
+            t1 = time.perf_counter()
+            stop = built[chunk[0]].stop  # the same for every problem of a task
+            prompts = _encode_prompts(tokenizer, [built[i].text for i in chunk])
+            outs = _generate(model, prompts, cfg, stop, cfg.seed + start)
+            gen_s += time.perf_counter() - t1
+            items, comps, owners = [], [], []
+            for i, samples in zip(chunk, outs):
+                if len(samples) != cfg.n_samples:
+                    raise RuntimeError(f"model.generate returned {len(samples)} samples, expected {cfg.n_samples}")
+                for j, c in enumerate(samples):
+                    items.append((problems[i], j, _completion_text(c, tokenizer, stop), built[i]))
+                    comps.append(c)
+                    owners.append(i)
+                    n_tokens += len(c.token_ids)
+            pending.append((start, items, comps, pool.submit(judge, items), owners))
+            if bar is not None:
+                bar.update(len(chunk))
+                bar.set_postfix(tok_s=f"{n_tokens / max(gen_s, 1e-9):.0f}")
+        for _, items, comps, fut, owners in pending:
+            for (p, j, text, bp), c, rec, owner in zip(items, comps, fut.result(), owners):
+                rec_full = {"task": task, "id": p.id, "sample": j, "prompt": bp.text, "completion": text,
+                            "finish_reason": getattr(c, "finish_reason", None),
+                            "n_tokens": len(c.token_ids), "gold": p.answer if task not in CODE_GEN_TASKS else None,
+                            **rec}
+                per_problem[owner].append(rec_full)
+                statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
+                if sample_fh is not None:
+                    sample_fh.write(json.dumps(rec_full, ensure_ascii=False, default=str) + "\n")
     finally:
+        # on an error or Ctrl-C, drop the batches not judged yet (the running one ends within its timeouts)
+        pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t0
@@ -403,7 +406,7 @@ def evaluate(model: Any, tasks: str | Sequence[str], *, config: EvalConfig | Non
     style = _resolve_style(cfg, tokenizer)
     # fail early on missing data, before loading anything heavy
     for t in cfg.tasks:
-        load_task(t, cfg.data_dir, 0)
+        task_file(t, cfg.data_dir)
 
     out_dir = Path(cfg.out_dir) if cfg.out_dir else None
     if out_dir is not None:
@@ -477,7 +480,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
             raise DataNotFoundError("no benchmark directory: pass --data-dir DIR or set AZR_DATA_DIR "
                                     "(azr evaluates offline and does not download the benchmarks)")
         for t in tasks:
-            load_task(t, args.data_dir, 0)
+            task_file(t, args.data_dir)
     except (ValueError, DataNotFoundError) as e:
         print(f"azr eval: {e}", file=sys.stderr)
         return 2
