@@ -80,6 +80,8 @@ def test_pass_at_k_rejects_bad_arguments():
     ("[ANSWER]assert f(3) == 9[/ANSWER]", "cruxeval-o", "9"),
     ("I think the output is:\n```python\n{'a': 1}\n```", "cruxeval-o", "{'a': 1}"),
     ("Output: (1, 'x')", "cruxeval-o", "(1, 'x')"),
+    ("Calling `f([3, 1])` sorts it, so the output is `[1, 3]`.", "cruxeval-o", "[1, 3]"),
+    ("So the input is `f('ab', 2)`", "cruxeval-i", "'ab', 2"),
     ("", "cruxeval-o", None),
 ])
 def test_extract_crux_answer(text, task, expected):

@@ -37,6 +37,8 @@ def test_extract_boxed(text, expected):
     ("<think>..</think><answer>The result is \\boxed{-3}</answer>", "-3"),
     ("<answer> 12", "12"),  # stopped at </answer>: the close tag is missing
     ("We get 3 apples and 4 pears. The answer is 7.", "7"),
+    ("The answer is 18 because she sells 9 eggs.", "18"),
+    ("The answer is 18 dollars.", "18 dollars"),
     ("Therefore, the final answer is $\\frac{3}{4}$.", "\\frac{3}{4}"),
     ("She pays 5 * 2 = 10 dollars.\n#### 10", "10"),
     ("5 + 6 = 11 and then 11 * 2 = 22", "22"),
@@ -76,6 +78,9 @@ def test_extract_answer(text, expected):
     ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "[[1,2],[3,4]]"),
     ("y = 2x + 1", "y=2x+1"),  # an equation keeps its left side
     ("\\!\\,2\\;\\quad", "2"),
+    ("\\cot x", "\\cot x"),
+    ("x \\in [-2,7]", "[-2,7]"),
+    ("(0,9) \\cup (9,36)", "(0,9)\\cup(9,36)"),
 ])
 def test_normalize(raw, norm):
     assert normalize_answer(raw) == norm
@@ -92,7 +97,9 @@ EQUAL = [
     ("\\sqrt{12}", "2\\sqrt{3}"), ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}"), ("2\\pi", "\\pi \\cdot 2"),
     ("x^2 + 2x + 1", "(x+1)^2"), ("3, 5, 7", "7, 5, 3"), ("\\{1, 2\\}", "\\{2, 1\\}"),
     ("1 \\pm \\sqrt{19}", "1 - \\sqrt{19}, 1 + \\sqrt{19}"), ("x = 5", "5"), ("y = -2x", "2x + y = 0"),
-    ("\\text{(C)}", "C"), ("\\text{Even}", "even"), ("4.5 \\times 10^{3}", "4500"), ("1\\frac{4}{5}", "1.8"),
+    ("\\text{(C)}", "C"), ("\\text{Even}", "even"), ("\\cot x", "\\cot(x)"), ("x \\in [-2,7]", "[-2, 7]"),
+    ("(-\\infty, 2) \\cup (3, \\infty)", "(-\\infty,2)\\cup(3,\\infty)"), ("(0,9) \\cup (9,36)", "(0, 9)\\cup(9, 36.0)"),
+    ("(0,9) \\cup (9,36)", "(9,36) \\cup (0,9)"), ("4.5 \\times 10^{3}", "4500"), ("1\\frac{4}{5}", "1.8"),
     ("\\begin{pmatrix} 1/5 \\\\ -18/5 \\end{pmatrix}", "\\begin{pmatrix} 0.2 \\\\ -3.6 \\end{pmatrix}"),
 ]
 
@@ -100,7 +107,8 @@ NOT_EQUAL = [
     ("\\frac{1}{2}", "0.51"), ("-3", "3"), ("(-\\infty, 3]", "(-\\infty, 3)"), ("[2, 5)", "(2, 5)"),
     ("(1, 2)", "(2, 1)"), ("1,000", "100"), ("3, 5, 7", "3, 5"), ("x^2 + 2x + 1", "(x-1)^2"),
     ("\\sqrt{12}", "3\\sqrt{2}"), ("\\text{(C)}", "D"), ("2", ""), ("7", None), ("1.1e-10", "1.2e-10"),
-    ("y = -2x", "y = 2x"), ("\\{1, 2\\}", "(1, 2)"),
+    ("y = -2x", "y = 2x"), ("\\{1, 2\\}", "(1, 2)"), ("\\cot x", "\\tan x"),
+    ("(0,9) \\cup (9,36)", "(0,9) \\cup [9,36)"),
 ]
 
 

@@ -165,6 +165,10 @@ def extract_crux_answer(completion: str, task: str) -> str | None:
         if not lines:
             return None
         cand = lines[-1]
+        # prose such as "The output is `[1, 2]`.": the last inline code span is the answer
+        spans = re.findall(r"`([^`\n]+)`", cand)
+        if spans and not re.match(r"^\s*`[^`]*`\s*$", cand):
+            cand = spans[-1]
     blocks = _FENCE_RE.findall(cand)
     if blocks:
         cand = blocks[-1][1]

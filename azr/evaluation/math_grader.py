@@ -113,6 +113,10 @@ def extract_answer(text: str, *, fallback_last_number: bool = True) -> str | Non
         pass
     if m is not None:
         ans = m.group(1).strip().strip("$").strip()
+        # "The answer is 18 because ...": a number followed by prose is the number
+        lead = re.match(r"^\$?\s*(-?\d[\d,]*(?:\.\d+)?)\s+(?:[A-Za-z]+\s+){2,}", ans + " ")
+        if lead:
+            return lead.group(1)
         if ans:
             return ans
     m2 = re.findall(r"####\s*(.+)", text)
@@ -232,6 +236,7 @@ def normalize_answer(ans: str | None) -> str:
     if stripped and stripped != s and re.search(r"[\d}]", stripped):
         s = stripped
     s = re.sub(r"\s*\\(?:degree|deg)s?\b", "", s)
+    s = re.sub(r"^\s*[A-Za-z]\s*\\in\s*", "", s)  # "x \in [-2, 7]" -> "[-2, 7]"
     # "x = 5", "k=3" -> "5" (a short left side that is a name, not an equation like y = 2x)
     m = re.match(r"^\s*([A-Za-z](?:_\{?\w+\}?)?|\\[A-Za-z]+)\s*=\s*(.+)$", s)
     if m and "=" not in m.group(2) and not re.search(r"[A-Za-z]", m.group(2).replace("\\frac", "")
@@ -248,7 +253,9 @@ def normalize_answer(ans: str | None) -> str:
     s = re.sub(r"^(-?)(\d+)\s*\\frac\{(\d+)\}\{(\d+)\}$",
                lambda m: m.group(1) + str(Fraction(int(m.group(2))) + Fraction(int(m.group(3)), int(m.group(4))))
                if int(m.group(4)) != 0 else m.group(0), s)
-    s = s.replace(" ", "")
+    # drop spaces, but keep the one that separates a command from a name: \cot x is not \cotx
+    s = re.sub(r"(\\[A-Za-z]+)\s+(?=[A-Za-z0-9])", "\\1\x00", s)
+    s = s.replace(" ", "").replace("\x00", " ")
     s = s.replace("\\infty", "\\infty").replace("infinity", "\\infty").replace("∞", "\\infty")
     s = re.sub(r"(?<![\d.])\.(\d)", r"0.\1", s)  # .5 -> 0.5
     s = re.sub(r"^\((\w)\)$", r"\1", s)  # "(C)" -> "C" (multiple choice)
@@ -465,6 +472,8 @@ class MathGrader:
             return False
         if depth > 3:
             return False
+        if "\\cup" in a or "\\cup" in b:  # unions of intervals, part by part, in any order
+            return self._equal_lists(a.split("\\cup"), b.split("\\cup"), depth, ordered=False)
         if "\\pm" in a or "\\pm" in b:  # 1 \pm \sqrt{2} is the list of both values
             a = ",".join(_expand_pm(a))
             b = ",".join(_expand_pm(b))
