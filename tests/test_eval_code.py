@@ -88,6 +88,14 @@ def test_extract_crux_answer(text, task, expected):
     assert extract_crux_answer(text, task) == expected
 
 
+def test_extraction_is_bounded_on_hostile_text():
+    for text in ["assert f(" + "[" * 50_000 + ") == 1", "<answer>f(" + "(" * 5000 + ")</answer>",
+                 "```" * 10_000, "`" * 100_001, "<answer>" * 20_000]:
+        for task in ("cruxeval-i", "cruxeval-o"):
+            extract_crux_answer(text, task)  # returns something or None, never raises
+        extract_code(text, "f")
+
+
 def test_extract_code_and_build_program():
     c = "Sure:\n```python\ndef helper():\n    return 1\n```\nand\n```python\ndef add(a, b):\n    return a + b\n```"
     assert extract_code(c, "add").startswith("def add")

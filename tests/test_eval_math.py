@@ -27,6 +27,7 @@ def grader():
     ("\\fbox{x^{2}}", "x^{2}"),
     ("no box here", None),
     ("unclosed \\boxed{1 + {2}", None),
+    ("\\boxed{" * 20000, None),
 ])
 def test_extract_boxed(text, expected):
     assert extract_boxed(text) == expected

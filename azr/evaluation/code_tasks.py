@@ -115,9 +115,11 @@ def _split_assert(t: str, task: str) -> str | None:
     body = m.group(1) if m else t
     if not re.match(r"^\s*f\s*\(", body):
         return None
+    if len(body) > 100_000:
+        return None
     try:
         tree = ast.parse(body.strip(), mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     node = tree.body
     if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq):
