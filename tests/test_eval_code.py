@@ -18,6 +18,7 @@ from eval_support import ReferenceExecutor
 
 from azr.evaluation import (build_program, build_test_code, extract_code, extract_crux_answer, load_task,
                             pass_at_k)
+from azr.evaluation.code_tasks import sanitize_code
 from azr.evaluation.prompts import BuiltPrompt
 from azr.evaluation.runner import EvalConfig, _Judge
 
@@ -86,6 +87,17 @@ def test_pass_at_k_rejects_bad_arguments():
 ])
 def test_extract_crux_answer(text, task, expected):
     assert extract_crux_answer(text, task) == expected
+
+
+def test_sanitize_keeps_definitions_and_drops_examples():
+    code = ("import math\nfrom typing import List\nK = 3\n\n@staticmethod\ndef helper(x):\n    return x * K\n\n"
+            "def add(a, b):\n    return helper(a) + b\n\nprint(add(1, 2))\nassert add(1, 1) == 99\n"
+            "for i in range(3):\n    print(i)\nif __name__ == '__main__':\n    print(input())\n")
+    out = sanitize_code(code)
+    assert out == ("import math\nfrom typing import List\nK = 3\n@staticmethod\ndef helper(x):\n    return x * K\n"
+                   "def add(a, b):\n    return helper(a) + b\n")
+    assert sanitize_code("def broken(:\n") == "def broken(:\n"
+    assert sanitize_code("print(1)\n") == "print(1)\n"  # nothing to keep: unchanged
 
 
 def test_extraction_is_bounded_on_hostile_text():
@@ -223,8 +235,9 @@ def test_codegen_hostile_and_broken_programs_fail(shared_data, executor):
     p = load_task("humaneval+", shared_data / "benchmarks", limit=1)[0]
     ref = p.meta["reference"]
     programs = [
-        ref + "\nimport sys\nsys.exit(0)\n",                 # exits before the tests run
-        ref + "\nimport os\nos._exit(0)\n",
+        # exits before the tests run (as assignments, which the sanitizer keeps)
+        ref + "\n_stop = __import__('sys').exit(0)\n",
+        ref + "\n_stop = __import__('os')._exit(0)\n",
         "def has_close_elements(numbers, threshold):\n    raise RuntimeError('no')\n",
         "def has_close_elements(numbers, threshold):\n    while True:\n        pass\n",
         "def something_else():\n    return 1\n",

@@ -28,6 +28,7 @@ from typing import Sequence
 __all__ = [
     "extract_code",
     "build_program",
+    "sanitize_code",
     "build_test_code",
     "extract_crux_answer",
     "pass_at_k",
@@ -86,18 +87,47 @@ def extract_code(completion: str, entry_point: str | None = None) -> str:
     return text.split("</answer>")[0]
 
 
+_KEEP_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+               ast.AnnAssign)
+
+
+def sanitize_code(code: str) -> str:
+    """Keep the definitions of a model's code, drop its example usage.
+
+    Top-level imports, functions, classes and assignments stay; calls, prints,
+    asserts, loops and ``if __name__ == "__main__":`` blocks go (as EvalPlus's
+    sanitizer does), so a correct function is not failed by a wrong example
+    or an ``input()`` call. Code that does not parse is returned unchanged (the
+    sandbox reports the syntax error). Only parses: never runs anything.
+    """
+    if len(code) > 200_000:
+        return code
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return code
+    lines = code.splitlines()
+    keep: list[str] = []
+    for node in tree.body:
+        if not isinstance(node, _KEEP_NODES):
+            continue
+        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        keep.append("\n".join(lines[start - 1:node.end_lineno]))
+    return "\n".join(keep) + "\n" if keep else code
+
+
 def build_program(problem_prompt: str, completion: str, entry_point: str, dataset: str) -> str:
     """The full program to test for one completion.
 
     If the extracted code defines ``entry_point`` it is the program, after the
     problem's prompt (for HumanEval the prompt holds imports and helper
     functions, and a later ``def`` overrides the prompt's stub; for MBPP it is
-    a docstring). Otherwise the completion is taken as the continuation of the
+    a docstring), with its example usage removed (`sanitize_code`). Otherwise the completion is taken as the continuation of the
     prompt (base models completing a function body).
     """
     code = extract_code(completion, entry_point)
     if re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.M):
-        return problem_prompt.rstrip() + "\n\n" + code.strip("\n") + "\n"
+        return problem_prompt.rstrip() + "\n\n" + sanitize_code(code).strip("\n") + "\n"
     if dataset == "humaneval":
         return problem_prompt + completion.split("</answer>")[0]
     return problem_prompt.rstrip() + "\n\n" + code.strip("\n") + "\n"
