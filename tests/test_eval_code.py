@@ -255,3 +255,21 @@ def test_test_code_is_self_contained():
     compile(code, "<test>", "exec")
     with pytest.raises(ValueError, match="dataset"):
         build_test_code("", "f", [], dataset="apps")
+
+
+def test_hostile_answers_do_not_reach_the_host(executor, tmp_path):
+    """Through azr.Executor, a CRUXEval answer or a generated program cannot touch the evaluator's files."""
+    if isinstance(executor, ReferenceExecutor):
+        pytest.skip("ReferenceExecutor is a plain subprocess, not a sandbox; this checks azr.Executor")
+    from azr.evaluation import Problem
+
+    marker = tmp_path / "pwned"
+    touch = f"__import__('pathlib').Path({str(marker)!r}).write_text('x')"
+    p = Problem("cruxeval-o", "t", "", "1", {"code": "def f(x):\n    return x", "input": "1", "output": "1"})
+    res = _judge("cruxeval-o", executor, [(p, f"<answer>{touch}</answer>")])
+    res += _judge("cruxeval-i", executor, [(Problem("cruxeval-i", "t", "", "1", p.meta), f"<answer>{touch}</answer>")])
+    he = Problem("humaneval+", "t", "", "", {"prompt": "", "entry_point": "g", "reference": "def g():\n    return 1\n",
+                                             "base_input": [[]], "plus_input": [], "atol": 0.0, "dataset": "humaneval"})
+    res += _judge("humaneval+", executor, [(he, f"```python\n_x = {touch}\ndef g():\n    return 1\n```")])
+    assert not any(r["correct"] for r in res[:2])
+    assert not marker.exists()
