@@ -36,7 +36,8 @@ KNOWN_RESOURCE_EXCEPTIONS = {"Mbpp/255", "Mbpp/271", "Mbpp/599"}
 # answering with the equivalent literal is judged normally. 6 of 800; ReferenceExecutor evaluates them.
 CRUX_I_NOT_LITERAL = {"sample_152", "sample_258", "sample_344", "sample_364", "sample_720", "sample_770"}
 # Correct but slow (15-20 s each for reference + candidate on the plus inputs): left out of the default
-# subset to keep CI short, run with AZR_EVAL_FULL=1.
+# subset to keep CI short, run with AZR_EVAL_FULL=1, where on a loaded machine they (and Mbpp/271, which
+# sits near the bound) may also run out of time; a timeout is accepted for them, a wrong output never.
 SLOW = {"Mbpp/84", "Mbpp/589"}
 
 
@@ -217,7 +218,7 @@ def test_canonical_solutions_pass_plus_tests_and_corrupted_fail(shared_data, exe
     items = [(p, f"```python\n{p.meta['reference']}\n```") for p in probs]
     res = _judge(task, executor, items, code_timeout=60.0)
     failures = {p.id: r for p, r in zip(probs, res) if not (r["correct"] and r["base_correct"])}
-    unexpected = {k: v for k, v in failures.items() if k not in KNOWN_RESOURCE_EXCEPTIONS}
+    unexpected = {k: v for k, v in failures.items() if k not in KNOWN_RESOURCE_EXCEPTIONS | SLOW}
     assert not unexpected, unexpected
     for k, r in failures.items():  # the known exceptions fail by resources, not by a wrong output
         assert r["status"] in ("timeout", "memory"), (k, r)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import warnings
 from typing import Sequence
 
 __all__ = [
@@ -103,7 +104,9 @@ def sanitize_code(code: str) -> str:
     if len(code) > 200_000:
         return code
     try:
-        tree = ast.parse(code)
+        with warnings.catch_warnings():  # e.g. "invalid escape sequence" in the model's regexes
+            warnings.simplefilter("ignore")
+            tree = ast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return code
     lines = code.splitlines()
