@@ -1,0 +1,390 @@
+"""Code benchmarks: answer extraction, sandbox test programs and pass@k.
+
+Owns: reading a CRUXEval answer (an output literal or an input argument
+list) out of a completion; turning a HumanEval+/MBPP+ completion into a
+program; building the test code that `Executor.run_tests` runs after that
+program (EvalPlus-style differential testing against the canonical solution
+on the base and plus inputs); the unbiased pass@k estimator.
+
+Must not: execute any of this code in the evaluator process. Model-written
+programs and the canonical solutions only ever run inside the sandbox
+(`azr.Executor`); this module only builds source text.
+
+Test semantics (as EvalPlus, for comparability): for every input, the
+candidate's output must equal the reference's; float outputs (or tasks with
+an ``atol``) are compared with ``|out - exp| <= atol + 1e-7 * |exp|`` after a
+type and length check (atol 1e-6 when the task gives 0); MBPP+ has a few
+special oracles (set equality for 8 tasks, "not None" for 3, a few custom
+checks) and HumanEval/32 (`find_zero`) checks ``|poly(xs, x)| <= atol``.
+One deliberate difference: two NaNs compare equal.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import re
+import warnings
+from typing import Sequence
+
+__all__ = [
+    "extract_code",
+    "build_program",
+    "sanitize_code",
+    "build_test_code",
+    "extract_crux_answer",
+    "pass_at_k",
+]
+
+
+# --------------------------------------------------------------------------- pass@k
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct: 1 - C(n-c, k) / C(n, k).
+
+    Computed as a product (no huge binomials). Requires 0 <= c <= n and 1 <= k <= n.
+    """
+    if not (0 <= c <= n) or k < 1 or k > n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    prod = 1.0
+    for i in range(n - c + 1, n + 1):
+        prod *= 1.0 - k / i
+    return 1.0 - prod
+
+
+# --------------------------------------------------------------------------- answers
+
+_FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|$)", re.S)
+
+
+def _strip_think(text: str) -> str:
+    """Drop a leading reasoning section (``<think>...</think>``) when it is closed."""
+    if "</think>" in text:
+        return text.rsplit("</think>", 1)[1]
+    return text
+
+
+def extract_code(completion: str, entry_point: str | None = None) -> str:
+    """The code a completion proposes.
+
+    Prefers the fenced block (```python) that defines ``entry_point``, then
+    the last fenced python block, then any fenced block; inside ``<answer>``
+    tags when present. Without fences the text itself (up to a closing tag).
+    """
+    text = _strip_think(completion or "")
+    m = re.findall(r"<answer>(.*?)(?:</answer>|$)", text, flags=re.S)
+    if m and m[-1].strip():
+        text = m[-1]
+    blocks = _FENCE_RE.findall(text)
+    if blocks:
+        if entry_point:
+            pat = re.compile(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", re.M)
+            for lang, body in reversed(blocks):
+                if pat.search(body):
+                    return body
+        py = [b for lang, b in blocks if lang.lower() in ("python", "py", "python3", "")]
+        return (py or [b for _, b in blocks])[-1]
+    return text.split("</answer>")[0]
+
+
+_KEEP_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+               ast.AnnAssign)
+
+
+def sanitize_code(code: str) -> str:
+    """Keep the definitions of a model's code, drop its example usage.
+
+    Top-level imports, functions, classes and assignments stay; calls, prints,
+    asserts, loops and ``if __name__ == "__main__":`` blocks go (as EvalPlus's
+    sanitizer does), so a correct function is not failed by a wrong example
+    or an ``input()`` call. Code that does not parse is returned unchanged (the
+    sandbox reports the syntax error). Only parses: never runs anything.
+    """
+    if len(code) > 200_000:
+        return code
+    try:
+        with warnings.catch_warnings():  # e.g. "invalid escape sequence" in the model's regexes
+            warnings.simplefilter("ignore")
+            tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return code
+    lines = code.splitlines()
+    keep: list[str] = []
+    for node in tree.body:
+        if not isinstance(node, _KEEP_NODES):
+            continue
+        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        keep.append("\n".join(lines[start - 1:node.end_lineno]))
+    return "\n".join(keep) + "\n" if keep else code
+
+
+def build_program(problem_prompt: str, completion: str, entry_point: str, dataset: str) -> str:
+    """The full program to test for one completion.
+
+    If the extracted code defines ``entry_point`` it is the program, after the
+    problem's prompt (for HumanEval the prompt holds imports and helper
+    functions, and a later ``def`` overrides the prompt's stub; for MBPP it is
+    a docstring), with its example usage removed (`sanitize_code`). Otherwise the completion is taken as the continuation of the
+    prompt (base models completing a function body).
+    """
+    code = extract_code(completion, entry_point)
+    if re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.M):
+        return problem_prompt.rstrip() + "\n\n" + sanitize_code(code).strip("\n") + "\n"
+    if dataset == "humaneval":
+        return problem_prompt + completion.split("</answer>")[0]
+    return problem_prompt.rstrip() + "\n\n" + code.strip("\n") + "\n"
+
+
+def _literal_text(text: str) -> str:
+    t = text.strip()
+    t = re.sub(r"^\s*(?:output|input|answer)\s*[:=]\s*", "", t, flags=re.I)
+    return t.strip().strip("`").strip()
+
+
+def _split_assert(t: str, task: str) -> str | None:
+    """From ``assert f(X) == Y`` take Y (output task) or X (input task)."""
+    m = re.match(r"^\s*assert\s+(.*)$", t, re.S)
+    body = m.group(1) if m else t
+    if not re.match(r"^\s*f\s*\(", body):
+        return None
+    if len(body) > 100_000:
+        return None
+    try:
+        tree = ast.parse(body.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    node = tree.body
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq):
+        call, rhs = node.left, node.comparators[0]
+    elif isinstance(node, ast.Call):
+        call, rhs = node, None
+    else:
+        return None
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "f"):
+        return None
+    src = body.strip()
+    if task == "cruxeval-o":
+        return ast.get_source_segment(src, rhs) if rhs is not None else None
+    parts = [ast.get_source_segment(src, a) for a in call.args]
+    parts += [f"{kw.arg}={ast.get_source_segment(src, kw.value)}" for kw in call.keywords if kw.arg]
+    if any(p is None for p in parts):
+        return None
+    return ", ".join(parts)
+
+
+def extract_crux_answer(completion: str, task: str) -> str | None:
+    """The CRUXEval answer in a completion: an output literal (cruxeval-o) or an argument list (cruxeval-i).
+
+    Looks, in order, at the last ``<answer>`` block, ``[ANSWER]...[/ANSWER]``,
+    the last fenced block, then the last non-empty line. ``assert f(x) == y``
+    and ``f(x)`` forms are reduced to the wanted part.
+    """
+    if task not in ("cruxeval-i", "cruxeval-o"):
+        raise ValueError(f"task must be cruxeval-i or cruxeval-o, got {task!r}")
+    text = _strip_think(completion or "")
+    cand = None
+    tags = re.findall(r"<answer>(.*?)(?:</answer>|$)", text, flags=re.S)
+    if tags:
+        cand = tags[-1]  # may be empty: f() takes no arguments
+    else:
+        tags = re.findall(r"\[ANSWER\](.*?)(?:\[/ANSWER\]|$)", text, flags=re.S)
+        if tags:
+            cand = tags[-1]
+    if cand is None:
+        blocks = _FENCE_RE.findall(text)
+        if blocks and blocks[-1][1].strip():
+            cand = blocks[-1][1]
+    if cand is None:
+        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+        if not lines:
+            return None
+        cand = lines[-1]
+        # prose such as "The output is `[1, 2]`.": the last inline code span is the answer
+        spans = re.findall(r"`([^`\n]+)`", cand)
+        if spans and not re.match(r"^\s*`[^`]*`\s*$", cand):
+            cand = spans[-1]
+    blocks = _FENCE_RE.findall(cand)
+    if blocks:
+        cand = blocks[-1][1]
+    t = _literal_text(cand)
+    if not t:
+        return "" if task == "cruxeval-i" and tags else None
+    split = _split_assert(t, task)
+    if split is not None:
+        return split.strip()
+    if task == "cruxeval-i":
+        m = re.match(r"^\s*f\s*\((.*)\)\s*$", t, re.S)
+        if m:
+            return m.group(1).strip()
+    return t
+
+
+# --------------------------------------------------------------------------- EvalPlus-style tests
+
+_MBPP_SET_EQ = ("similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly", "larg_nnum",
+                "intersection_array", "find_dissimilar", "Diff")
+_MBPP_NOT_NONE = ("check_str", "text_match_three", "text_starta_endb")
+
+# The test code runs inside the sandbox after the candidate program. Names
+# start with _azr_ so they do not collide with the candidate's. `%(...)s`
+# fields are filled by build_test_code.
+_TEST_TEMPLATE = r'''
+import copy as _azr_copy
+import math as _azr_math
+import sys as _azr_sys
+nan = float("nan")
+inf = float("inf")
+_AZR_ENTRY = %(entry)r
+_AZR_DATASET = %(dataset)r
+_AZR_ATOL = %(atol)r
+_AZR_REF_SRC = %(ref)r
+_AZR_INPUTS = %(inputs)s
+_azr_cand = globals().get(_AZR_ENTRY)
+if not callable(_azr_cand):
+    raise AssertionError("the program does not define a function named %%r" %% _AZR_ENTRY)
+_azr_ref_ns = {"__name__": "_azr_reference"}
+exec(compile(_AZR_REF_SRC, "<reference>", "exec"), _azr_ref_ns)
+_azr_ref = _azr_ref_ns[_AZR_ENTRY]
+
+
+class _AzrSink:
+    def write(self, s):
+        return len(s)
+
+    def flush(self):
+        pass
+
+
+def _azr_is_floats(x):
+    if isinstance(x, float):
+        return True
+    if isinstance(x, (list, tuple)) and x:
+        return all(isinstance(i, float) for i in x)
+    return False
+
+
+def _azr_close(out, exp, atol):
+    if isinstance(exp, (list, tuple)):
+        if not isinstance(out, (list, tuple)) or len(out) != len(exp):
+            return False
+        return all(_azr_close(o, e, atol) for o, e in zip(out, exp))
+    if isinstance(exp, bool) or isinstance(out, bool):
+        return out == exp
+    if isinstance(exp, (int, float)) and isinstance(out, (int, float)):
+        if _azr_math.isnan(exp) and _azr_math.isnan(out):
+            return True
+        if _azr_math.isinf(exp) or _azr_math.isinf(out):
+            return out == exp
+        return abs(out - exp) <= atol + 1e-07 * abs(exp)
+    return out == exp
+
+
+def _azr_poly(xs, x):
+    return sum(c * _azr_math.pow(x, i) for i, c in enumerate(xs))
+
+
+def _azr_surface_area(base_edge, height):
+    slant = _azr_math.sqrt((base_edge / 2) ** 2 + height ** 2)
+    return round(base_edge ** 2 + 2 * base_edge * slant)
+
+
+def _azr_digit_distance(a, b):
+    sa, sb = str(a), str(b)
+    n = max(len(sa), len(sb))
+    return sum(abs(int(x) - int(y)) for x, y in zip(sa.zfill(n), sb.zfill(n)))
+
+
+def _azr_nan_eq(a, b):
+    return isinstance(a, float) and isinstance(b, float) and _azr_math.isnan(a) and _azr_math.isnan(b)
+
+
+def _azr_check(i, inp, out, exp):
+    atol = _AZR_ATOL
+    ok = out == exp or _azr_nan_eq(out, exp)
+    if _AZR_DATASET == "mbpp":
+        if _AZR_ENTRY == "are_equivalent":
+            ok = True
+        elif _AZR_ENTRY == "sum_div":
+            ok = ok or out == 0
+        elif _AZR_ENTRY == "surface_Area":
+            ok = ok or abs(out - _azr_surface_area(*inp)) <= atol
+        elif _AZR_ENTRY == "digit_distance_nums":
+            ok = ok or out == _azr_digit_distance(*inp)
+        elif _AZR_ENTRY in %(set_eq)r:
+            ok = set(out) == set(exp)
+        elif _AZR_ENTRY in %(not_none)r:
+            # the reference returns a match object or None: only "found or not" is compared
+            exp = exp if isinstance(exp, bool) else exp is not None
+            ok = (out == exp) if isinstance(out, bool) else (exp == (out is not None))
+    if _AZR_DATASET == "humaneval" and _AZR_ENTRY == "find_zero":
+        ok = abs(_azr_poly(*inp, out)) <= atol
+        if not ok:
+            raise AssertionError("find_zero: |poly(xs, x)| > atol on input #%%d" %% i)
+        return
+    if atol == 0 and _azr_is_floats(exp):
+        atol = 1e-6
+    if not ok and atol != 0:
+        ok = type(out) == type(exp) and _azr_close(out, exp, atol)
+    if not ok:
+        raise AssertionError("%%s: wrong output on %(label)s input #%%d: %%s" %% (
+            _AZR_ENTRY, i, repr(inp)[:200]))
+
+
+_azr_stdout, _azr_stderr = _azr_sys.stdout, _azr_sys.stderr
+for _azr_i, _azr_inp in enumerate(_AZR_INPUTS):
+    _azr_sys.stdout = _azr_sys.stderr = _AzrSink()
+    try:
+        _azr_exp = _azr_ref(*_azr_copy.deepcopy(_azr_inp))
+        _azr_out = _azr_cand(*_azr_copy.deepcopy(_azr_inp))
+    finally:
+        _azr_sys.stdout, _azr_sys.stderr = _azr_stdout, _azr_stderr
+    _azr_check(_azr_i, _azr_inp, _azr_out, _azr_exp)
+'''
+
+
+def _py_literal(v: object) -> str:
+    """Python source for an input value (repr, with nan/inf named by the test preamble)."""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_py_literal(x) for x in v) + "]"
+    if isinstance(v, tuple):
+        return "(" + "".join(_py_literal(x) + ", " for x in v) + ")"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_py_literal(k)}: {_py_literal(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, set):
+        return "{" + ", ".join(_py_literal(x) for x in v) + "}" if v else "set()"
+    if isinstance(v, complex):
+        return f"complex({_py_literal(v.real)}, {_py_literal(v.imag)})"
+    if v is None or isinstance(v, (bool, int, str, bytes)):
+        return repr(v)
+    raise TypeError(f"unsupported input value of type {type(v).__name__}")
+
+
+def build_test_code(reference: str, entry_point: str, inputs: Sequence[Sequence[object]], *, dataset: str,
+                    atol: float = 0.0, label: str = "test") -> str:
+    """Test code for `Executor.run_tests`: checks the program's ``entry_point`` against ``reference``.
+
+    ``reference`` is the canonical program (run in its own namespace inside
+    the sandbox); ``inputs`` the argument lists; ``dataset`` "humaneval" or
+    "mbpp" (selects the special oracles). The code raises AssertionError on
+    the first wrong output, so a run with status "ok" means every input passed.
+    """
+    if dataset not in ("humaneval", "mbpp"):
+        raise ValueError(f"dataset must be 'humaneval' or 'mbpp', got {dataset!r}")
+    rows = ",\n    ".join("[" + ", ".join(_py_literal(a) for a in inp) + "]" for inp in inputs)
+    return _TEST_TEMPLATE % {
+        "entry": entry_point,
+        "dataset": dataset,
+        "atol": float(atol),
+        "ref": reference,
+        "inputs": "[\n    " + rows + "\n]" if rows else "[]",
+        "set_eq": _MBPP_SET_EQ,
+        "not_none": _MBPP_NOT_NONE,
+        "label": label,
+    }

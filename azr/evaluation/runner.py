@@ -1,0 +1,504 @@
+"""The evaluation runner: `evaluate(model, tasks, ...)` and the `azr eval` command.
+
+Owns: for each task, building the prompts, generating in batches through
+``model.generate`` (any object with the documented signature works, so a fake
+model can drive it), judging the completions (sandbox for code, `MathGrader`
+for math) in a background thread while the next batch generates, scoring
+(pass@1 and unbiased pass@k), writing ``results.json`` and one JSONL line per
+sample, and the console summary table.
+
+Must not: run model-written code outside `azr.Executor`, print from
+`evaluate` (the CLI prints; the library returns an `EvalResult`), or keep
+global state.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .code_tasks import build_program, build_test_code, extract_crux_answer, pass_at_k
+from .datasets import (CODE_GEN_TASKS, CRUX_TASKS, MATH_TASKS, TASKS, DataNotFoundError, Problem, canonical_task,
+                       load_task, task_file)
+from .math_grader import MathGrader, extract_answer
+from .prompts import PROMPT_STYLES, BuiltPrompt, build_prompt
+
+__all__ = ["EvalConfig", "EvalResult", "TaskResult", "evaluate", "cli_main"]
+
+
+@dataclass
+class EvalConfig:
+    """Settings of one evaluation run (all recorded in results.json).
+
+    temperature 0 means greedy decoding (sent to the engine as top_k=1).
+    prompt_style "auto" picks "chat" when the tokenizer has a chat template,
+    else "azr" (the paper's self-play template). pass_k values above
+    n_samples are skipped.
+    """
+
+    tasks: tuple[str, ...] = ("cruxeval-i", "cruxeval-o")
+    data_dir: str | None = None
+    out_dir: str | None = None
+    limit: int | None = None
+    prompt_style: str = "auto"
+    few_shot: int = 0
+    n_samples: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    pass_k: tuple[int, ...] = (1,)
+    seed: int = 0
+    batch_size: int = 32
+    workers: int = 2
+    crux_timeout: float = 5.0
+    code_timeout: float = 30.0
+    math_timeout: float = 5.0
+    memory_mb: int = 1024
+    progress: bool = True
+
+    def validate(self) -> None:
+        for name in ("n_samples", "max_new_tokens", "batch_size", "workers"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"EvalConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("crux_timeout", "code_timeout", "math_timeout"):
+            if float(getattr(self, name)) <= 0:
+                raise ValueError(f"EvalConfig.{name} must be > 0 seconds, got {getattr(self, name)}")
+        if self.temperature < 0:
+            raise ValueError(f"EvalConfig.temperature must be >= 0, got {self.temperature}")
+        if not (0 < self.top_p <= 1):
+            raise ValueError(f"EvalConfig.top_p must be in (0, 1], got {self.top_p}")
+        if self.prompt_style not in PROMPT_STYLES + ("auto",):
+            raise ValueError(f"EvalConfig.prompt_style must be one of {PROMPT_STYLES + ('auto',)}, "
+                             f"got {self.prompt_style!r}")
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"EvalConfig.limit must be >= 0, got {self.limit}")
+        if any(int(k) < 1 for k in self.pass_k):
+            raise ValueError(f"EvalConfig.pass_k values must be >= 1, got {self.pass_k}")
+        if not self.tasks:
+            raise ValueError(f"EvalConfig.tasks is empty; choose from {', '.join(TASKS)}")
+
+
+@dataclass
+class TaskResult:
+    task: str
+    n_problems: int
+    n_samples: int
+    scores: dict[str, float]
+    prompt_style: str
+    wall_s: float
+    generate_s: float
+    generated_tokens: int
+    tokens_per_s: float
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class EvalResult:
+    model: str
+    config: dict[str, Any]
+    tasks: dict[str, TaskResult]
+    wall_s: float
+    samples_dir: str | None = None
+
+    @property
+    def scores(self) -> dict[str, dict[str, float]]:
+        """``{task: {"pass@1": ..., ...}}`` (fractions in [0, 1])."""
+        return {t: dict(r.scores) for t, r in self.tasks.items()}
+
+    def metrics(self, prefix: str = "eval/") -> dict[str, float]:
+        """Flat ``{"eval/<task>/<metric>": value}`` for a training run's metrics log."""
+        out: dict[str, float] = {}
+        for t, r in self.tasks.items():
+            for k, v in r.scores.items():
+                out[f"{prefix}{t}/{k}"] = float(v)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "config": self.config,
+            "wall_s": self.wall_s,
+            "scores": {t: r.scores for t, r in self.tasks.items()},
+            "tasks": {t: asdict(r) for t, r in self.tasks.items()},
+            "environment": {"python": platform.python_version(), "platform": platform.platform()},
+        }
+
+    def table(self) -> str:
+        """The console summary: one row per task, scores in percent."""
+        keys: list[str] = []
+        for r in self.tasks.values():
+            for k in r.scores:
+                if k not in keys:
+                    keys.append(k)
+        head = ["task", "problems", "n"] + keys + ["wall s", "tok/s"]
+        rows = [head]
+        for t, r in self.tasks.items():
+            rows.append([t, str(r.n_problems), str(r.n_samples)]
+                        + [f"{100 * r.scores[k]:.2f}" if k in r.scores else "-" for k in keys]
+                        + [f"{r.wall_s:.1f}", f"{r.tokens_per_s:.1f}"])
+        widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                 for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+
+@dataclass
+class _Verdict:
+    correct: bool
+    status: str
+    message: str = ""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _task_file_name(task: str) -> str:
+    return task.replace("+", "_plus") + ".jsonl"
+
+
+def _make_executor(cfg: EvalConfig) -> Any:
+    try:
+        from azr import Executor  # type: ignore[attr-defined]
+    except ImportError:
+        try:
+            from azr.executor import Executor  # type: ignore[no-redef]
+        except ImportError as e:
+            raise RuntimeError("the code tasks (cruxeval-i/o, humaneval+, mbpp+) run model-written code in the "
+                               "sandbox, but azr.Executor is not available in this build "
+                               f"({e}); evaluate the math tasks only, or pass executor=...") from None
+    return Executor(workers=cfg.workers, timeout=cfg.crux_timeout, memory_mb=cfg.memory_mb)
+
+
+def _resolve_style(cfg: EvalConfig, tokenizer: Any) -> str:
+    if cfg.prompt_style != "auto":
+        return cfg.prompt_style
+    return "chat" if tokenizer is not None and getattr(tokenizer, "chat_template", None) else "azr"
+
+
+def _encode_prompts(tokenizer: Any, texts: list[str]) -> list[str] | list[list[int]]:
+    """Token ids for azr-built prompts (special tokens such as <|im_start|> are recognised), or the texts
+    themselves when there is no tokenizer to encode with (the model then encodes them)."""
+    if tokenizer is None or not callable(getattr(tokenizer, "encode", None)):
+        return texts
+    batch = getattr(tokenizer, "encode_batch", None)
+    try:
+        if callable(batch):
+            return [list(x) for x in batch(texts, add_special_tokens=False, allow_special=True)]
+        return [list(tokenizer.encode(t, add_special_tokens=False, allow_special=True)) for t in texts]
+    except TypeError:  # a tokenizer without azr's allow_special keyword (e.g. a Hugging Face one)
+        return [list(tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+
+
+def _completion_text(c: Any, tokenizer: Any, stop: list[str]) -> str:
+    """The completion's text; decoded here when the engine had no tokenizer to do it."""
+    text = getattr(c, "text", None)
+    if text or tokenizer is None or not getattr(c, "token_ids", None):
+        return text or ""
+    text = tokenizer.decode(list(c.token_ids), skip_special_tokens=True)
+    cuts = [text.find(s) for s in stop if s and s in text]
+    return text[:min(cuts)] if cuts else text
+
+
+def _generate(model: Any, prompts: list[str] | list[list[int]], cfg: EvalConfig, stop: list[str],
+              seed: int) -> list[list[Any]]:
+    greedy = cfg.temperature == 0
+    outs = model.generate(prompts, n=cfg.n_samples, max_new_tokens=cfg.max_new_tokens,
+                          temperature=1.0 if greedy else cfg.temperature, top_p=1.0 if greedy else cfg.top_p,
+                          top_k=1 if greedy else 0, stop=stop or None, seed=seed, progress=False)
+    if len(outs) != len(prompts):
+        raise RuntimeError(f"model.generate returned {len(outs)} results for {len(prompts)} prompts")
+    return outs
+
+
+# ----------------------------------------------------------------------------- judges
+
+class _Judge:
+    """Scores one task's completions; runs in the background thread."""
+
+    def __init__(self, task: str, cfg: EvalConfig, executor: Any, grader: MathGrader | None) -> None:
+        self.task, self.cfg, self.ex, self.grader = task, cfg, executor, grader
+        self._tests: dict[tuple[str, str], str] = {}
+
+    def __call__(self, items: list[tuple[Problem, int, str, BuiltPrompt]]) -> list[dict[str, Any]]:
+        if self.task in CRUX_TASKS:
+            return self._crux(items)
+        if self.task in CODE_GEN_TASKS:
+            return self._codegen(items)
+        return self._math(items)
+
+    def _crux(self, items: list[tuple[Problem, int, str, BuiltPrompt]]) -> list[dict[str, Any]]:
+        answers = [extract_crux_answer(bp.answer_prefix + text, self.task) for _, _, text, bp in items]
+        verdicts: list[Any] = [_Verdict(False, "no_answer", "no answer found in the completion")] * len(items)
+        run_idx = [i for i, a in enumerate(answers) if a is not None]
+        if run_idx:
+            progs = [items[i][0].meta["code"] for i in run_idx]
+            golds = [items[i][0].meta["output"] for i in run_idx]
+            ans = [answers[i] for i in run_idx]
+            if self.task == "cruxeval-o":
+                inputs = [items[i][0].meta["input"] for i in run_idx]
+                got = self.ex.judge_output(progs, inputs, golds, ans)
+            else:
+                got = self.ex.judge_input(progs, golds, ans)
+            for i, v in zip(run_idx, got):
+                verdicts[i] = v
+        return [{"extracted": a, "correct": bool(v.correct), "status": v.status, "message": v.message}
+                for a, v in zip(answers, verdicts)]
+
+    def _test_code(self, p: Problem, which: str) -> str:
+        key = (p.id, which)
+        if key not in self._tests:
+            inputs = p.meta["base_input"] + (p.meta["plus_input"] if which == "plus" else [])
+            self._tests[key] = build_test_code(p.meta["reference"], p.meta["entry_point"], inputs,
+                                               dataset=p.meta["dataset"], atol=p.meta["atol"], label=which)
+        return self._tests[key]
+
+    def _codegen(self, items: list[tuple[Problem, int, str, BuiltPrompt]]) -> list[dict[str, Any]]:
+        programs = [build_program(p.meta["prompt"], bp.answer_prefix + text, p.meta["entry_point"],
+                                  p.meta["dataset"]) for p, _, text, bp in items]
+        base = self.ex.run_tests(programs, [self._test_code(p, "base") for p, _, _, _ in items],
+                                 timeout=self.cfg.code_timeout)
+        plus: list[Any] = [None] * len(items)
+        idx = [i for i, r in enumerate(base) if r.status == "ok"]
+        if idx:  # plus includes the base inputs: only programs that passed base can pass plus
+            got = self.ex.run_tests([programs[i] for i in idx], [self._test_code(items[i][0], "plus") for i in idx],
+                                    timeout=self.cfg.code_timeout)
+            for i, r in zip(idx, got):
+                plus[i] = r
+        out = []
+        for prog, b, pl in zip(programs, base, plus):
+            r = pl if pl is not None else b
+            out.append({"extracted": prog, "correct": pl is not None and pl.status == "ok",
+                        "base_correct": b.status == "ok", "status": r.status, "message": r.message[:2000]})
+        return out
+
+    def _math(self, items: list[tuple[Problem, int, str, BuiltPrompt]]) -> list[dict[str, Any]]:
+        assert self.grader is not None
+        out = []
+        for p, _, text, bp in items:
+            ans = extract_answer(bp.answer_prefix + text)
+            ok = self.grader.equal(ans, p.answer)
+            out.append({"extracted": ans, "correct": ok, "status": "ok" if ans is not None else "no_answer",
+                        "message": ""})
+        return out
+
+
+def _scores(task: str, per_problem: list[list[dict[str, Any]]], cfg: EvalConfig) -> dict[str, float]:
+    n = cfg.n_samples
+    ks = sorted({int(k) for k in cfg.pass_k if int(k) <= n} | {1})
+    keys = [("pass", "correct")] + ([("base_pass", "base_correct")] if task in CODE_GEN_TASKS else [])
+    out: dict[str, float] = {}
+    for label, field_ in keys:
+        for k in ks:
+            vals = [pass_at_k(n, sum(bool(s.get(field_)) for s in samples), k) for samples in per_problem]
+            out[f"{label}@{k}"] = sum(vals) / len(vals) if vals else 0.0
+    return out
+
+
+# ----------------------------------------------------------------------------- main loop
+
+def _run_task(task: str, model: Any, tokenizer: Any, cfg: EvalConfig, executor: Any, grader: MathGrader | None,
+              style: str, sample_fh: Any) -> TaskResult:
+    problems = load_task(task, cfg.data_dir, cfg.limit)
+    t0 = time.perf_counter()
+    gen_s = 0.0
+    n_tokens = 0
+    judge = _Judge(task, cfg, executor, grader)
+    built = [build_prompt(p, style, tokenizer, cfg.few_shot) for p in problems]
+    per_problem: list[list[dict[str, Any]]] = [[] for _ in problems]
+    statuses: dict[str, int] = {}
+    pending: list[tuple[int, list[tuple[Problem, int, str, BuiltPrompt]], list[Any], Future, list[int]]] = []
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(problems), desc=task, unit="prob", leave=True, dynamic_ncols=True)
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="azr-eval-judge")
+    try:
+        # judging of batch i (background thread) overlaps generation of batch i + 1
+        for start in range(0, len(problems), cfg.batch_size):
+            chunk = list(range(start, min(start + cfg.batch_size, len(problems))))
+            t1 = time.perf_counter()
+            stop = built[chunk[0]].stop  # the same for every problem of a task
+            prompts = _encode_prompts(tokenizer, [built[i].text for i in chunk])
+            outs = _generate(model, prompts, cfg, stop, cfg.seed + start)
+            gen_s += time.perf_counter() - t1
+            items, comps, owners = [], [], []
+            for i, samples in zip(chunk, outs):
+                if len(samples) != cfg.n_samples:
+                    raise RuntimeError(f"model.generate returned {len(samples)} samples, expected {cfg.n_samples}")
+                for j, c in enumerate(samples):
+                    items.append((problems[i], j, _completion_text(c, tokenizer, stop), built[i]))
+                    comps.append(c)
+                    owners.append(i)
+                    n_tokens += len(c.token_ids)
+            pending.append((start, items, comps, pool.submit(judge, items), owners))
+            if bar is not None:
+                bar.update(len(chunk))
+                bar.set_postfix(tok_s=f"{n_tokens / max(gen_s, 1e-9):.0f}")
+        for _, items, comps, fut, owners in pending:
+            for (p, j, text, bp), c, rec, owner in zip(items, comps, fut.result(), owners):
+                rec_full = {"task": task, "id": p.id, "sample": j, "prompt": bp.text, "completion": text,
+                            "finish_reason": getattr(c, "finish_reason", None),
+                            "n_tokens": len(c.token_ids), "gold": p.answer if task not in CODE_GEN_TASKS else None,
+                            **rec}
+                per_problem[owner].append(rec_full)
+                statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
+                if sample_fh is not None:
+                    sample_fh.write(json.dumps(rec_full, ensure_ascii=False, default=str) + "\n")
+    finally:
+        # on an error or Ctrl-C, drop the batches not judged yet (the running one ends within its timeouts)
+        pool.shutdown(wait=True, cancel_futures=True)
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t0
+    return TaskResult(task=task, n_problems=len(problems), n_samples=cfg.n_samples,
+                      scores=_scores(task, per_problem, cfg), prompt_style=style, wall_s=wall, generate_s=gen_s,
+                      generated_tokens=n_tokens, tokens_per_s=n_tokens / gen_s if gen_s > 0 else 0.0,
+                      statuses=statuses)
+
+
+def _parse_tasks(tasks: str | Iterable[str]) -> tuple[str, ...]:
+    items = tasks.split(",") if isinstance(tasks, str) else list(tasks)
+    out: list[str] = []
+    for t in items:
+        if t.strip():
+            c = canonical_task(t)
+            if c not in out:
+                out.append(c)
+    if not out:
+        raise ValueError(f"no tasks given; choose from {', '.join(TASKS)}")
+    return tuple(out)
+
+
+def evaluate(model: Any, tasks: str | Sequence[str], *, config: EvalConfig | None = None, executor: Any = None,
+             tokenizer: Any = None, model_name: str | None = None, **overrides: Any) -> EvalResult:
+    """Evaluate ``model`` on ``tasks`` and return the scores.
+
+    ``model``: anything with ``generate(prompts, n=, max_new_tokens=, temperature=, top_p=, top_k=, stop=,
+    seed=, progress=)`` returning per prompt a list of completions with ``.text`` and ``.token_ids`` (the
+    `Model.generate` contract in docs/api.md). ``tasks``: names from `TASKS` (a list or "a,b,c").
+    ``config`` / keyword ``overrides``: `EvalConfig` fields (e.g. ``limit=20, data_dir=...``).
+    ``executor``: an `azr.Executor` to judge code with (one is created, and closed, when needed and not given).
+    ``tokenizer``: for the chat template (default ``model.tokenizer``).
+
+    When ``out_dir`` is set, writes ``results.json`` and ``samples/<task>.jsonl`` there.
+    Raises DataNotFoundError when a benchmark file is missing, ValueError on bad settings.
+    """
+    cfg = EvalConfig(**asdict(config)) if config is not None else EvalConfig()
+    for k, v in overrides.items():
+        if not hasattr(cfg, k):
+            raise TypeError(f"evaluate() got an unknown setting {k!r}; EvalConfig fields are "
+                            f"{', '.join(f for f in asdict(cfg))}")
+        setattr(cfg, k, v)
+    cfg.tasks = _parse_tasks(tasks)
+    cfg.pass_k = tuple(int(k) for k in cfg.pass_k)
+    cfg.validate()
+    if tokenizer is None:
+        tokenizer = getattr(model, "tokenizer", None)
+    style = _resolve_style(cfg, tokenizer)
+    # fail early on missing data, before loading anything heavy
+    for t in cfg.tasks:
+        task_file(t, cfg.data_dir)
+
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else None
+    if out_dir is not None:
+        (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+    needs_sandbox = any(t in CRUX_TASKS + CODE_GEN_TASKS for t in cfg.tasks)
+    own_executor = executor is None and needs_sandbox
+    if own_executor:
+        executor = _make_executor(cfg)
+    grader = MathGrader(timeout=cfg.math_timeout) if any(t in MATH_TASKS for t in cfg.tasks) else None
+    t0 = time.perf_counter()
+    results: dict[str, TaskResult] = {}
+    try:
+        for t in cfg.tasks:
+            fh = open(out_dir / "samples" / _task_file_name(t), "w", encoding="utf-8") if out_dir else None
+            try:
+                results[t] = _run_task(t, model, tokenizer, cfg, executor, grader, style, fh)
+            finally:
+                if fh is not None:
+                    fh.close()
+    finally:
+        if grader is not None:
+            grader.close()
+        if own_executor and executor is not None:
+            close = getattr(executor, "close", None) or getattr(executor, "__exit__", None)
+            if close is not None:
+                close() if close.__name__ == "close" else close(None, None, None)
+    name = model_name or str(getattr(model, "name_or_path", None) or type(model).__name__)
+    res = EvalResult(model=name, config={**asdict(cfg), "prompt_style_used": style}, tasks=results,
+                     wall_s=time.perf_counter() - t0, samples_dir=str(out_dir / "samples") if out_dir else None)
+    if out_dir is not None:
+        with open(out_dir / "results.json", "w", encoding="utf-8") as fh:
+            json.dump(res.to_json(), fh, indent=2, default=str)
+    return res
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="azr eval", description="Evaluate a model on code and math benchmarks.")
+    ap.add_argument("--model", required=True, help="HF directory, GGUF path or short name (azr.Model.from_pretrained)")
+    ap.add_argument("--tasks", default="cruxeval-i,cruxeval-o",
+                    help=f"comma-separated, from: {','.join(TASKS)} (livecodebench: not available offline)")
+    ap.add_argument("--out", default="results", help="output folder for results.json and samples/ (default: results)")
+    ap.add_argument("--limit", type=int, default=None, help="first N problems of each task")
+    ap.add_argument("--data-dir", default=None, help="benchmark folder (default: $AZR_DATA_DIR)")
+    ap.add_argument("--prompt-style", default="auto", choices=PROMPT_STYLES + ("auto",),
+                    help="azr: the paper's self-play template; chat: the tokenizer's chat template; "
+                         "base: plain completion with --few-shot examples; auto: chat if the tokenizer has a "
+                         "template, else azr")
+    ap.add_argument("--few-shot", type=int, default=0, help="worked examples before each question (base style)")
+    ap.add_argument("--n", type=int, default=1, dest="n_samples", help="samples per problem (for pass@k)")
+    ap.add_argument("--pass-k", default="1", help="comma-separated k values for pass@k (<= --n)")
+    ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--max-new-tokens", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=32, help="prompts per generate call")
+    ap.add_argument("--workers", type=int, default=2, help="sandbox worker processes")
+    ap.add_argument("--code-timeout", type=float, default=30.0, help="seconds per HumanEval+/MBPP+ test run")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return ap
+
+
+def cli_main(argv: Sequence[str] | None = None) -> int:
+    """``azr eval ...``: returns the process exit code (0 ok, 2 bad arguments or missing data)."""
+    args = _build_parser().parse_args(list(argv) if argv is not None else None)
+    try:
+        pass_k = tuple(int(k) for k in args.pass_k.split(",") if k.strip())
+        tasks = _parse_tasks(args.tasks)
+        if args.data_dir is None and not os.environ.get("AZR_DATA_DIR"):
+            raise DataNotFoundError("no benchmark directory: pass --data-dir DIR or set AZR_DATA_DIR "
+                                    "(azr evaluates offline and does not download the benchmarks)")
+        for t in tasks:
+            task_file(t, args.data_dir)
+    except (ValueError, DataNotFoundError) as e:
+        print(f"azr eval: {e}", file=sys.stderr)
+        return 2
+    try:
+        import azr
+
+        model = azr.Model.from_pretrained(args.model)  # type: ignore[attr-defined]
+    except AttributeError:
+        print("azr eval: azr.Model is not available in this build", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:
+        print(f"azr eval: cannot load model {args.model!r}: {e}", file=sys.stderr)
+        return 2
+    res = evaluate(model, tasks, model_name=args.model, data_dir=args.data_dir, out_dir=args.out, limit=args.limit,
+                   prompt_style=args.prompt_style, few_shot=args.few_shot, n_samples=args.n_samples,
+                   pass_k=pass_k, temperature=args.temperature, top_p=args.top_p,
+                   max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, workers=args.workers,
+                   code_timeout=args.code_timeout, seed=args.seed, progress=not args.no_progress)
+    print(res.table())
+    print(f"\nwall time {res.wall_s:.1f} s; results: {Path(args.out) / 'results.json'}; samples: {res.samples_dir}")
+    return 0

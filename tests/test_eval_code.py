@@ -1,0 +1,276 @@
+"""Code scorers: pass@k, answer extraction, and judging through the sandbox API.
+
+Scorer tests run against two executors with the documented `azr.Executor`
+API: `ReferenceExecutor` (tests/eval_support.py, a subprocess-per-run stand-in
+that checks this layer's test logic) and the real `azr.Executor` when it is
+importable (skipped, with the reason, until the sandbox layer is merged).
+They run on a subset by default; AZR_EVAL_FULL=1 runs every problem.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from fractions import Fraction
+from math import comb
+
+import pytest
+from eval_support import ReferenceExecutor
+
+from azr.evaluation import (build_program, build_test_code, extract_code, extract_crux_answer, load_task,
+                            pass_at_k)
+from azr.evaluation.code_tasks import sanitize_code
+from azr.evaluation.prompts import BuiltPrompt
+from azr.evaluation.runner import EvalConfig, _Judge
+
+FULL = os.environ.get("AZR_EVAL_FULL") == "1"
+
+# Known exceptions among the canonical solutions (they fail only by resources, never by a wrong output):
+# - Mbpp/255 combinations_colors: a plus input asks for all combinations with replacement of a long list,
+#   which does not fit in the 1 GiB address-space limit.
+# - Mbpp/271 even_Power_Sum, Mbpp/599 sum_average: plain loops up to very large n on the plus inputs; the
+#   reference plus the candidate take over 60 s on this machine (EvalPlus allows each input 4x the
+#   reference's own time instead of one bound for the whole run).
+KNOWN_RESOURCE_EXCEPTIONS = {"Mbpp/255", "Mbpp/271", "Mbpp/599"}
+# CRUXEval-I gold inputs that are expressions, not literals: azr.Executor accepts only literal inputs
+# (a model answer is data, never code), so judge_input refuses them ("not allowed in an input"); a model
+# answering with the equivalent literal is judged normally. 6 of 800; ReferenceExecutor evaluates them.
+CRUX_I_NOT_LITERAL = {"sample_152", "sample_258", "sample_344", "sample_364", "sample_720", "sample_770"}
+# Correct but slow (15-20 s each for reference + candidate on the plus inputs): left out of the default
+# subset to keep CI short, run with AZR_EVAL_FULL=1, where on a loaded machine they (and Mbpp/271, which
+# sits near the bound) may also run out of time; a timeout is accepted for them, a wrong output never.
+SLOW = {"Mbpp/84", "Mbpp/589"}
+
+
+# --------------------------------------------------------------------------- pass@k
+
+def _pass_at_k_bruteforce(n: int, c: int, k: int) -> Fraction:
+    """Fraction of all k-subsets of n samples (c correct) that contain a correct one."""
+    samples = [True] * c + [False] * (n - c)
+    subsets = list(itertools.combinations(range(n), k))
+    return Fraction(sum(any(samples[i] for i in s) for s in subsets), len(subsets))
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8])
+def test_pass_at_k_matches_bruteforce(n):
+    for c in range(n + 1):
+        for k in range(1, n + 1):
+            assert pass_at_k(n, c, k) == pytest.approx(float(_pass_at_k_bruteforce(n, c, k)), abs=1e-12)
+
+
+def test_pass_at_k_large_n_matches_exact_combinatorics():
+    for n, c, k in [(200, 13, 1), (200, 13, 10), (200, 13, 100), (1000, 1, 50), (100, 0, 5), (100, 100, 5)]:
+        exact = 1 - Fraction(comb(n - c, k), comb(n, k))
+        assert pass_at_k(n, c, k) == pytest.approx(float(exact), rel=1e-9, abs=1e-12)
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+
+
+def test_pass_at_k_rejects_bad_arguments():
+    for n, c, k in [(5, 6, 1), (5, -1, 1), (5, 2, 0), (5, 2, 6)]:
+        with pytest.raises(ValueError, match="pass@k"):
+            pass_at_k(n, c, k)
+
+
+# --------------------------------------------------------------------------- extraction
+
+@pytest.mark.parametrize("text,task,expected", [
+    ("<think>..</think> <answer>[1, 2]</answer>", "cruxeval-o", "[1, 2]"),
+    ("<answer>assert f('a', 1) == 'b'</answer>", "cruxeval-o", "'b'"),
+    ("<answer>assert f('a', 1) == 'b'</answer>", "cruxeval-i", "'a', 1"),
+    ("<answer>f([1, 2], x=3)</answer>", "cruxeval-i", "[1, 2], x=3"),
+    ("<answer></answer>", "cruxeval-i", ""),  # f() takes no arguments
+    ("<answer></answer>", "cruxeval-o", None),
+    ("[ANSWER]assert f(3) == 9[/ANSWER]", "cruxeval-o", "9"),
+    ("I think the output is:\n```python\n{'a': 1}\n```", "cruxeval-o", "{'a': 1}"),
+    ("Output: (1, 'x')", "cruxeval-o", "(1, 'x')"),
+    ("Calling `f([3, 1])` sorts it, so the output is `[1, 3]`.", "cruxeval-o", "[1, 3]"),
+    ("So the input is `f('ab', 2)`", "cruxeval-i", "'ab', 2"),
+    ("", "cruxeval-o", None),
+])
+def test_extract_crux_answer(text, task, expected):
+    assert extract_crux_answer(text, task) == expected
+
+
+def test_sanitize_keeps_definitions_and_drops_examples():
+    code = ("import math\nfrom typing import List\nK = 3\n\n@staticmethod\ndef helper(x):\n    return x * K\n\n"
+            "def add(a, b):\n    return helper(a) + b\n\nprint(add(1, 2))\nassert add(1, 1) == 99\n"
+            "for i in range(3):\n    print(i)\nif __name__ == '__main__':\n    print(input())\n")
+    out = sanitize_code(code)
+    assert out == ("import math\nfrom typing import List\nK = 3\n@staticmethod\ndef helper(x):\n    return x * K\n"
+                   "def add(a, b):\n    return helper(a) + b\n")
+    assert sanitize_code("def broken(:\n") == "def broken(:\n"
+    assert sanitize_code("print(1)\n") == "print(1)\n"  # nothing to keep: unchanged
+
+
+def test_extraction_is_bounded_on_hostile_text():
+    for text in ["assert f(" + "[" * 50_000 + ") == 1", "<answer>f(" + "(" * 5000 + ")</answer>",
+                 "```" * 10_000, "`" * 100_001, "<answer>" * 20_000]:
+        for task in ("cruxeval-i", "cruxeval-o"):
+            extract_crux_answer(text, task)  # returns something or None, never raises
+        extract_code(text, "f")
+
+
+def test_extract_code_and_build_program():
+    c = "Sure:\n```python\ndef helper():\n    return 1\n```\nand\n```python\ndef add(a, b):\n    return a + b\n```"
+    assert extract_code(c, "add").startswith("def add")
+    prompt = 'def add(a, b):\n    """Add."""\n'
+    prog = build_program(prompt, c, "add", "humaneval")
+    assert prog.startswith(prompt.rstrip()) and prog.rstrip().endswith("return a + b")
+    # a base model continuing the prompt: the completion is the body
+    assert build_program(prompt, "    return a + b\n", "add", "humaneval") == prompt + "    return a + b\n"
+    # <answer> tags around a block (the azr prompt style)
+    assert "return a - b" in build_program(prompt, "<think>x</think><answer>```python\ndef add(a, b):\n"
+                                                   "    return a - b\n```</answer>", "add", "humaneval")
+
+
+# --------------------------------------------------------------------------- executors
+
+@pytest.fixture(params=["reference", "azr"], scope="module")
+def executor(request):
+    if request.param == "reference":
+        with ReferenceExecutor(workers=2, timeout=10.0, memory_mb=1024) as ex:
+            yield ex
+        return
+    try:
+        from azr import Executor  # type: ignore[attr-defined]
+    except ImportError:
+        try:
+            from azr.executor import Executor  # type: ignore[no-redef]
+        except ImportError:
+            Executor = None
+    if Executor is None:
+        pytest.skip("azr.Executor is not importable in this build (the sandbox layer is not merged yet); "
+                    "the scorers are checked with ReferenceExecutor")
+    with Executor(workers=2, timeout=10.0, memory_mb=1024) as ex:
+        yield ex
+
+
+def _subset(probs, n):
+    if FULL:
+        return probs
+    step = max(1, len(probs) // n)
+    return probs[::step][:n]
+
+
+def _judge(task, ex, items, **cfg):
+    return _Judge(task, EvalConfig(**cfg), ex, None)(
+        [(p, 0, text, BuiltPrompt("", [])) for p, text in items])
+
+
+@pytest.mark.parametrize("task", ["cruxeval-o", "cruxeval-i"])
+def test_cruxeval_gold_scores_100_and_wrong_scores_0(shared_data, executor, task):
+    probs = _subset(load_task(task, shared_data / "benchmarks"), 24)
+    if not FULL:  # make sure the subset includes the known exceptions
+        probs += [p for p in load_task(task, shared_data / "benchmarks") if p.id in CRUX_I_NOT_LITERAL]
+    gold = _judge(task, executor, [(p, f"<think>...</think> <answer>{p.answer}</answer>") for p in probs])
+    bad = {p.id: r for p, r in zip(probs, gold) if not r["correct"]}
+    unexpected = {k: r for k, r in bad.items() if not (task == "cruxeval-i" and k in CRUX_I_NOT_LITERAL)}
+    assert not unexpected, unexpected
+    for k, r in bad.items():  # refused as non-literal input by the sandbox, not judged wrong
+        assert r["status"] == "error" and "not allowed in an input" in r["message"], (k, r)
+    # wrong answers: an output of another problem (different text and value), or a type change
+    wrong = []
+    for i, p in enumerate(probs):
+        other = probs[(i + 1) % len(probs)]
+        if task == "cruxeval-o":
+            w = other.answer if other.answer != p.answer else repr(p.answer)
+        else:
+            w = "'definitely not an input', 12345, [None]"
+        wrong.append((p, f"<answer>{w}</answer>"))
+    res = _judge(task, executor, wrong)
+    assert not any(r["correct"] for r in res), [(p.id, r) for (p, _), r in zip(wrong, res) if r["correct"]]
+
+
+def test_cruxeval_output_equality_is_type_aware(executor):
+    from azr.evaluation import Problem
+
+    p = Problem("cruxeval-o", "t", "", "1", {"code": "def f(x):\n    return x + 0", "input": "1", "output": "1"})
+    res = _judge("cruxeval-o", executor, [(p, "<answer>1</answer>"), (p, "<answer>1.0</answer>"),
+                                          (p, "<answer>True</answer>"), (p, "<answer>'1'</answer>")])
+    assert [r["correct"] for r in res] == [True, False, False, False]
+
+
+def _corrupt(program: str, entry: str) -> str:
+    """Wrap the canonical function so that every output is changed."""
+    return program + f'''
+
+_azr_orig_{entry} = {entry}
+def {entry}(*a, **k):
+    r = _azr_orig_{entry}(*a, **k)
+    if isinstance(r, bool):
+        return not r
+    if isinstance(r, (int, float)):
+        return r + 1
+    if isinstance(r, str):
+        return r + "x"
+    if isinstance(r, list):
+        return r + [None]
+    if isinstance(r, tuple):
+        return r + (None,)
+    return [r]
+'''
+
+
+@pytest.mark.parametrize("task", ["humaneval+", "mbpp+"])
+def test_canonical_solutions_pass_plus_tests_and_corrupted_fail(shared_data, executor, task):
+    probs = load_task(task, shared_data / "benchmarks")
+    if not FULL:
+        probs = [p for p in _subset(probs, 12) if p.id not in KNOWN_RESOURCE_EXCEPTIONS | SLOW]
+    items = [(p, f"```python\n{p.meta['reference']}\n```") for p in probs]
+    res = _judge(task, executor, items, code_timeout=60.0)
+    failures = {p.id: r for p, r in zip(probs, res) if not (r["correct"] and r["base_correct"])}
+    unexpected = {k: v for k, v in failures.items() if k not in KNOWN_RESOURCE_EXCEPTIONS | SLOW}
+    assert not unexpected, unexpected
+    for k, r in failures.items():  # the known exceptions fail by resources, not by a wrong output
+        assert r["status"] in ("timeout", "memory"), (k, r)
+
+    # corrupted solutions (every output changed) fail; Mbpp/164's special oracle accepts any output
+    corrupt = [(p, f"```python\n{_corrupt(p.meta['reference'], p.meta['entry_point'])}\n```")
+               for p in probs if p.id != "Mbpp/164"][:8]
+    res = _judge(task, executor, corrupt, code_timeout=60.0)
+    assert not any(r["correct"] or r["base_correct"] for r in res), \
+        [(p.id, r) for (p, _), r in zip(corrupt, res) if r["correct"]]
+
+
+def test_codegen_hostile_and_broken_programs_fail(shared_data, executor):
+    """Programs that exit early, crash, loop, or lack the function never pass."""
+    p = load_task("humaneval+", shared_data / "benchmarks", limit=1)[0]
+    ref = p.meta["reference"]
+    programs = [
+        # exits before the tests run (as assignments, which the sanitizer keeps)
+        ref + "\n_stop = __import__('sys').exit(0)\n",
+        ref + "\n_stop = __import__('os')._exit(0)\n",
+        "def has_close_elements(numbers, threshold):\n    raise RuntimeError('no')\n",
+        "def has_close_elements(numbers, threshold):\n    while True:\n        pass\n",
+        "def something_else():\n    return 1\n",
+        "def has_close_elements(numbers, threshold)\n    return True\n",  # syntax error
+    ]
+    items = [(p, f"```python\n{prog}\n```") for prog in programs]
+    res = _judge("humaneval+", executor, items, code_timeout=3.0)
+    assert [r["base_correct"] for r in res] == [False] * len(programs), res
+    assert res[3]["status"] == "timeout"
+
+
+def test_test_code_is_self_contained():
+    code = build_test_code("def f(x):\n    return x\n", "f", [[float("nan")], [float("inf")], [(1, {2})]],
+                           dataset="humaneval")
+    compile(code, "<test>", "exec")
+    with pytest.raises(ValueError, match="dataset"):
+        build_test_code("", "f", [], dataset="apps")
+
+
+def test_hostile_answers_do_not_reach_the_host(executor, tmp_path):
+    """Through azr.Executor, a CRUXEval answer or a generated program cannot touch the evaluator's files."""
+    if isinstance(executor, ReferenceExecutor):
+        pytest.skip("ReferenceExecutor is a plain subprocess, not a sandbox; this checks azr.Executor")
+    from azr.evaluation import Problem
+
+    marker = tmp_path / "pwned"
+    touch = f"__import__('pathlib').Path({str(marker)!r}).write_text('x')"
+    p = Problem("cruxeval-o", "t", "", "1", {"code": "def f(x):\n    return x", "input": "1", "output": "1"})
+    res = _judge("cruxeval-o", executor, [(p, f"<answer>{touch}</answer>")])
+    res += _judge("cruxeval-i", executor, [(Problem("cruxeval-i", "t", "", "1", p.meta), f"<answer>{touch}</answer>")])
+    he = Problem("humaneval+", "t", "", "", {"prompt": "", "entry_point": "g", "reference": "def g():\n    return 1\n",
+                                             "base_input": [[]], "plus_input": [], "atol": 0.0, "dataset": "humaneval"})
+    res += _judge("humaneval+", executor, [(he, f"```python\n_x = {touch}\ndef g():\n    return 1\n```")])
+    assert not any(r["correct"] for r in res[:2])
+    assert not marker.exists()

@@ -1,0 +1,295 @@
+"""The runner end to end, driven by a fake model with the documented generate() signature."""
+from __future__ import annotations
+
+import json
+from itertools import combinations
+
+import pytest
+from eval_support import FakeModel, ReferenceExecutor
+
+import azr
+from azr.evaluation import EvalConfig, cli_main, evaluate, load_task
+
+
+@pytest.fixture(scope="module")
+def bench(shared_data):
+    return shared_data / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def ref_executor():
+    with ReferenceExecutor(workers=2, timeout=10.0) as ex:
+        yield ex
+
+
+def _gold_by_prompt(problems, render):
+    """answer_for(prompt) that finds the problem whose text is in the prompt."""
+    def answer_for(prompt, j):
+        for p in problems:
+            key = p.meta.get("code", p.question) if p.task.startswith("cruxeval") else p.question.strip()
+            if p.task.startswith("cruxeval"):
+                if key in prompt and (p.meta["input"] in prompt if p.task == "cruxeval-o" else p.meta["output"] in prompt):
+                    return render(p, j)
+            elif key[:200] in prompt:
+                return render(p, j)
+        raise AssertionError("prompt matches no problem: " + prompt[:200])
+    return answer_for
+
+
+class ChatTok:
+    chat_template = "{{ messages }}"
+
+    def apply_chat_template(self, messages, add_generation_prompt=True, tokenize=False):
+        assert not tokenize and add_generation_prompt
+        return "<|user|>" + messages[0]["content"] + "<|assistant|>"
+
+
+def test_cruxeval_end_to_end_writes_results_and_samples(bench, ref_executor, tmp_path):
+    probs = {t: load_task(t, bench, limit=5) for t in ("cruxeval-o", "cruxeval-i")}
+    allp = probs["cruxeval-o"] + probs["cruxeval-i"]
+    model = FakeModel(_gold_by_prompt(allp, lambda p, j: f"Let me think.</think> <answer>{p.answer}"))
+    res = evaluate(model, "cruxeval-i,cruxeval-o", executor=ref_executor, data_dir=str(bench), limit=5,
+                   out_dir=str(tmp_path), prompt_style="azr", batch_size=2, progress=False)
+    assert res.tasks["cruxeval-o"].scores["pass@1"] == 1.0
+    assert res.tasks["cruxeval-i"].scores["pass@1"] == 1.0
+    assert res.metrics() == {"eval/cruxeval-i/pass@1": 1.0, "eval/cruxeval-o/pass@1": 1.0}
+    assert res.scores == {"cruxeval-i": {"pass@1": 1.0}, "cruxeval-o": {"pass@1": 1.0}}
+    # greedy decoding, the azr template and its stop string, batches of 2
+    call = model.calls[0]
+    assert call["top_k"] == 1 and call["n"] == 1 and call["stop"] == ["</answer>"]
+    assert call["prompts"][0].endswith("Assistant: <think>") and "A conversation between User" in call["prompts"][0]
+    assert [len(c["prompts"]) for c in model.calls] == [2, 2, 1, 2, 2, 1]
+
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["scores"]["cruxeval-o"]["pass@1"] == 1.0
+    assert data["config"]["limit"] == 5 and data["config"]["prompt_style_used"] == "azr"
+    assert data["tasks"]["cruxeval-i"]["n_problems"] == 5
+    lines = [json.loads(x) for x in (tmp_path / "samples" / "cruxeval-o.jsonl").read_text().splitlines()]
+    assert len(lines) == 5
+    for rec, p in zip(lines, probs["cruxeval-o"]):
+        assert rec["id"] == p.id and rec["extracted"] == p.answer and rec["correct"] is True
+        assert {"prompt", "completion", "extracted", "status", "message", "gold"} <= set(rec)
+    assert "cruxeval-o" in res.table() and "100.00" in res.table()
+
+
+def test_cruxeval_base_style_few_shot(bench, ref_executor):
+    po = load_task("cruxeval-o", bench, limit=3)
+    pi = load_task("cruxeval-i", bench, limit=3)
+    # the base prompt ends inside "[ANSWER]assert f(": the model writes the rest
+    mo = FakeModel(_gold_by_prompt(po, lambda p, j: f" {p.answer}[/ANSWER]"))
+    mi = FakeModel(_gold_by_prompt(pi, lambda p, j: f"{p.answer}) == {p.meta['output']}"))
+    ro = evaluate(mo, ["cruxeval-o"], executor=ref_executor, data_dir=bench, limit=3, prompt_style="base",
+                  few_shot=2, progress=False)
+    ri = evaluate(mi, ["cruxeval-i"], executor=ref_executor, data_dir=bench, limit=3, prompt_style="base",
+                  few_shot=2, progress=False)
+    assert ro.tasks["cruxeval-o"].scores["pass@1"] == 1.0
+    assert ri.tasks["cruxeval-i"].scores["pass@1"] == 1.0
+    assert mo.calls[0]["prompts"][0].count("[ANSWER]") == 3  # two shots + the question
+
+
+def test_math_pass_at_k_with_n_samples(bench):
+    probs = load_task("gsm8k", bench, limit=6) + load_task("math500", bench, limit=6)
+    n = 4
+    correct_count = {p.id: i % (n + 1) for i, p in enumerate(probs)}  # 0..4 correct samples
+
+    def render(p, j):
+        if j < correct_count[p.id]:
+            return f"Reasoning... so the answer is \\boxed{{{p.answer}}}."
+        return "Reasoning... so the answer is \\boxed{123456789}."
+
+    model = FakeModel(_gold_by_prompt(probs, render))
+    res = evaluate(model, ["gsm8k", "math500"], data_dir=bench, limit=6, n_samples=n, pass_k=(1, 2, 4),
+                   temperature=0.8, prompt_style="chat", tokenizer=ChatTok(), progress=False)
+    assert model.calls[0]["top_k"] == 0 and model.calls[0]["temperature"] == 0.8 and model.calls[0]["n"] == n
+    assert model.calls[0]["prompts"][0].startswith("<|user|>") and "\\boxed{}" in model.calls[0]["prompts"][0]
+
+    def brute(c, k):  # fraction of k-subsets with a correct sample
+        subs = list(combinations(range(n), k))
+        return sum(any(i < c for i in s) for s in subs) / len(subs)
+
+    for task in ("gsm8k", "math500"):
+        ps = [p for p in probs if p.task == task]
+        for k in (1, 2, 4):
+            expected = sum(brute(correct_count[p.id], k) for p in ps) / len(ps)
+            assert res.tasks[task].scores[f"pass@{k}"] == pytest.approx(expected)
+
+
+def test_humaneval_plus_end_to_end(bench, ref_executor):
+    probs = load_task("humaneval+", bench, limit=3)
+
+    def render(p, j):
+        if j == 0:
+            return f"Here it is:\n```python\n{p.meta['reference']}\n```"
+        return "```python\ndef nothing():\n    pass\n```"
+
+    model = FakeModel(_gold_by_prompt(probs, render))
+    res = evaluate(model, ["humaneval+"], executor=ref_executor, data_dir=bench, limit=3, n_samples=2,
+                   pass_k=(1, 2), temperature=1.0, prompt_style="chat", tokenizer=ChatTok(), progress=False)
+    s = res.tasks["humaneval+"].scores
+    assert s == {"pass@1": 0.5, "pass@2": 1.0, "base_pass@1": 0.5, "base_pass@2": 1.0}
+
+
+def test_auto_style_and_config_validation(bench):
+    probs = load_task("aime24", bench, limit=2)
+    model = FakeModel(_gold_by_prompt(probs, lambda p, j: f"<answer>{p.answer}</answer>"), tokenizer=ChatTok())
+    res = evaluate(model, ["aime24"], data_dir=bench, limit=2, progress=False)
+    assert res.config["prompt_style_used"] == "chat"  # the model's tokenizer has a chat template
+    assert res.tasks["aime24"].scores["pass@1"] == 1.0
+    with pytest.raises(ValueError, match="prompt_style"):
+        evaluate(model, ["aime24"], data_dir=bench, prompt_style="fancy")
+    with pytest.raises(TypeError, match="unknown setting 'limits'"):
+        evaluate(model, ["aime24"], data_dir=bench, limits=3)
+    with pytest.raises(ValueError, match="unknown task"):
+        evaluate(model, ["aime2026"], data_dir=bench)
+    with pytest.raises(ValueError, match="n_samples"):
+        evaluate(model, ["aime24"], config=EvalConfig(n_samples=0), data_dir=bench)
+
+
+def test_hostile_math_completions_do_not_affect_the_evaluator(bench, tmp_path):
+    marker = tmp_path / "pwned"
+    probs = load_task("amc23", bench, limit=3)
+    evil = [
+        "x" * 200_000 + " \\boxed{" + "{" * 5000,
+        f"\\boxed{{__import__('os').system('touch {marker}')}}",
+        "<answer>" * 3000,
+    ]
+    model = FakeModel(lambda prompt, j: evil[j])
+    res = evaluate(model, ["amc23"], data_dir=bench, limit=3, n_samples=3, prompt_style="azr", progress=False,
+                   math_timeout=2.0)
+    assert res.tasks["amc23"].scores["pass@1"] == 0.0
+    assert not marker.exists()
+    assert len(probs) == 3
+
+
+def test_code_tasks_need_an_executor(bench):
+    try:
+        from azr.evaluation.runner import _make_executor
+        _make_executor(EvalConfig()).close()
+        pytest.skip("azr.Executor exists: the runner creates one itself")
+    except RuntimeError:
+        pass
+    model = FakeModel(lambda p, j: "<answer>1</answer>")
+    with pytest.raises(RuntimeError, match="sandbox"):
+        evaluate(model, ["cruxeval-o"], data_dir=bench, limit=1, progress=False)
+
+
+def test_cli_main(bench, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("AZR_DATA_DIR", raising=False)
+    assert cli_main(["--model", "x", "--tasks", "gsm8k"]) == 2
+    assert "AZR_DATA_DIR" in capsys.readouterr().err
+    assert cli_main(["--model", "x", "--tasks", "gsm8k,nope", "--data-dir", str(bench)]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err
+    assert cli_main(["--model", "x", "--tasks", "livecodebench", "--data-dir", str(bench)]) == 2
+    assert "not available offline" in capsys.readouterr().err
+    assert cli_main(["--model", "x", "--tasks", "gsm8k", "--data-dir", str(tmp_path)]) == 2
+    assert "gsm8k/test.jsonl" in capsys.readouterr().err
+
+    probs = load_task("gsm8k", bench, limit=4)
+    loaded = []
+
+    class FakeModelClass:
+        @staticmethod
+        def from_pretrained(path):
+            loaded.append(path)
+            return FakeModel(_gold_by_prompt(probs, lambda p, j: f"The answer is {p.answer}."), tokenizer=None)
+
+    monkeypatch.setattr(azr, "Model", FakeModelClass, raising=False)
+    out = tmp_path / "res"
+    rc = cli_main(["--model", "my-model", "--tasks", "gsm8k", "--data-dir", str(bench), "--limit", "4",
+                   "--out", str(out), "--no-progress", "--prompt-style", "base", "--few-shot", "2"])
+    assert rc == 0 and loaded == ["my-model"]
+    printed = capsys.readouterr().out
+    assert "gsm8k" in printed and "100.00" in printed
+    data = json.loads((out / "results.json").read_text())
+    assert data["model"] == "my-model" and data["scores"]["gsm8k"]["pass@1"] == 1.0
+    assert data["config"]["few_shot"] == 2
+    assert len((out / "samples" / "gsm8k.jsonl").read_text().splitlines()) == 4
+
+
+def test_tiny_real_model_end_to_end(shared_data, tmp_path):
+    """A few problems per task through the real engine (TinyStories-656K) and sandbox, when both exist.
+
+    The scores of a story model are ~0; this checks that every piece runs together and that every
+    sample is written out and judged."""
+    Model = getattr(azr, "Model", None)
+    if Model is None or not hasattr(Model, "generate"):
+        pytest.skip("azr.Model.generate (the rollout engine) is not in this build yet")
+    from azr.evaluation.runner import _make_executor
+
+    tasks = ["gsm8k", "math500", "aime24"]
+    executor = None
+    try:
+        executor = _make_executor(EvalConfig())
+        tasks = ["cruxeval-i", "cruxeval-o", "humaneval+", "mbpp+"] + tasks
+    except RuntimeError:
+        pass
+    model = Model.from_pretrained(str(shared_data / "models" / "tinystories-656k"))
+    try:
+        res = evaluate(model, tasks, executor=executor, data_dir=shared_data / "benchmarks", limit=2,
+                       max_new_tokens=16, batch_size=4, out_dir=str(tmp_path), progress=False)
+    finally:
+        if executor is not None:
+            executor.close()
+    for t in tasks:
+        r = res.tasks[t]
+        assert r.n_problems == 2 and r.generated_tokens > 0
+        assert all(0.0 <= v <= 1.0 for v in r.scores.values())
+        lines = (tmp_path / "samples" / (t.replace("+", "_plus") + ".jsonl")).read_text().splitlines()
+        assert len(lines) == 2 and all("status" in json.loads(x) for x in lines)
+
+
+class CharTok:
+    """Encodes text as code points, with one special token that must not be split."""
+
+    chat_template = "x"
+    SPECIAL = "<|im_start|>"
+
+    def __init__(self):
+        self.allow_special_seen = []
+
+    def encode(self, text, add_special_tokens=False, allow_special=False):
+        self.allow_special_seen.append(allow_special)
+        ids, i = [], 0
+        while i < len(text):
+            if allow_special and text.startswith(self.SPECIAL, i):
+                ids.append(0x110000)
+                i += len(self.SPECIAL)
+            else:
+                ids.append(ord(text[i]))
+                i += 1
+        return ids
+
+    def decode(self, ids, skip_special_tokens=False):
+        return "".join(self.SPECIAL if i == 0x110000 else chr(i) for i in ids)
+
+    def apply_chat_template(self, messages, add_generation_prompt=True, tokenize=False):
+        return self.SPECIAL + "user\n" + messages[0]["content"] + "\n" + self.SPECIAL + "assistant\n"
+
+
+def test_prompts_are_encoded_with_special_tokens_and_completions_decoded(bench):
+    """The runner encodes chat prompts itself (allow_special=True) and decodes token ids when the
+    engine returns no text (a model without an attached tokenizer)."""
+    probs = load_task("aime25", bench, limit=2)
+    tok = CharTok()
+    seen = []
+
+    def answer_for(prompt_ids, j):
+        assert isinstance(prompt_ids, list) and prompt_ids[0] == 0x110000  # one special token, not 12 chars
+        text = tok.decode(prompt_ids)
+        seen.append(text)
+        p = next(p for p in probs if p.question.strip()[:100] in text)
+        return "so \\boxed{" + p.answer + "} and more"
+
+    class IdsModel(FakeModel):
+        def generate(self, prompts, **kw):
+            out = super().generate(prompts, **kw)
+            for row in out:
+                for c in row:
+                    c.token_ids, c.text = tok.encode(c.text), ""  # the engine had no tokenizer: no text
+            return out
+
+    model = IdsModel(answer_for, tokenizer=None)
+    res = evaluate(model, ["aime25"], data_dir=bench, limit=2, tokenizer=tok, prompt_style="chat", progress=False)
+    assert res.tasks["aime25"].scores["pass@1"] == 1.0
+    assert tok.allow_special_seen and all(tok.allow_special_seen[:2])
+    assert len(seen) == 2
