@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Generate csrc/tokenizer/unicode_tables.c from Python's `unicodedata`.
+
+Usage: python tools/gen_unicode_tables.py [OUT]   (default csrc/tokenizer/unicode_tables.c)
+
+What the tables hold (see csrc/tokenizer/unicode.h for the lookup functions):
+- a property byte per code point (two-level table): letter (\\p{L}), number (\\p{N}),
+  White_Space (what Oniguruma's and Rust regex's Unicode \\s match), "word" (\\w as
+  Rust regex defines it, for added tokens' single_word), and NFC quick-check flags;
+- the canonical combining class per code point (two-level table);
+- full canonical decompositions (recursive, Hangul syllables excluded: they are
+  algorithmic) and the primary composition pairs, for NFC.
+
+Unicode version: the tables follow `unicodedata.unidata_version` of the Python that
+runs this script (recorded in the generated file as AZR_UNICODE_VERSION). Hugging Face
+`tokenizers` matches its pre-tokenizer regexes with Oniguruma (onig_sys 69.8 bundles
+Oniguruma 6.9.8, Unicode 14.0), so generate with Python 3.11 (Unicode 14.0.0) to
+match it exactly; tests/test_tokenizer_unicode.py checks every code point against
+the installed `tokenizers`.
+"""
+from __future__ import annotations
+
+import sys
+import unicodedata
+from pathlib import Path
+
+MAXCP = 0x110000
+BLOCK = 256
+
+# PropList.txt White_Space (stable since Unicode 6.3; \s in Oniguruma/Rust regex).
+WHITE_SPACE = set(list(range(0x09, 0x0E)) + [0x20, 0x85, 0xA0, 0x1680] + list(range(0x2000, 0x200B))
+                  + [0x2028, 0x2029, 0x202F, 0x205F, 0x3000])
+
+P_LETTER, P_NUMBER, P_SPACE, P_WORD, P_NFC_NO, P_NFC_MAYBE, P_CCC = 1, 2, 4, 8, 16, 32, 64
+
+SBase, LBase, VBase, TBase = 0xAC00, 0x1100, 0x1161, 0x11A7
+LCount, VCount, TCount = 19, 21, 28
+SCount = LCount * VCount * TCount
+
+
+def is_hangul_syllable(cp: int) -> bool:
+    return SBase <= cp < SBase + SCount
+
+
+def canon_decomp(cp: int) -> list[int] | None:
+    d = unicodedata.decomposition(chr(cp))
+    if not d or d.startswith("<"):
+        return None
+    return [int(x, 16) for x in d.split()]
+
+
+def full_decomp(cp: int) -> list[int]:
+    d = canon_decomp(cp)
+    if d is None:
+        return [cp]
+    out: list[int] = []
+    for x in d:
+        out.extend(full_decomp(x))
+    return out
+
+
+def main() -> None:
+    out_path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "csrc/tokenizer/unicode_tables.c"
+    props = bytearray(MAXCP)
+    ccc = bytearray(MAXCP)
+    decomps: dict[int, list[int]] = {}
+    comps: dict[tuple[int, int], int] = {}
+    for cp in range(MAXCP):
+        ch = chr(cp)
+        cat = unicodedata.category(ch)
+        p = 0
+        if cat[0] == "L":
+            p |= P_LETTER
+        if cat[0] == "N":
+            p |= P_NUMBER
+        if cp in WHITE_SPACE:
+            p |= P_SPACE
+        # Rust regex \w: Alphabetic + M + Nd + Pc + Join_Control (Alphabetic ~ L + Nl + Other_Alphabetic marks).
+        if cat[0] in "LM" or cat in ("Nd", "Nl", "Pc") or cp in (0x200C, 0x200D):
+            p |= P_WORD
+        c = unicodedata.combining(ch)
+        ccc[cp] = c
+        if c:
+            p |= P_CCC
+        if 0xD800 <= cp < 0xE000:
+            props[cp] = p
+            continue
+        if not is_hangul_syllable(cp):
+            d = canon_decomp(cp)
+            if d is not None:
+                decomps[cp] = full_decomp(cp)
+                if len(d) == 2 and unicodedata.normalize("NFC", chr(d[0]) + chr(d[1])) == ch:
+                    comps[(d[0], d[1])] = cp
+        if unicodedata.normalize("NFC", ch) != ch:
+            p |= P_NFC_NO
+        props[cp] = p
+    seconds = {b for (_, b) in comps}
+    seconds |= set(range(VBase, VBase + VCount)) | set(range(TBase + 1, TBase + TCount))
+    for cp in seconds:
+        props[cp] |= P_NFC_MAYBE
+
+    def two_level(arr: bytearray, name: str) -> str:
+        blocks: dict[bytes, int] = {}
+        stage1 = []
+        stage2: list[bytes] = []
+        for b in range(MAXCP // BLOCK):
+            chunk = bytes(arr[b * BLOCK:(b + 1) * BLOCK])
+            if chunk not in blocks:
+                blocks[chunk] = len(stage2)
+                stage2.append(chunk)
+            stage1.append(blocks[chunk])
+        s = [f"const uint16_t azr_uni_{name}_stage1[{len(stage1)}] = {{"]
+        for i in range(0, len(stage1), 16):
+            s.append("    " + ", ".join(str(x) for x in stage1[i:i + 16]) + ",")
+        s.append("};")
+        s.append(f"const uint8_t azr_uni_{name}_stage2[{len(stage2) * BLOCK}] = {{")
+        flat = b"".join(stage2)
+        for i in range(0, len(flat), 32):
+            s.append("    " + ",".join(str(x) for x in flat[i:i + 32]) + ",")
+        s.append("};")
+        return "\n".join(s)
+
+    dkeys = sorted(decomps)
+    dseq: list[int] = []
+    dentries = []
+    for cp in dkeys:
+        seq = decomps[cp]
+        dentries.append((cp, len(dseq), len(seq)))
+        dseq.extend(seq)
+    ckeys = sorted(comps)
+
+    lines = [
+        "/*",
+        " * unicode_tables.c -- GENERATED by tools/gen_unicode_tables.py from Python's",
+        f" * unicodedata (Unicode {unicodedata.unidata_version}). Do not edit by hand; rerun the generator.",
+        " *",
+        " * Owns: the Unicode property, combining-class, decomposition and composition",
+        " * tables the tokenizer's pre-tokenizer scanners and NFC normaliser read.",
+        " * Must not: contain code other than constant tables.",
+        " */",
+        "#include <stdint.h>",
+        '#include "tokenizer/unicode.h"',
+        "",
+        f'const char azr_unicode_version[] = "{unicodedata.unidata_version}";',
+        "",
+        two_level(props, "prop"),
+        "",
+        two_level(ccc, "ccc"),
+        "",
+        f"const int azr_uni_n_decomp = {len(dentries)};",
+        f"const azr_uni_decomp azr_uni_decomp_table[{len(dentries)}] = {{",
+    ]
+    for cp, off, n in dentries:
+        lines.append(f"    {{0x{cp:X}, {off}, {n}}},")
+    lines.append("};")
+    lines.append(f"const uint32_t azr_uni_decomp_seq[{len(dseq)}] = {{")
+    for i in range(0, len(dseq), 12):
+        lines.append("    " + ", ".join(f"0x{x:X}" for x in dseq[i:i + 12]) + ",")
+    lines.append("};")
+    lines.append(f"const int azr_uni_n_comp = {len(ckeys)};")
+    lines.append(f"const azr_uni_comp azr_uni_comp_table[{len(ckeys)}] = {{")
+    for a, b in ckeys:
+        lines.append(f"    {{0x{a:X}, 0x{b:X}, 0x{comps[(a, b)]:X}}},")
+    lines.append("};")
+    out_path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out_path} (Unicode {unicodedata.unidata_version}, {len(dentries)} decompositions, {len(ckeys)} compositions)")
+
+
+if __name__ == "__main__":
+    main()
