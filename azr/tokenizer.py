@@ -197,6 +197,20 @@ def _token_str(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
 
+def _normalize_py(steps: list[tuple], text: str) -> str:
+    """The normaliser steps in Python (for added-token names only)."""
+    import unicodedata
+
+    for step in steps:
+        if step[0] == _NORM_NFC:
+            text = unicodedata.normalize("NFC", text)
+        elif step[0] == _NORM_PREPEND and text:
+            text = step[1] + text
+        elif step[0] == _NORM_REPLACE:
+            text = text.replace(step[1], step[2])
+    return text
+
+
 class StreamDecoder:
     """Incremental decoding for generation: ``push(id)`` returns the text that
     is now complete, holding back bytes of an unfinished UTF-8 character (and,
@@ -293,8 +307,9 @@ class Tokenizer:
         self._added = {a["content"]: int(a["id"]) for a in added}
         self._special_ids = {int(a["id"]) for a in added if a.get("special")}
         self._id_to_tok: dict[int, str] = {i: s for s, i in vocab.items()}
-        for a in added:
-            self._id_to_tok[int(a["id"])] = a["content"]
+        for a in added:   # like tokenizers: a normalized added token's name is its normalized content
+            self._id_to_tok[int(a["id"])] = (_normalize_py(spec.get("norm", []), a["content"])
+                                             if a.get("normalized") else a["content"])
         self.vocab_size: int = int(self._core.n_ids)
         self._prefix_ids: list[int] = spec.get("_prefix_ids", [])
         self._suffix_ids: list[int] = spec.get("_suffix_ids", [])

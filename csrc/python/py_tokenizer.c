@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
 
 typedef struct {
     PyObject_HEAD
@@ -406,7 +407,31 @@ static PyTypeObject PyTokType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* _core.tokenizer_nfc(text) -> str: the C NFC normaliser (for tests). */
+static PyObject *py_tokenizer_nfc(PyObject *mod, PyObject *arg) {
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(arg, &n);
+    if (!s) return NULL;
+    uint8_t *out = NULL;
+    size_t cap = 0, len = 0;
+    azr_status st;
+    if (azr_nfc_quick_check((const uint8_t *)s, (size_t)n)) return PyUnicode_FromStringAndSize(s, n);
+    Py_BEGIN_ALLOW_THREADS
+    st = azr_nfc((const uint8_t *)s, (size_t)n, &out, &cap, &len);
+    Py_END_ALLOW_THREADS
+    if (st) { free(out); return azr_py_raise(st, "NFC failed"); }
+    PyObject *r = PyUnicode_DecodeUTF8((const char *)out, (Py_ssize_t)len, "strict");
+    free(out);
+    return r;
+}
+
+static PyMethodDef tok_module_methods[] = {
+    {"tokenizer_nfc", (PyCFunction)py_tokenizer_nfc, METH_O, "tokenizer_nfc(text) -> str (C NFC, for tests)"},
+    {NULL, NULL, 0, NULL},
+};
+
 int azr_py_init_tokenizer(PyObject *m) {
+    if (PyModule_AddFunctions(m, tok_module_methods) < 0) return -1;
     if (PyType_Ready(&PyTokType) < 0) return -1;
     Py_INCREF(&PyTokType);
     if (PyModule_AddObject(m, "Tokenizer", (PyObject *)&PyTokType) < 0) {

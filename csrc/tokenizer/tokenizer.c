@@ -1035,6 +1035,8 @@ azr_status azr_tok_finalize(azr_tokenizer *t) {
         return azr_set_error(AZR_ERR_FORMAT, "unk token id %d is not in the vocabulary", t->cfg.unk_id);
     /* Decoded bytes of every id: added content overrides the vocab text. */
     const uint8_t *rf = (const uint8_t *)t->cfg.dec_replace_from;
+    workspace tmp;
+    memset(&tmp, 0, sizeof(tmp));
     for (int32_t id = 0; id < t->n_ids; id++) {
         const uint8_t *s;
         size_t n;
@@ -1044,6 +1046,16 @@ azr_status azr_tok_finalize(azr_tokenizer *t) {
                 if (t->added[i].id == id) { a = &t->added[i]; break; }
             s = a->content;
             n = a->len;
+            /* HF's id_to_token gives a normalized added token's normalized
+             * content, and decoding goes through it. */
+            if (a->flags & AZR_ADDED_NORMALIZED) {
+                s = normalize(&tmp, &t->cfg, a->content, a->len, &n);
+                if (tmp.st) goto dec_nomem;
+                /* HF skips a special token when decoding only if that name is
+                 * a special token's content: a normalized special token whose
+                 * normalized content differs (TinyStories' '\u2581<unk>') is kept. */
+                if (n != a->len || memcmp(s, a->content, n) != 0) t->special[id] = 0;
+            }
         } else if (t->has_str[id] & 1) {
             s = t->str_arena.p + t->str[id].off;
             n = t->str[id].len;
@@ -1053,8 +1065,8 @@ azr_status azr_tok_finalize(azr_tokenizer *t) {
         size_t start = t->dec_arena.len;
         if (t->cfg.dec_byte_level) {
             int r = byte_level_decode(s, n, &t->dec_arena);
-            if (r < 0) return azr_set_error(AZR_ERR_NOMEM, "decoder tables: out of memory");
-            if (r == 0 && buf_append(&t->dec_arena, s, n)) return azr_set_error(AZR_ERR_NOMEM, "out of memory");
+            if (r < 0) goto dec_nomem;
+            if (r == 0 && buf_append(&t->dec_arena, s, n)) goto dec_nomem;
         } else {
             if (t->cfg.dec_byte_fallback) t->byte_val[id] = (int16_t)parse_byte_token(s, n);
             size_t i = 0;
@@ -1062,16 +1074,17 @@ azr_status azr_tok_finalize(azr_tokenizer *t) {
             while (i < n) {
                 if (rf && fl && i + fl <= n && memcmp(s + i, rf, fl) == 0) {
                     if (buf_append(&t->dec_arena, t->cfg.dec_replace_to, t->cfg.dec_replace_to_len))
-                        return azr_set_error(AZR_ERR_NOMEM, "out of memory");
+                        goto dec_nomem;
                     i += fl;
                 } else {
-                    if (buf_append(&t->dec_arena, s + i, 1)) return azr_set_error(AZR_ERR_NOMEM, "out of memory");
+                    if (buf_append(&t->dec_arena, s + i, 1)) goto dec_nomem;
                     i++;
                 }
             }
         }
         t->dec[id] = (span){(uint32_t)start, (uint32_t)(t->dec_arena.len - start)};
     }
+    for (int i = 0; i < 2; i++) free(tmp.nbuf[i].p);
     uint8_t *st1 = NULL, *st2 = NULL;
     if (build_matcher(&t->m_raw, t, 0, &st1) || build_matcher(&t->m_norm, t, 1, &st2)) {
         free(st1); free(st2);
@@ -1088,6 +1101,9 @@ azr_status azr_tok_finalize(azr_tokenizer *t) {
     }
     t->finalized = 1;
     return AZR_OK;
+dec_nomem:
+    for (int i = 0; i < 2; i++) free(tmp.nbuf[i].p);
+    return azr_set_error(AZR_ERR_NOMEM, "decoder tables: out of memory");
 }
 
 void azr_tok_free(azr_tokenizer *t) {
