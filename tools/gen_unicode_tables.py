@@ -11,12 +11,18 @@ What the tables hold (see csrc/tokenizer/unicode.h for the lookup functions):
 - full canonical decompositions (recursive, Hangul syllables excluded: they are
   algorithmic) and the primary composition pairs, for NFC.
 
-Unicode version: the tables follow `unicodedata.unidata_version` of the Python that
-runs this script (recorded in the generated file as AZR_UNICODE_VERSION). Hugging Face
-`tokenizers` matches its pre-tokenizer regexes with Oniguruma (onig_sys 69.8 bundles
-Oniguruma 6.9.8, Unicode 14.0), so generate with Python 3.11 (Unicode 14.0.0) to
-match it exactly; tests/test_tokenizer_unicode.py checks every code point against
-the installed `tokenizers`.
+Unicode version: the tables start from `unicodedata` of the Python that runs this
+script (Python 3.11: Unicode 14.0.0). Hugging Face `tokenizers`, whose ids azr must
+reproduce, is older in two places: its Oniguruma regex engine does not know the
+code points assigned in the newest Unicode versions (they are not \\p{L} / \\p{N}
+there), and its NFC normaliser (the unicode-normalization-alignments crate) knows
+even fewer (newer combining marks have class 0 there, newer decompositions are
+absent). So when `tokenizers` is importable (it is a test dependency) the
+generator calibrates: for every code point it asks `tokenizers` itself (a Split
+pre-tokenizer with the Llama-3 regex, and its NFC/NFD normalizers) and, where the
+answer differs from `unicodedata`, follows `tokenizers`. The number of such code
+points is written into the generated file. Pass --no-calibrate to get pure
+`unicodedata` tables. tests/test_tokenizer_unicode.py checks every code point.
 """
 from __future__ import annotations
 
@@ -59,8 +65,36 @@ def full_decomp(cp: int) -> list[int]:
     return out
 
 
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+class Oracle:
+    """Answers from the installed HF `tokenizers` (None when not calibrating)."""
+
+    def __init__(self) -> None:
+        from tokenizers import Regex, normalizers, pre_tokenizers
+
+        self.split = pre_tokenizers.Split(Regex(LLAMA3_PATTERN), "isolated")
+        self.nfc = normalizers.NFC()
+        self.nfd = normalizers.NFD()
+        import tokenizers
+
+        self.version = tokenizers.__version__
+
+    def is_letter(self, ch: str) -> bool:
+        return len(self.split.pre_tokenize_str("x" + ch)) == 1
+
+    def is_number(self, ch: str) -> bool:
+        return len(self.split.pre_tokenize_str("1" + ch)) == 1
+
+
 def main() -> None:
-    out_path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "csrc/tokenizer/unicode_tables.c"
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    calibrate = "--no-calibrate" not in sys.argv
+    out_path = Path(args[0]) if args else Path(__file__).resolve().parent.parent / "csrc/tokenizer/unicode_tables.c"
+    oracle = Oracle() if calibrate else None
+    n_cat_fixed = n_ccc_fixed = n_dec_fixed = n_comp_fixed = 0
     props = bytearray(MAXCP)
     ccc = bytearray(MAXCP)
     decomps: dict[int, list[int]] = {}
@@ -69,9 +103,15 @@ def main() -> None:
         ch = chr(cp)
         cat = unicodedata.category(ch)
         p = 0
-        if cat[0] == "L":
+        is_l, is_n = cat[0] == "L", cat[0] == "N"
+        if oracle is not None and not (0xD800 <= cp < 0xE000) and cp >= 0x80:
+            hl, hn = oracle.is_letter(ch), oracle.is_number(ch)
+            if (hl, hn) != (is_l, is_n):
+                n_cat_fixed += 1
+                is_l, is_n = hl, hn
+        if is_l:
             p |= P_LETTER
-        if cat[0] == "N":
+        if is_n:
             p |= P_NUMBER
         if cp in WHITE_SPACE:
             p |= P_SPACE
@@ -79,6 +119,12 @@ def main() -> None:
         if cat[0] in "LM" or cat in ("Nd", "Nl", "Pc") or cp in (0x200C, 0x200D):
             p |= P_WORD
         c = unicodedata.combining(ch)
+        if oracle is not None and c:
+            # a mark tokenizers' NFC gives class 0 is not reordered there
+            probes = ("a\u0301" + ch, "a" + ch + "\u0334")
+            if any(oracle.nfc.normalize_str(x) != unicodedata.normalize("NFC", x) for x in probes):
+                n_ccc_fixed += 1
+                c = 0
         ccc[cp] = c
         if c:
             p |= P_CCC
@@ -87,11 +133,18 @@ def main() -> None:
             continue
         if not is_hangul_syllable(cp):
             d = canon_decomp(cp)
+            if d is not None and oracle is not None and oracle.nfd.normalize_str(ch) == ch:
+                n_dec_fixed += 1
+                d = None
             if d is not None:
                 decomps[cp] = full_decomp(cp)
                 if len(d) == 2 and unicodedata.normalize("NFC", chr(d[0]) + chr(d[1])) == ch:
-                    comps[(d[0], d[1])] = cp
-        if unicodedata.normalize("NFC", ch) != ch:
+                    if oracle is None or oracle.nfc.normalize_str(chr(d[0]) + chr(d[1])) == ch:
+                        comps[(d[0], d[1])] = cp
+                    else:
+                        n_comp_fixed += 1
+        nfc_ch = oracle.nfc.normalize_str(ch) if oracle is not None else unicodedata.normalize("NFC", ch)
+        if nfc_ch != ch:
             p |= P_NFC_NO
         props[cp] = p
     seconds = {b for (_, b) in comps}
@@ -142,6 +195,11 @@ def main() -> None:
         '#include "tokenizer/unicode.h"',
         "",
         f'const char azr_unicode_version[] = "{unicodedata.unidata_version}";',
+        "/* Calibrated against HF tokenizers " + (oracle.version if oracle else "(not calibrated)") +
+        f": {n_cat_fixed} code points with another letter/number class in its Oniguruma,",
+        f" * {n_ccc_fixed} marks with combining class 0, {n_dec_fixed} code points without a decomposition and",
+        f" * {n_comp_fixed} compositions missing in its NFC. */",
+        f"const int azr_unicode_calibrated = {1 if oracle else 0};",
         "",
         two_level(props, "prop"),
         "",
@@ -163,7 +221,9 @@ def main() -> None:
         lines.append(f"    {{0x{a:X}, 0x{b:X}, 0x{comps[(a, b)]:X}}},")
     lines.append("};")
     out_path.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out_path} (Unicode {unicodedata.unidata_version}, {len(dentries)} decompositions, {len(ckeys)} compositions)")
+    print(f"wrote {out_path} (Unicode {unicodedata.unidata_version}, {len(dentries)} decompositions, "
+          f"{len(ckeys)} compositions; calibrated: {oracle is not None}, class fixes {n_cat_fixed}, "
+          f"ccc fixes {n_ccc_fixed}, decomposition fixes {n_dec_fixed}, composition fixes {n_comp_fixed})")
 
 
 if __name__ == "__main__":
