@@ -136,6 +136,10 @@ def test_generated_strings_match_hf(shared_data, name):
         assert ours.decode(ids, skip_special_tokens=True) == hf.decode(ids, skip_special_tokens=True)
         if name == "llama3.1":
             assert ours.decode(ids) == text   # no normaliser: lossless
+        elif name in BYTE_LEVEL:
+            assert ours.decode(ids) == hf.normalizer.normalize_str(text)   # lossless up to NFC
+        elif ours.token_to_id("<unk>") not in ids and "\u2581" not in text and not allow_special:
+            assert ours.decode(ids) == text   # byte fallback: lossless without unk / U+2581
         sd = ours.stream_decoder()
         assert "".join(sd.push(i) for i in ids) + sd.flush() == ours.decode(ids)
 
@@ -394,3 +398,49 @@ def test_bad_files_give_clear_errors(tmp_path):
         Tokenizer.from_hf_json_dict(variant(lambda d: d["added_tokens"][0].pop("id")))
     with pytest.raises(TypeError, match="encode expects str"):
         Tokenizer.from_hf_json_dict(json.loads(raw)).encode(b"bytes")
+
+
+# ------------------------------------------------------------------ SentencePiece byte fallback
+
+def _spm_with_bytes(shared_data, byte_values):
+    """TinyStories' tokenizer.json with <0xXX> tokens added to the vocabulary for
+    the given byte values (TinyStories itself has none, so everything unknown is
+    <unk>): exercises byte fallback, and with a partial set its interplay with
+    fused unk."""
+    d = json.loads((shared_data / "models" / "tinystories-656k" / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = d["model"]["vocab"]
+    nid = max(vocab.values()) + 1
+    for b in byte_values:
+        vocab[f"<0x{b:02X}>"] = nid
+        nid += 1
+    return json.dumps(d)
+
+
+@pytest.mark.parametrize("which", ["all_bytes", "some_bytes"])
+def test_sentencepiece_byte_fallback_matches_hf(shared_data, which):
+    byte_values = range(256) if which == "all_bytes" else [b for b in range(256) if b < 0xE0 and b % 5]
+    js = _spm_with_bytes(shared_data, byte_values)
+    hf = tokenizers.Tokenizer.from_str(js)
+    ours = Tokenizer.from_hf_json_dict(json.loads(js))
+
+    @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+    @given(texts_strategy)
+    def check(text):
+        ids = ours.encode(text)
+        assert ids == hf_ids(hf, text), repr(text)
+        whole = ours.decode(ids)
+        assert whole == hf.decode(ids)
+        if which == "all_bytes" and "\u2581" not in text:
+            assert whole == text
+        sd = ours.stream_decoder()
+        assert "".join(sd.push(i) for i in ids) + sd.flush() == whole
+
+    check()
+    # arbitrary byte-token runs (invalid UTF-8 groups -> one U+FFFD per byte, as HF)
+    rng = random.Random(7)
+    byte_ids = [ours.token_to_id(f"<0x{b:02X}>") for b in byte_values]
+    for _ in range(200):
+        ids = [rng.choice(byte_ids + [80, 81, 127]) for _ in range(rng.randrange(1, 12))]
+        assert ours.decode(ids) == hf.decode(ids)
+        sd = ours.stream_decoder()
+        assert "".join(sd.push(i) for i in ids) + sd.flush() == ours.decode(ids)
