@@ -46,6 +46,27 @@ _KNOWN_SPLITS = {QWEN2_PATTERN: _PRE_QWEN2, LLAMA3_PATTERN: _PRE_LLAMA3, GPT2_PA
 UNICODE_VERSION: str = _core.TOKENIZER_UNICODE_VERSION
 
 
+def hf_pre_tokenizer_json(kind: str) -> dict:
+    """The tokenizer.json ``pre_tokenizer`` object azr recognises for ``kind``:
+    'qwen2' (Qwen2/2.5/3), 'llama3' (Llama-3.x), 'gpt2' (GPT-2 ByteLevel) or
+    'smollm' (Digits + ByteLevel, SmolLM/SmolLM2). For writers of tokenizer.json
+    files (e.g. the GGUF converter), so the patterns match byte for byte."""
+    def split(pattern: str) -> dict:
+        return {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False}
+
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
+    if kind == "qwen2":
+        return {"type": "Sequence", "pretokenizers": [split(QWEN2_PATTERN), byte_level]}
+    if kind == "llama3":
+        return {"type": "Sequence", "pretokenizers": [split(LLAMA3_PATTERN), byte_level]}
+    if kind == "gpt2":
+        return {**byte_level, "use_regex": True}
+    if kind == "smollm":
+        return {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
+                                                      {**byte_level, "use_regex": True}]}
+    raise ValueError(f"unknown pre-tokenizer kind {kind!r}; expected 'qwen2', 'llama3', 'gpt2' or 'smollm'")
+
+
 def _fail(where: str, msg: str) -> FormatError:
     return FormatError(f"{where}: {msg}")
 
@@ -560,4 +581,4 @@ def _compile_template(source: str):
     return env.from_string(source)
 
 
-__all__ = ["StreamDecoder", "Tokenizer", "UNICODE_VERSION", "QWEN2_PATTERN", "LLAMA3_PATTERN", "GPT2_PATTERN"]
+__all__ = ["StreamDecoder", "Tokenizer", "UNICODE_VERSION", "hf_pre_tokenizer_json", "QWEN2_PATTERN", "LLAMA3_PATTERN", "GPT2_PATTERN"]

@@ -444,3 +444,19 @@ def test_sentencepiece_byte_fallback_matches_hf(shared_data, which):
         assert ours.decode(ids) == hf.decode(ids)
         sd = ours.stream_decoder()
         assert "".join(sd.push(i) for i in ids) + sd.flush() == ours.decode(ids)
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "llama3", "gpt2", "smollm"])
+def test_hf_pre_tokenizer_json_builds_the_same_tokenizer_as_hf(kind, shared_data):
+    from azr.tokenizer import hf_pre_tokenizer_json
+
+    d = json.loads(gpt2_style_json("gpt2"))
+    d["pre_tokenizer"] = hf_pre_tokenizer_json(kind)
+    js = json.dumps(d)
+    hf = tokenizers.Tokenizer.from_str(js)
+    ours = Tokenizer.from_hf_json_dict(json.loads(js))
+    inp, _ = read_vectors(shared_data, "llama-bpe")
+    for text in inp + ["x 1234567 y", "it's 'S", "a\r\n\r\n  b"]:
+        assert ours.encode(text) == hf_ids(hf, text), (kind, text)
+    with pytest.raises(ValueError, match="unknown pre-tokenizer kind"):
+        hf_pre_tokenizer_json("bert")
