@@ -369,7 +369,7 @@ class Tokenizer:
             try:
                 with open(tj, "r", encoding="utf-8") as f:
                     data = json.load(f)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
                 raise FormatError(f"{tj}: not valid JSON ({e}); the file may be truncated or corrupt") from None
             return cls.from_hf_json_dict(data, config, source=str(tj))
         if (d / "vocab.json").is_file() and (d / "merges.txt").is_file():

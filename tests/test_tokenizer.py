@@ -392,6 +392,12 @@ def test_bad_files_give_clear_errors(tmp_path):
         Tokenizer.from_hf_json_dict(variant(lambda d: d["model"]["vocab"].__setitem__("a", "x")))
     with pytest.raises(azr.FormatError, match="id 5 is used by two tokens"):
         Tokenizer.from_hf_json_dict(variant(lambda d: d["model"]["vocab"].__setitem__("NEWTOK", 5)))
+    with pytest.raises(azr.FormatError, match="invalid id 1000000000"):
+        Tokenizer.from_hf_json_dict(variant(lambda d: d["model"]["vocab"].__setitem__("NEWTOK", 10 ** 9)))
+    with pytest.raises(azr.FormatError, match="invalid id"):
+        Tokenizer.from_hf_json_dict(variant(lambda d: d["added_tokens"][0].__setitem__("id", 10 ** 9)))
+    with pytest.raises(azr.FormatError, match="not valid JSON"):
+        Tokenizer.from_pretrained(_write(tmp_path, "[" * 100000 + "]" * 100000))
     with pytest.raises(azr.FormatError, match="unk_token"):
         Tokenizer.from_hf_json_dict(variant(lambda d: d["model"].__setitem__("unk_token", "<nope>")))
     with pytest.raises(azr.FormatError, match=r"added_tokens\[0\]: missing field 'id'"):
@@ -460,3 +466,16 @@ def test_hf_pre_tokenizer_json_builds_the_same_tokenizer_as_hf(kind, shared_data
         assert ours.encode(text) == hf_ids(hf, text), (kind, text)
     with pytest.raises(ValueError, match="unknown pre-tokenizer kind"):
         hf_pre_tokenizer_json("bert")
+
+
+def test_concurrent_python_threads_share_one_tokenizer(shared_data):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ours, _ = load_pair(str(shared_data), "llama3.1")
+    texts = list(stdlib_corpus())[:120]
+    want = [ours.encode(t) for t in texts]
+    with ThreadPoolExecutor(max_workers=6) as ex:   # the GIL is released while encoding
+        got = list(ex.map(ours.encode, texts))
+        batches = list(ex.map(ours.encode_batch, [texts[:40], texts[40:80], texts[80:]]))
+    assert got == want
+    assert [x for b in batches for x in b] == want

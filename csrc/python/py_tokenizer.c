@@ -138,7 +138,10 @@ static int PyTok_init(PyTok *self, PyObject *args, PyObject *kw) {
             PyErr_Format(azr_py_FormatError, "vocab: id of token %R must be an integer", key);
             return -1;
         }
-        if (id < 0 || id > 0x3FFFFFFF) { PyErr_Format(azr_py_FormatError, "vocab: token %R has invalid id %ld", key, id); return -1; }
+        if (id < 0 || id > 0xFFFFFF) {
+            PyErr_Format(azr_py_FormatError, "vocab: token %R has invalid id %ld (ids must be in 0..16777215)", key, id);
+            return -1;
+        }
         st = azr_tok_add_token(self->tok, s, (size_t)n, (int32_t)id);
         if (st) { azr_py_raise(st, "vocab error"); return -1; }
     }

@@ -32,6 +32,7 @@
 #define CACHE_SLOTS (1u << 15)
 #define CACHE_MAX_ENTRIES (1u << 14)
 #define DEFAULT_HEAP_THRESHOLD 96
+#define MAX_TOKEN_ID 0xFFFFFF   /* 16.7M ids: far above any real vocabulary, bounds hostile files */
 
 /* ---------------------------------------------------------------- hashing */
 
@@ -370,7 +371,7 @@ static int ensure_id(azr_tokenizer *t, int32_t id) {
 azr_status azr_tok_add_token(azr_tokenizer *t, const char *text, size_t len, int32_t id) {
     if (!t || (!text && len)) return azr_set_error(AZR_ERR_INVALID, "azr_tok_add_token: NULL argument");
     if (t->finalized) return azr_set_error(AZR_ERR_STATE, "azr_tok_add_token: tokenizer already finalized");
-    if (id < 0 || id > 0x3FFFFFFF)
+    if (id < 0 || id > MAX_TOKEN_ID)
         return azr_set_error(AZR_ERR_FORMAT, "vocab: token '%.*s' has invalid id %d", (int)(len > 64 ? 64 : len), text ? text : "", id);
     if (len == 0) return azr_set_error(AZR_ERR_FORMAT, "vocab: empty token text for id %d", id);
     if (!azr_utf8_valid((const uint8_t *)text, len))
@@ -479,7 +480,7 @@ azr_status azr_tok_add_added(azr_tokenizer *t, const char *content, size_t len, 
     if (!t || (!content && len)) return azr_set_error(AZR_ERR_INVALID, "azr_tok_add_added: NULL argument");
     if (t->finalized) return azr_set_error(AZR_ERR_STATE, "azr_tok_add_added: tokenizer already finalized");
     if (len == 0) return azr_set_error(AZR_ERR_FORMAT, "added_tokens: empty content for id %d", id);
-    if (id < 0 || id > 0x3FFFFFFF)
+    if (id < 0 || id > MAX_TOKEN_ID)
         return azr_set_error(AZR_ERR_FORMAT, "added_tokens: '%.*s' has invalid id %d", (int)(len > 64 ? 64 : len), content, id);
     if (!azr_utf8_valid((const uint8_t *)content, len))
         return azr_set_error(AZR_ERR_FORMAT, "added_tokens: content of id %d is not valid UTF-8", id);
