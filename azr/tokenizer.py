@@ -32,7 +32,7 @@ UnsupportedError = _core.UnsupportedError
 
 # Pre-tokenizer stages and normaliser steps understood by the C core
 # (csrc/tokenizer/tokenizer.h).
-_PRE_QWEN2, _PRE_LLAMA3, _PRE_GPT2, _PRE_DIGITS, _PRE_DIGITS_EACH, _PRE_PREFIX_SPACE = 1, 2, 3, 4, 5, 6
+_PRE_QWEN2, _PRE_LLAMA3, _PRE_GPT2, _PRE_DIGITS, _PRE_DIGITS_EACH, _PRE_PREFIX_SPACE, _PRE_METASPACE = 1, 2, 3, 4, 5, 6, 7
 _NORM_NFC, _NORM_PREPEND, _NORM_REPLACE = 1, 2, 3
 _ADDED_SPECIAL, _ADDED_LSTRIP, _ADDED_RSTRIP, _ADDED_SINGLE_WORD, _ADDED_NORMALIZED = 1, 2, 4, 8, 16
 
@@ -107,8 +107,8 @@ def _parse_normalizer(n: Any, where: str) -> list[tuple]:
                            "Replace, Sequence)")
 
 
-def _parse_pre(p: Any, where: str) -> tuple[list[int], bool]:
-    """Pre-tokenizer JSON -> (stages, has_byte_level)."""
+def _parse_pre(p: Any, where: str, extra: dict) -> tuple[list[int], bool]:
+    """Pre-tokenizer JSON -> (stages, has_byte_level); Metaspace settings go to extra."""
     if p is None:
         return [], False
     t = _need(p, "type", str, where)
@@ -116,10 +116,24 @@ def _parse_pre(p: Any, where: str) -> tuple[list[int], bool]:
         stages: list[int] = []
         bl = False
         for i, sub in enumerate(_need(p, "pretokenizers", list, where)):
-            s, b = _parse_pre(sub, f"{where}.pretokenizers[{i}]")
+            s, b = _parse_pre(sub, f"{where}.pretokenizers[{i}]", extra)
             stages += s
             bl |= b
         return stages, bl
+    if t == "Metaspace":
+        if p.get("replacement", "\u2581") != "\u2581":
+            raise UnsupportedError(f"{where}: Metaspace replacement {p.get('replacement')!r} is not supported "
+                                   "(only U+2581)")
+        scheme = p.get("prepend_scheme")
+        if scheme is None:
+            scheme = "always" if p.get("add_prefix_space", True) else "never"
+        if scheme not in ("always", "first", "never"):
+            raise _fail(where, f"Metaspace prepend_scheme {scheme!r} is not one of always, first, never")
+        if "metaspace_prepend" in extra:
+            raise UnsupportedError(f"{where}: more than one Metaspace pre-tokenizer")
+        extra["metaspace_prepend"] = {"never": 0, "first": 1, "always": 2}[scheme]
+        extra["metaspace_split"] = int(bool(p.get("split", True)))
+        return [_PRE_METASPACE], False
     if t == "Split":
         pat = _need(p, "pattern", dict, where)
         regex = pat.get("Regex")
@@ -140,7 +154,7 @@ def _parse_pre(p: Any, where: str) -> tuple[list[int], bool]:
     if t == "Digits":
         return [_PRE_DIGITS_EACH if p.get("individual_digits", False) else _PRE_DIGITS], False
     raise UnsupportedError(f"{where}: pre-tokenizer type '{t}' is not supported (supported: ByteLevel, "
-                           "Split with the Qwen2/Llama-3/GPT-2 regex, Digits, Sequence)")
+                           "Split with the Qwen2/Llama-3/GPT-2 regex, Digits, Metaspace, Sequence)")
 
 
 def _parse_decoder(d: Any, where: str, cfg: dict) -> None:
@@ -413,7 +427,8 @@ class Tokenizer:
             raise UnsupportedError(f"{source}: BPE dropout is not supported")
         vocab = _need(model, "vocab", dict, f"{source} model")
         merges = _need(model, "merges", list, f"{source} model")
-        stages, has_bl = _parse_pre(data.get("pre_tokenizer"), f"{source} pre_tokenizer")
+        pre_extra: dict = {}
+        stages, has_bl = _parse_pre(data.get("pre_tokenizer"), f"{source} pre_tokenizer", pre_extra)
         dec = data.get("decoder")
         byte_level = has_bl or (isinstance(dec, dict) and dec.get("type") == "ByteLevel")
         spec: dict[str, Any] = {
@@ -424,6 +439,7 @@ class Tokenizer:
             "byte_fallback": int(bool(model.get("byte_fallback", False))),
             "fuse_unk": int(bool(model.get("fuse_unk", False))),
             "unk_id": -1,
+            **pre_extra,
         }
         unk = model.get("unk_token")
         if unk is not None:

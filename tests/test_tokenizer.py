@@ -218,7 +218,7 @@ def test_gpt2_style_trained_tokenizer_matches_hf(variant, shared_data):
     def check(text):
         ids = ours.encode(text)
         assert ids == hf_ids(hf, text), repr(text)
-        assert ours.decode(ids) == hf.decode(ids)
+        assert ours.decode(ids) == hf.decode(ids, skip_special_tokens=False)
 
     check()
 
@@ -435,7 +435,7 @@ def test_sentencepiece_byte_fallback_matches_hf(shared_data, which):
         ids = ours.encode(text)
         assert ids == hf_ids(hf, text), repr(text)
         whole = ours.decode(ids)
-        assert whole == hf.decode(ids)
+        assert whole == hf.decode(ids, skip_special_tokens=False)
         if which == "all_bytes" and "\u2581" not in text:
             assert whole == text
         sd = ours.stream_decoder()
@@ -447,7 +447,7 @@ def test_sentencepiece_byte_fallback_matches_hf(shared_data, which):
     byte_ids = [ours.token_to_id(f"<0x{b:02X}>") for b in byte_values]
     for _ in range(200):
         ids = [rng.choice(byte_ids + [80, 81, 127]) for _ in range(rng.randrange(1, 12))]
-        assert ours.decode(ids) == hf.decode(ids)
+        assert ours.decode(ids) == hf.decode(ids, skip_special_tokens=False)
         sd = ours.stream_decoder()
         assert "".join(sd.push(i) for i in ids) + sd.flush() == ours.decode(ids)
 
@@ -479,3 +479,30 @@ def test_concurrent_python_threads_share_one_tokenizer(shared_data):
         batches = list(ex.map(ours.encode_batch, [texts[:40], texts[40:80], texts[80:]]))
     assert got == want
     assert [x for b in batches for x in b] == want
+
+
+@pytest.mark.parametrize("scheme,split", [("first", False), ("first", True), ("always", True), ("always", False),
+                                          ("never", True)])
+def test_metaspace_pre_tokenizer_matches_hf(shared_data, scheme, split):
+    """Llama-2 / Mistral style SentencePiece files: no normaliser, a Metaspace
+    pre-tokenizer (prepend_scheme 'first' only prepends at the start of the text,
+    not after an added token)."""
+    d = json.loads(_spm_with_bytes(shared_data, range(256)))
+    d["normalizer"] = None
+    d["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": scheme, "split": split}
+    for a in d["added_tokens"]:
+        a["normalized"] = False
+    js = json.dumps(d)
+    hf = tokenizers.Tokenizer.from_str(js)
+    ours = Tokenizer.from_hf_json_dict(json.loads(js))
+
+    @settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+    @given(texts_strategy, st.booleans())
+    def check(text, allow_special):
+        ids = ours.encode(text, allow_special=allow_special)
+        assert ids == hf_ids(hf, text, allow_special), repr(text)
+        assert ours.decode(ids) == hf.decode(ids, skip_special_tokens=False)
+
+    check()
+    for text in ["<|start_story|>Once upon", " two  spaces ", "\u2581already", "<unk> x<|end_story|> y"]:
+        assert ours.encode(text, allow_special=True) == hf_ids(hf, text, True), text

@@ -113,6 +113,10 @@ static int PyTok_init(PyTok *self, PyObject *args, PyObject *kw) {
     c.dec_strip_start = (int)v;
     if (cfg_int(cfg, "bpe_heap_threshold", 0, &v)) goto fail_norm;
     c.bpe_heap_threshold = (int)v;
+    if (cfg_int(cfg, "metaspace_prepend", 0, &v)) goto fail_norm;
+    c.metaspace_prepend = (int)v;
+    if (cfg_int(cfg, "metaspace_split", 0, &v)) goto fail_norm;
+    c.metaspace_split = (int)v;
     PyObject *rep = PyDict_GetItemString(cfg, "dec_replace");
     if (rep && rep != Py_None) {
         const char *a, *b;

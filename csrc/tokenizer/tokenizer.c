@@ -292,7 +292,7 @@ azr_status azr_tok_create(azr_tokenizer **out, const azr_tok_config *cfg) {
         return azr_set_error(AZR_ERR_INVALID, "tokenizer config: too many pre-tokenizer or normaliser steps (max %d)",
                              AZR_TOK_MAX_STAGES);
     for (int i = 0; i < cfg->n_pre; i++)
-        if (cfg->pre[i] < AZR_PRE_QWEN2 || cfg->pre[i] > AZR_PRE_PREFIX_SPACE)
+        if (cfg->pre[i] < AZR_PRE_QWEN2 || cfg->pre[i] > AZR_PRE_METASPACE)
             return azr_set_error(AZR_ERR_UNSUPPORTED, "tokenizer config: unknown pre-tokenizer stage %d", cfg->pre[i]);
     for (int i = 0; i < cfg->n_norm; i++) {
         int k = cfg->norm[i].kind;
@@ -519,6 +519,7 @@ typedef struct azr_workspace {
     bytes_buf ckeys;
     int32_t *cids; size_t cids_len, cids_cap;
     /* per call */
+    int at_start;                 /* the segment being processed starts at offset 0 of the input */
     const azr_tokenizer *t;
     azr_tok_ids *out;
     azr_status st;
@@ -809,23 +810,54 @@ static void bpe_piece(workspace *w, const uint8_t *p, size_t n) {
 
 /* ------------------------------------------------- pre-tokenization */
 
-static void pre_stage(workspace *w, int stage, const uint8_t *p, size_t n) {
+static const uint8_t METASPACE[3] = {0xE2, 0x96, 0x81};   /* U+2581 */
+
+/* Run pre-tokenizer stage `stage` on a piece; at_start: the piece begins at
+ * offset 0 of the original text (Metaspace's prepend_scheme "first"). */
+static void pre_stage(workspace *w, int stage, const uint8_t *p, size_t n, int at_start) {
     const azr_tokenizer *t = w->t;
     if (w->st || n == 0) return;
     if (stage >= t->cfg.n_pre) { bpe_piece(w, p, n); return; }
     int kind = t->cfg.pre[stage];
     if (kind == AZR_PRE_PREFIX_SPACE) {
-        if (p[0] == ' ') { pre_stage(w, stage + 1, p, n); return; }
+        if (p[0] == ' ') { pre_stage(w, stage + 1, p, n, at_start); return; }
         bytes_buf *b = &w->pre[stage];
         b->len = 0;
         if (buf_append(b, " ", 1) || buf_append(b, p, n)) { w->st = AZR_ERR_NOMEM; return; }
-        pre_stage(w, stage + 1, b->p, b->len);
+        pre_stage(w, stage + 1, b->p, b->len, at_start);
+        return;
+    }
+    if (kind == AZR_PRE_METASPACE) {
+        /* HF Metaspace: replace ' ' by U+2581, prepend one unless the piece
+         * already starts with it (always, or only at the text's start), then
+         * optionally split so that each U+2581 begins a piece. */
+        bytes_buf *b = &w->pre[stage];
+        b->len = 0;
+        int starts = n >= 3 && memcmp(p, METASPACE, 3) == 0;
+        int pre = !starts && (t->cfg.metaspace_prepend == 2 || (t->cfg.metaspace_prepend == 1 && at_start));
+        if (pre && p[0] == ' ') pre = 0;   /* the replaced space itself becomes the leading U+2581 */
+        if (pre && buf_append(b, METASPACE, 3)) { w->st = AZR_ERR_NOMEM; return; }
+        for (size_t i = 0; i < n; i++) {
+            if (p[i] == ' ' ? buf_append(b, METASPACE, 3) : buf_append(b, p + i, 1)) { w->st = AZR_ERR_NOMEM; return; }
+        }
+        const uint8_t *q = b->p;
+        size_t m = b->len;
+        if (!t->cfg.metaspace_split) { pre_stage(w, stage + 1, q, m, at_start); return; }
+        size_t s0 = 0;
+        for (size_t i = 1; i + 3 <= m && !w->st; i++) {
+            if (q[i] == 0xE2 && memcmp(q + i, METASPACE, 3) == 0) {
+                pre_stage(w, stage + 1, q + s0, i - s0, at_start && s0 == 0);
+                s0 = i;
+                i += 2;
+            }
+        }
+        if (!w->st) pre_stage(w, stage + 1, q + s0, m - s0, at_start && s0 == 0);
         return;
     }
     size_t i = 0;
     while (i < n && !w->st) {
         size_t e = azr_pretok_next(kind, p, n, i);
-        pre_stage(w, stage + 1, p + i, e - i);
+        pre_stage(w, stage + 1, p + i, e - i, at_start && i == 0);
         i = e;
     }
 }
@@ -888,6 +920,7 @@ typedef void (*seg_fn)(workspace *w, const uint8_t *p, size_t n);
  * emitting token ids and calling fn for the text between them. */
 static void split_added(workspace *w, const matcher *m, const uint8_t *s, size_t n, seg_fn fn) {
     const azr_tokenizer *t = w->t;
+    int outer_at_start = w->at_start;
     if (m->n == 0) { fn(w, s, n); return; }
     size_t start_offset = 0, i = 0;
     while (i < n && !w->st) {
@@ -938,14 +971,21 @@ static void split_added(workspace *w, const matcher *m, const uint8_t *s, size_t
             }
             i = stop;
         }
-        if (start_offset < start) fn(w, s + start_offset, start - start_offset);
+        if (start_offset < start) {
+            w->at_start = outer_at_start && start_offset == 0;
+            fn(w, s + start_offset, start - start_offset);
+        }
         if (out_push(w, at->id)) { w->st = AZR_ERR_NOMEM; return; }
         start_offset = stop;
     }
-    if (!w->st && start_offset < n) fn(w, s + start_offset, n - start_offset);
+    if (!w->st && start_offset < n) {
+        w->at_start = outer_at_start && start_offset == 0;
+        fn(w, s + start_offset, n - start_offset);
+    }
+    w->at_start = outer_at_start;
 }
 
-static void seg_pretok(workspace *w, const uint8_t *p, size_t n) { pre_stage(w, 0, p, n); }
+static void seg_pretok(workspace *w, const uint8_t *p, size_t n) { pre_stage(w, 0, p, n, w->at_start); }
 
 static void seg_normalize(workspace *w, const uint8_t *p, size_t n) {
     if (n == 0) return;
@@ -1137,6 +1177,7 @@ static azr_status encode_with(const azr_tokenizer *t, workspace *w, const char *
     w->out = out;
     w->st = AZR_OK;
     w->allow_special = allow_special;
+    w->at_start = 1;
     split_added(w, &t->m_raw, (const uint8_t *)text, n, seg_normalize);
     return w->st;
 }
@@ -1286,7 +1327,7 @@ azr_status azr_tok_pretokenize(const azr_tokenizer *t, const char *text, size_t 
     /* Up to two splitting stages (e.g. Digits then GPT-2), prefix-space stages ignored. */
     int stages[AZR_TOK_MAX_STAGES], ns = 0;
     for (int i = 0; i < t->cfg.n_pre; i++)
-        if (t->cfg.pre[i] != AZR_PRE_PREFIX_SPACE) stages[ns++] = t->cfg.pre[i];
+        if (t->cfg.pre[i] != AZR_PRE_PREFIX_SPACE && t->cfg.pre[i] != AZR_PRE_METASPACE) stages[ns++] = t->cfg.pre[i];
     const uint8_t *s = (const uint8_t *)text;
     if (ns == 0) { if (n) fn(ctx, 0, n); return AZR_OK; }
     /* iterative over stage 0, recursive emulation for stage 1 */

@@ -36,7 +36,8 @@ typedef enum {
     AZR_PRE_GPT2 = 3,       /* ByteLevel(use_regex=true): the GPT-2 regex        */
     AZR_PRE_DIGITS = 4,     /* Digits(individual_digits=false)                   */
     AZR_PRE_DIGITS_EACH = 5,/* Digits(individual_digits=true)                    */
-    AZR_PRE_PREFIX_SPACE = 6/* ByteLevel add_prefix_space: prepend ' ' unless the piece starts with one */
+    AZR_PRE_PREFIX_SPACE = 6,/* ByteLevel add_prefix_space: prepend ' ' unless the piece starts with one */
+    AZR_PRE_METASPACE = 7   /* Metaspace(U+2581): ' ' -> U+2581, prepend per metaspace_prepend, split if metaspace_split */
 } azr_tok_pre_stage;
 
 /* Normaliser steps, applied in order to each text segment between added tokens. */
@@ -68,6 +69,8 @@ typedef struct {
     int dec_byte_fallback;
     int dec_strip_start;                /* leading ' ' characters to strip from the fused text */
     int bpe_heap_threshold;             /* words with more symbols use the heap merger; 0 = default */
+    int metaspace_prepend;              /* Metaspace prepend_scheme: 0 never, 1 first, 2 always */
+    int metaspace_split;                /* Metaspace split: pieces start at each U+2581 (MergedWithNext) */
 } azr_tok_config;
 
 enum { AZR_ADDED_SPECIAL = 1, AZR_ADDED_LSTRIP = 2, AZR_ADDED_RSTRIP = 4,
