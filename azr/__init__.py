@@ -6,10 +6,12 @@ Public API (each piece documented in its own module):
 - Self-play: ``azr.Trainer``, ``azr.TrainerConfig`` (trainer.py, config.py), the task
   types and prompt templates (``azr.tasks``), buffers (``azr.buffers``), oversight
   monitors (``azr.monitors``) and the RL math (``azr.rl``).
+- ``azr.Tokenizer``: byte-level / SentencePiece BPE identical to HF ``tokenizers`` (azr/tokenizer.py).
 """
 from __future__ import annotations
 
 from ._native import _core
+from .tokenizer import StreamDecoder, Tokenizer
 
 __version__ = "0.1.0"
 
