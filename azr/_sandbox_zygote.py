@@ -1,0 +1,349 @@
+"""The Python driver of one sandbox zygote (never imported by azr itself).
+
+Started by the supervisor (csrc/sandbox/pool.c) as
+
+    python -S -s -B -P _sandbox_zygote.py EXT_PATH SCRATCH CONFIG_JSON IN_PID_NS
+
+with an empty environment except PYTHONHASHSEED. It loads the `_zygote`
+extension by path (not through the azr package, which would pull NumPy and
+OpenBLAS threads into the zygote), pre-imports the allowed standard library,
+then hands control to the C fork server. `serve()` returns only inside a
+forked child whose isolation layers are all installed; the child runs exactly
+one request and leaves with os._exit, so no interpreter runs user code twice.
+
+Owns: what a child does with a request (literal-only argument parsing, the
+AST deny-list, running f, running tests, parsing answers) and how exceptions
+become statuses. Must not: keep anything the host knows about expected
+answers (there is nothing to find in these frames), or write anything but one
+result frame on the private pipe.
+"""
+import sys
+
+# Modules imported once in the zygote so every child starts with them warm.
+PRELOAD = (
+    "abc", "array", "ast", "base64", "binascii", "bisect", "calendar", "cmath", "codecs",
+    "collections", "collections.abc", "contextlib", "copy", "copyreg", "csv", "ctypes",
+    "dataclasses", "datetime", "decimal", "difflib", "enum", "fnmatch", "fractions",
+    "functools", "gc", "glob", "graphlib", "hashlib", "heapq", "hmac", "html", "importlib",
+    "inspect", "io", "itertools", "json", "keyword", "locale", "logging", "math", "mmap",
+    "numbers", "operator", "os", "pprint", "queue", "random", "re", "resource", "secrets",
+    "shutil", "signal", "socket", "statistics", "string", "struct", "tempfile", "textwrap",
+    "threading", "time", "traceback", "types", "typing", "unicodedata", "uuid", "warnings",
+    "weakref", "zlib", "encodings.ascii", "encodings.latin_1", "encodings.utf_16",
+    "encodings.utf_32", "encodings.utf_8_sig", "encodings.cp1252", "encodings.unicode_escape",
+    "encodings.raw_unicode_escape", "encodings.idna", "encodings.hex_codec",
+    "encodings.base64_codec", "encodings.rot_13",
+)
+
+_SAFE_CALLS = {
+    "dict": dict, "set": set, "frozenset": frozenset, "list": list, "tuple": tuple,
+    "float": float, "int": int, "complex": complex, "str": str, "bytes": bytes, "bool": bool,
+    "range": range,
+}
+_SAFE_CONSTS = {"nan": float("nan"), "inf": float("inf"), "True": True, "False": False, "None": None}
+
+
+def _load_ext(path):
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.ExtensionFileLoader("_zygote", path)
+    spec = importlib.util.spec_from_file_location("_zygote", path, loader=loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+def _ro_paths():
+    import os
+
+    cand = [p for p in sys.path if p and os.path.isdir(p)]
+    cand += [os.path.join(sys.base_prefix, "lib"), os.path.join(sys.prefix, "lib"),
+             "/usr/lib", "/lib", "/lib64", "/usr/lib64", "/usr/local/lib", "/etc/ld.so.cache",
+             "/usr/share/zoneinfo"]
+    real = []
+    for p in cand:
+        if os.path.exists(p):
+            rp = os.path.realpath(p)
+            if rp not in real:
+                real.append(rp)
+    # Drop paths inside another allowed path (they are covered already).
+    real.sort()
+    out = []
+    for p in real:
+        if not any(p.startswith(q.rstrip("/") + "/") for q in out):
+            out.append(p)
+    return out
+
+
+# ------------------------------------------------------------------ child side
+
+def _safe_expr(node, ast):
+    """Raise ValueError unless `node` is a literal-like expression: constants,
+    containers, arithmetic, and calls of the builtin constructors."""
+    for n in ast.walk(node):
+        if isinstance(n, (ast.Expression, ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict,
+                          ast.Load, ast.keyword, ast.operator, ast.unaryop)):
+            continue
+        if isinstance(n, (ast.UnaryOp, ast.BinOp)):
+            continue
+        if isinstance(n, ast.Name):
+            if n.id in _SAFE_CONSTS or n.id in _SAFE_CALLS:
+                continue
+            raise ValueError(f"name '{n.id}' is not allowed in a literal")
+        if isinstance(n, ast.Call):
+            if isinstance(n.func, ast.Name) and n.func.id in _SAFE_CALLS:
+                if any(isinstance(a, ast.Starred) for a in n.args) or any(k.arg is None for k in n.keywords):
+                    raise ValueError("star arguments are not allowed in a literal")
+                continue
+            raise ValueError("only calls of builtin constructors (dict, set, ...) are allowed in a literal")
+        raise ValueError(f"{type(n).__name__} is not allowed in a literal")
+
+
+def _eval_node(node, ast):
+    _safe_expr(node, ast)
+    code = compile(ast.Expression(body=node), "<literal>", "eval")
+    env = dict(_SAFE_CALLS)
+    env.update(_SAFE_CONSTS)
+    return eval(code, {"__builtins__": {}}, env)
+
+
+def _parse_value(text, ast):
+    tree = ast.parse(text.strip(), mode="eval")
+    try:
+        return ast.literal_eval(tree)
+    except (ValueError, TypeError, SyntaxError, RecursionError):
+        return _eval_node(tree.body, ast)
+
+
+def _parse_args(src, ast):
+    if not src.strip():
+        return (), {}
+    tree = ast.parse("_(\n" + src + "\n)", mode="eval")
+    call = tree.body
+    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name) or call.func.id != "_":
+        raise ValueError("the input is not an argument list")
+    args = []
+    for a in call.args:
+        if isinstance(a, ast.Starred):
+            raise ValueError("star arguments are not allowed in an input")
+        args.append(_eval_node(a, ast))
+    kwargs = {}
+    for k in call.keywords:
+        if k.arg is None:
+            raise ValueError("** arguments are not allowed in an input")
+        kwargs[k.arg] = _eval_node(k.value, ast)
+    return tuple(args), kwargs
+
+
+def _deny_check(tree, deny, ast):
+    """Return a message naming the first denied construct, or None."""
+    mods = set(deny.get("modules", ()))
+    names = set(deny.get("names", ()))
+    attrs = set(deny.get("attributes", ()))
+    attr_funcs = {"getattr", "setattr", "delattr", "hasattr"}
+
+    def mod_denied(name):
+        parts = name.split(".")
+        return any(".".join(parts[:i]) in mods for i in range(1, len(parts) + 1))
+
+    for n in ast.walk(tree):
+        line = getattr(n, "lineno", "?")
+        if isinstance(n, ast.Import):
+            for al in n.names:
+                if mod_denied(al.name):
+                    return f"import of denied module '{al.name}' (line {line})"
+        elif isinstance(n, ast.ImportFrom):
+            if n.level:
+                return f"relative import (line {line})"
+            mod = n.module or ""
+            if mod_denied(mod):
+                return f"import from denied module '{mod}' (line {line})"
+            for al in n.names:
+                if mod_denied(mod + "." + al.name):
+                    return f"import of denied name '{mod}.{al.name}' (line {line})"
+        elif isinstance(n, ast.Name):
+            if n.id in names:
+                return f"use of denied name '{n.id}' (line {line})"
+        elif isinstance(n, ast.Attribute):
+            if n.attr in attrs:
+                return f"access to denied attribute '{n.attr}' (line {line})"
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str):
+            if n.value in attrs or (n.value in names and n.value.startswith("__")):
+                return f"string naming a denied attribute or builtin '{n.value}' (line {line})"
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in attr_funcs:
+            if len(n.args) < 2 or not (isinstance(n.args[1], ast.Constant) and isinstance(n.args[1].value, str)):
+                return f"{n.func.id}() with a computed attribute name (line {line})"
+            v = n.args[1].value
+            if v.startswith("__") and v.endswith("__"):
+                return f"{n.func.id}() of dunder attribute '{v}' (line {line})"
+    return None
+
+
+def _describe(exc):
+    try:
+        name = type(exc).__name__
+        if type(name) is not str:
+            name = "Exception"
+    except BaseException:
+        name = "Exception"
+    try:
+        text = str(exc)
+        if type(text) is not str:
+            text = "<unprintable>"
+    except BaseException:
+        text = "<unprintable>"
+    where = ""
+    try:
+        tb = exc.__traceback__
+        line = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename in ("<program>", "<tests>"):
+                line = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+            tb = tb.tb_next
+        if line:
+            where = f" ({line[0][1:-1]} line {line[1]})"
+    except BaseException:
+        pass
+    if len(text) > 500:
+        text = text[:500] + "..."
+    return f"{name}: {text}{where}" if text else f"{name}{where}"
+
+
+def _child(z, req, out_streams):
+    import os
+
+    mode, a, b, c, cap = req
+    ast = sys.modules["ast"]
+    status = z.ERROR
+    msg = ""
+    value = None
+    try:
+        if "random" in sys.modules:
+            sys.modules["random"].seed()  # children of one zygote must not share a stream
+        if mode == z.MODE_PROBE:
+            status = z.OK
+        elif mode == z.MODE_PARSE:
+            try:
+                value = _parse_value(a.decode("utf-8", "surrogatepass"), ast)
+                status = z.OK
+            except MemoryError:
+                status, msg = z.MEMORY, "out of memory while parsing"
+            except BaseException as exc:  # noqa: BLE001 - any failure is a parse failure
+                status, msg = z.ERROR, "cannot parse as a literal: " + _describe(exc)
+        else:
+            src = a.decode("utf-8", "surrogatepass")
+            stage = "syntax"
+            try:
+                tree = ast.parse(src, "<program>", "exec")
+                code = compile(tree, "<program>", "exec")
+            except (SyntaxError, ValueError) as exc:
+                status, msg = z.SYNTAX, _describe(exc)
+                stage = None
+            if stage and mode == z.MODE_VALIDATE:
+                import json
+
+                why = _deny_check(tree, json.loads(c.decode("utf-8") or "{}"), ast)
+                if why:
+                    status, msg = z.DENIED, why
+                    stage = None
+            if stage:
+                stage = "input"
+                if mode == z.MODE_TESTS:
+                    tsrc = b.decode("utf-8", "surrogatepass")
+                    try:
+                        tcode = compile(tsrc, "<tests>", "exec")
+                    except (SyntaxError, ValueError) as exc:
+                        status, msg = z.SYNTAX, "tests: " + _describe(exc)
+                        stage = None
+                else:
+                    try:
+                        args, kwargs = _parse_args(b.decode("utf-8", "surrogatepass"), ast)
+                    except MemoryError:
+                        raise
+                    except BaseException as exc:  # noqa: BLE001
+                        status, msg = z.ERROR, "bad input: " + _describe(exc)
+                        stage = None
+            if stage:
+                import builtins
+
+                ns = {"__name__": "__main__", "__builtins__": builtins}
+                exec(code, ns)
+                if mode == z.MODE_TESTS:
+                    exec(tcode, ns)
+                    entry = c.decode("utf-8")
+                    check = ns.get("check")
+                    if entry and callable(check):
+                        if entry not in ns:
+                            raise NameError(f"entry point '{entry}' is not defined by the program")
+                        check(ns[entry])
+                    status = z.OK
+                else:
+                    fn = ns.get("f")
+                    if not callable(fn):
+                        status, msg = z.ERROR, "the program does not define a function f"
+                    else:
+                        value = fn(*args, **kwargs)
+                        status = z.OK
+    except MemoryError:
+        value = None
+        status, msg = z.MEMORY, "MemoryError: the run exceeded its memory limit"
+    except PermissionError as exc:
+        value = None
+        status, msg = z.DENIED, _describe(exc)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt... are run errors
+        value = None
+        import errno as _errno
+
+        if isinstance(exc, OSError) and exc.errno == _errno.ENOMEM:
+            status, msg = z.MEMORY, _describe(exc)
+        else:
+            status, msg = z.ERROR, _describe(exc)
+    for s in out_streams:
+        try:
+            s.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+    try:
+        if status == z.OK:
+            z.reply_value(value, cap)
+        else:
+            z.reply(status, msg)
+    except BaseException:  # noqa: BLE001 - the pipe may be gone (closed by the program)
+        pass
+    os._exit(0)
+
+
+def main():
+    ext_path, scratch, cfg_json, in_pid_ns = sys.argv[1:5]
+    z = _load_ext(ext_path)
+    import json
+    import os
+
+    cfg = json.loads(cfg_json)
+    for name in cfg.get("preload") or PRELOAD:
+        try:
+            __import__(name)
+        except Exception:  # noqa: BLE001 - a missing optional module is not fatal
+            pass
+    out_streams = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    run_uid = int(cfg.get("run_uid", 61000))
+    layers = z.init(ctl_fd=3, scratch=scratch, ro_paths=_ro_paths(),
+                    dev_paths=["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"],
+                    run_uid=run_uid, run_gid=int(cfg.get("run_gid", run_uid)),
+                    namespaces=bool(cfg.get("namespaces", True)), in_pid_ns=in_pid_ns == "1",
+                    nproc=int(cfg.get("nproc", 512)))
+    del layers
+    os.environ.clear()
+    import gc
+
+    gc.collect()
+    gc.freeze()  # keep the zygote's objects out of the children's collections
+    req = z.serve()
+    if req is None:
+        os._exit(0)
+    _child(z, req, out_streams)
+
+
+if __name__ == "__main__":
+    main()
