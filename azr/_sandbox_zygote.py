@@ -20,20 +20,10 @@ result frame on the private pipe.
 import sys
 
 # Modules imported once in the zygote so every child starts with them warm.
-PRELOAD = (
-    "abc", "array", "ast", "base64", "binascii", "bisect", "calendar", "cmath", "codecs",
-    "collections", "collections.abc", "contextlib", "copy", "copyreg", "csv", "ctypes",
-    "dataclasses", "datetime", "decimal", "difflib", "enum", "fnmatch", "fractions",
-    "functools", "gc", "glob", "graphlib", "hashlib", "heapq", "hmac", "html", "importlib",
-    "inspect", "io", "itertools", "json", "keyword", "locale", "logging", "math", "mmap",
-    "numbers", "operator", "os", "pprint", "queue", "random", "re", "resource", "secrets",
-    "shutil", "signal", "socket", "statistics", "string", "struct", "tempfile", "textwrap",
-    "threading", "time", "traceback", "types", "typing", "unicodedata", "uuid", "warnings",
-    "weakref", "zlib", "encodings.ascii", "encodings.latin_1", "encodings.utf_16",
-    "encodings.utf_32", "encodings.utf_8_sig", "encodings.cp1252", "encodings.unicode_escape",
-    "encodings.raw_unicode_escape", "encodings.idna", "encodings.hex_codec",
-    "encodings.base64_codec", "encodings.rot_13",
-)
+# Kept small on purpose: every page the zygote owns is copied (page tables)
+# at each fork and torn down at each exit. Others import on demand.
+PRELOAD = ("typing", "collections", "math", "re", "itertools", "heapq", "functools", "string",
+           "operator", "bisect", "copy", "random", "ast", "json")
 
 _SAFE_CALLS = {
     "dict": dict, "set": set, "frozenset": frozenset, "list": list, "tuple": tuple,
@@ -78,62 +68,43 @@ def _ro_paths():
 
 # ------------------------------------------------------------------ child side
 
-def _safe_expr(node, ast):
-    """Raise ValueError unless `node` is a literal-like expression: constants,
-    containers, arithmetic, and calls of the builtin constructors."""
-    for n in ast.walk(node):
-        if isinstance(n, (ast.Expression, ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict,
-                          ast.Load, ast.keyword, ast.operator, ast.unaryop)):
-            continue
-        if isinstance(n, (ast.UnaryOp, ast.BinOp)):
-            continue
-        if isinstance(n, ast.Name):
-            if n.id in _SAFE_CONSTS or n.id in _SAFE_CALLS:
-                continue
-            raise ValueError(f"name '{n.id}' is not allowed in a literal")
-        if isinstance(n, ast.Call):
-            if isinstance(n.func, ast.Name) and n.func.id in _SAFE_CALLS:
-                if any(isinstance(a, ast.Starred) for a in n.args) or any(k.arg is None for k in n.keywords):
-                    raise ValueError("star arguments are not allowed in a literal")
-                continue
-            raise ValueError("only calls of builtin constructors (dict, set, ...) are allowed in a literal")
-        raise ValueError(f"{type(n).__name__} is not allowed in a literal")
+def _check_literal_code(code, what):
+    """Raise ValueError unless compiled expression `code` only names builtin
+    constructors and constants: no attributes, no other names, no nested code
+    (lambdas, comprehensions), so evaluating it cannot touch any state."""
+    for name in code.co_names:
+        if name not in _SAFE_CALLS and name not in _SAFE_CONSTS and name != "_":
+            raise ValueError(f"name '{name}' is not allowed in {what}")
+    for k in code.co_consts:
+        if type(k).__name__ == "code":
+            raise ValueError(f"lambdas and comprehensions are not allowed in {what}")
 
 
-def _eval_node(node, ast):
-    _safe_expr(node, ast)
-    code = compile(ast.Expression(body=node), "<literal>", "eval")
+def _literal_env():
     env = dict(_SAFE_CALLS)
     env.update(_SAFE_CONSTS)
-    return eval(code, {"__builtins__": {}}, env)
+    env["__builtins__"] = {}
+    return env
 
 
-def _parse_value(text, ast):
-    tree = ast.parse(text.strip(), mode="eval")
-    try:
-        return ast.literal_eval(tree)
-    except (ValueError, TypeError, SyntaxError, RecursionError):
-        return _eval_node(tree.body, ast)
+def _collect(*args, **kwargs):
+    return args, kwargs
 
 
-def _parse_args(src, ast):
+def _parse_value(text):
+    code = compile(text.strip(), "<literal>", "eval")
+    _check_literal_code(code, "a literal")
+    return eval(code, _literal_env())
+
+
+def _parse_args(src):
     if not src.strip():
         return (), {}
-    tree = ast.parse("_(\n" + src + "\n)", mode="eval")
-    call = tree.body
-    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name) or call.func.id != "_":
-        raise ValueError("the input is not an argument list")
-    args = []
-    for a in call.args:
-        if isinstance(a, ast.Starred):
-            raise ValueError("star arguments are not allowed in an input")
-        args.append(_eval_node(a, ast))
-    kwargs = {}
-    for k in call.keywords:
-        if k.arg is None:
-            raise ValueError("** arguments are not allowed in an input")
-        kwargs[k.arg] = _eval_node(k.value, ast)
-    return tuple(args), kwargs
+    code = compile("_(\n" + src + "\n)", "<input>", "eval")
+    _check_literal_code(code, "an input")
+    env = _literal_env()
+    env["_"] = _collect
+    return eval(code, env)
 
 
 def _deny_check(tree, deny, ast):
@@ -214,18 +185,17 @@ def _child(z, req, out_streams):
     import os
 
     mode, a, b, c, cap = req
-    ast = sys.modules["ast"]
+    import ast
     status = z.ERROR
     msg = ""
     value = None
     try:
-        if "random" in sys.modules:
-            sys.modules["random"].seed()  # children of one zygote must not share a stream
+        # (random reseeds itself in each child: it registers an at-fork hook.)
         if mode == z.MODE_PROBE:
             status = z.OK
         elif mode == z.MODE_PARSE:
             try:
-                value = _parse_value(a.decode("utf-8", "surrogatepass"), ast)
+                value = _parse_value(a.decode("utf-8", "surrogatepass"))
                 status = z.OK
             except MemoryError:
                 status, msg = z.MEMORY, "out of memory while parsing"
@@ -235,8 +205,11 @@ def _child(z, req, out_streams):
             src = a.decode("utf-8", "surrogatepass")
             stage = "syntax"
             try:
-                tree = ast.parse(src, "<program>", "exec")
-                code = compile(tree, "<program>", "exec")
+                if mode == z.MODE_VALIDATE:
+                    tree = ast.parse(src, "<program>", "exec")
+                    code = compile(tree, "<program>", "exec")
+                else:
+                    code = compile(src, "<program>", "exec")
             except (SyntaxError, ValueError) as exc:
                 status, msg = z.SYNTAX, _describe(exc)
                 stage = None
@@ -258,7 +231,7 @@ def _child(z, req, out_streams):
                         stage = None
                 else:
                     try:
-                        args, kwargs = _parse_args(b.decode("utf-8", "surrogatepass"), ast)
+                        args, kwargs = _parse_args(b.decode("utf-8", "surrogatepass"))
                     except MemoryError:
                         raise
                     except BaseException as exc:  # noqa: BLE001

@@ -202,7 +202,7 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
     if (L & AZR_SBX_L_NS_MOUNT) {
         if (L & AZR_SBX_L_NS_PID)
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-        if (mount("tmpfs", z->scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=512m") == 0)
+        if (mount("tmpfs", z->scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=256m,nr_inodes=65536") == 0)
             L |= AZR_SBX_L_SCRATCH_TMPFS;
     }
     if (z->is_root) {
@@ -221,8 +221,6 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
                 }
         }
     }
-    snprintf(z->rundir, sizeof z->rundir, "%s/run", z->scratch);
-    if (L & AZR_SBX_L_SCRATCH_TMPFS) mkdir(z->rundir, 0755);
     for (const char **p = cfg->ro_paths; p && *p && z->n_ro < MAX_RO; p++) {
         int fd = open(*p, O_PATH | O_CLOEXEC);
         if (fd >= 0) z->ro_fds[z->n_ro++] = fd;
@@ -410,27 +408,21 @@ static void kill_child(pid_t pid) {
     kill(pid, SIGKILL);
 }
 
+/* Each run gets a fresh directory, removed (without following symlinks)
+ * after the run; inside the zygote's private tmpfs when there is one. */
 static int prepare_rundir(azr_sbx_zygote *z, const azr_sbx_req_hdr *h) {
-    if (z->layers & AZR_SBX_L_SCRATCH_TMPFS) {
-        char opts[128];
-        unsigned size_mb = h->fsize_mb * 2 + 8;
-        if (z->layers & AZR_SBX_L_UID)
-            snprintf(opts, sizeof opts, "mode=0700,size=%um,nr_inodes=4096,uid=%u,gid=%u", size_mb,
-                     (unsigned)z->cfg.run_uid, (unsigned)z->cfg.run_gid);
-        else
-            snprintf(opts, sizeof opts, "mode=0700,size=%um,nr_inodes=4096", size_mb);
-        return mount("tmpfs", z->rundir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts);
-    }
-    snprintf(z->rundir, sizeof z->rundir, "%s/run-%d-%llu", z->scratch, (int)getpid(), z->nruns);
+    (void)h;
+    snprintf(z->rundir, sizeof z->rundir, "%s/run-%llu", z->scratch, z->nruns);
     if (mkdir(z->rundir, 0700) != 0) return -1;
-    if ((z->layers & AZR_SBX_L_UID) && chown(z->rundir, z->cfg.run_uid, z->cfg.run_gid) != 0)
+    if ((z->layers & AZR_SBX_L_UID) && chown(z->rundir, z->cfg.run_uid, z->cfg.run_gid) != 0) {
+        rmdir(z->rundir);
         return -1;
+    }
     return 0;
 }
 
 static void cleanup_rundir(azr_sbx_zygote *z) {
-    if (z->layers & AZR_SBX_L_SCRATCH_TMPFS) umount2(z->rundir, MNT_DETACH);
-    else azr_sbx_rmtree(z->rundir);
+    if (rmdir(z->rundir) != 0) azr_sbx_rmtree(z->rundir);
 }
 
 static int reply(azr_sbx_zygote *z, azr_sbx_rep_hdr *rh, const void *payload, const void *out,
