@@ -83,6 +83,8 @@ setup(
         Extension(
             "azr._zygote",
             sources=ZYGOTE_SOURCES,
+            depends=sorted(glob.glob(os.path.join("csrc", "sandbox", "*")))
+            + [os.path.join("csrc", "core", "error.c"), os.path.join("csrc", "core", "azr_core.h")],
             extra_compile_args=[f for f in cflags if f != "-fopenmp"],
             extra_link_args=[f for f in ldflags if f != "-fopenmp"],
         ),

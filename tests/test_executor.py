@@ -558,12 +558,12 @@ def test_load_mixed_runs_two_workers():
     }
     order = []
     for i in range(n):
-        k = "timeout" if i % 50 == 7 else ["ok", "ok", "ok", "crash", "abort", "memory", "raise", "denied"][i % 8]
+        k = "timeout" if i % 100 == 7 else ["ok", "ok", "ok", "crash", "abort", "memory", "raise", "denied"][i % 8]
         order.append(k)
     fds_before = len(os.listdir("/proc/self/fd"))
     kids_before = set(_children_of(os.getpid()))
     rss_before = _rss_kb()
-    with Executor(workers=2, timeout=0.3, memory_mb=128) as e:
+    with Executor(workers=2, timeout=1.0, memory_mb=128) as e:
         chunk = 2000
         res = []
         for s in range(0, n, chunk):
