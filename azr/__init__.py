@@ -3,12 +3,15 @@
 Public API (each piece documented in its own module):
 
 - ``azr.set_num_threads(n)`` / ``azr.get_num_threads()``: threads for the C kernels.
+- ``azr.Executor``: the sandboxed executor and judge (``azr/executor.py``).
 """
 from __future__ import annotations
 
 from ._native import _core
 
 __version__ = "0.1.0"
+
+from .executor import DenyList, Executor, RunResult, Verdict  # noqa: E402
 
 FormatError = _core.FormatError
 UnsupportedError = _core.UnsupportedError
@@ -28,4 +31,5 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
-__all__ = ["FormatError", "UnsupportedError", "get_num_threads", "set_num_threads"]
+__all__ = ["DenyList", "Executor", "FormatError", "RunResult", "UnsupportedError", "Verdict",
+           "get_num_threads", "set_num_threads"]

@@ -221,7 +221,7 @@ class Executor:
     root. python: interpreter for the zygotes (default: this one)."""
 
     def __init__(self, workers: int = 2, timeout: float = 5.0, memory_mb: int = 512, *,
-                 output_limit: int = 1 << 20, result_limit: int = 1 << 20, file_limit_mb: int = 16,
+                 output_limit: int = 64 << 10, result_limit: int = 256 << 10, file_limit_mb: int = 16,
                  deny: DenyList = DEFAULT_DENY, max_output_chars: int = 10_000,
                  namespaces: bool = True, run_uid: int = 61000, python: str | None = None,
                  preload: Sequence[str] | None = None, startup_timeout: float = 60.0) -> None:
