@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -109,77 +110,134 @@ static const int kill_list[] = {
 };
 #endif
 
+#ifdef AZR_AUDIT_ARCH
+/* A syscall that needs more than "allow": its number and the instructions
+ * that decide it (each block ends in a RET; the accumulator holds nr). */
+typedef struct {
+    uint32_t nr;
+    int len;
+    struct sock_filter code[12];
+} special;
+
+#define S(...) ((struct sock_filter)__VA_ARGS__)
+
+static int cmp_special(const void *a, const void *b) {
+    uint32_t x = ((const special *)a)->nr, y = ((const special *)b)->nr;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct {
+    struct sock_filter *f;
+    int n, cap;
+} prog_buf;
+
+static int emit(prog_buf *p, struct sock_filter ins) {
+    if (p->n >= p->cap) { errno = E2BIG; return -1; }
+    p->f[p->n++] = ins;
+    return 0;
+}
+
+/* Binary decision tree over the sorted specials: O(log n) compares per
+ * syscall, and a short walk for the kernel's per-syscall action cache
+ * (which emulates the filter for every syscall number at attach time). */
+static int gen_tree(prog_buf *p, const special *sp, int lo, int hi) {
+    if (hi - lo <= 3) {
+        for (int i = lo; i < hi; i++) {
+            if (emit(p, S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, sp[i].nr, 0, (uint8_t)sp[i].len))) < 0) return -1;
+            for (int k = 0; k < sp[i].len; k++)
+                if (emit(p, sp[i].code[k]) < 0) return -1;
+        }
+        return emit(p, S(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)));
+    }
+    int mid = (lo + hi) / 2;
+    int at = p->n;
+    if (emit(p, S(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, sp[mid].nr, 0, 0))) < 0) return -1;
+    if (gen_tree(p, sp, lo, mid) < 0) return -1;
+    int skip = p->n - at - 1;
+    if (skip > 255) { errno = E2BIG; return -1; }
+    p->f[at].jt = (uint8_t)skip;
+    return gen_tree(p, sp, mid, hi);
+}
+#endif
+
 int azr_sbx_seccomp_install(pid_t self) {
 #ifndef AZR_AUDIT_ARCH
     (void)self;
     errno = ENOSYS;
     return -1;
 #else
-    enum { CAP = 256 };
-    struct sock_filter f[CAP];
-    int n = 0;
     const uint32_t KILL = SECCOMP_RET_KILL_PROCESS, ALLOW = SECCOMP_RET_ALLOW;
-#define EMIT(...) do { if (n >= CAP) { errno = E2BIG; return -1; } f[n++] = (struct sock_filter)__VA_ARGS__; } while (0)
-    /* Wrong architecture (e.g. int 0x80 on x86_64): kill. */
-    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
-    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AZR_AUDIT_ARCH, 1, 0));
-    EMIT(BPF_STMT(BPF_RET | BPF_K, KILL));
-    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
-#if defined(__x86_64__)
-    /* x32 syscalls carry bit 30: kill. */
-    EMIT(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1));
-    EMIT(BPF_STMT(BPF_RET | BPF_K, KILL));
-#endif
-    for (size_t i = 0; i < sizeof kill_list / sizeof kill_list[0]; i++) {
-        EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)kill_list[i], 0, 1));
-        EMIT(BPF_STMT(BPF_RET | BPF_K, KILL));
+    enum { NSP = 160 };
+    special sp[NSP];
+    int ns = 0;
+    for (size_t i = 0; i < sizeof kill_list / sizeof kill_list[0] && ns < NSP; i++) {
+        sp[ns].nr = (uint32_t)kill_list[i];
+        sp[ns].len = 1;
+        sp[ns].code[0] = S(BPF_STMT(BPF_RET | BPF_K, KILL));
+        ns++;
     }
+#ifdef __NR_clone3
     /* clone3 hides its flags behind a pointer: answer ENOSYS so libc falls
      * back to clone, whose flags we can inspect. */
-#ifdef __NR_clone3
-    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1));
-    EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)));
+    sp[ns].nr = __NR_clone3;
+    sp[ns].len = 1;
+    sp[ns].code[0] = S(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)));
+    ns++;
 #endif
-    /* clone: threads only (CLONE_THREAD set), never a namespace flag. */
-    {
-        const uint32_t ns = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
-                            CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP;
-        EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 6));
-        EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)));
-        EMIT(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 1, 0));
-        EMIT(BPF_STMT(BPF_RET | BPF_K, KILL));
-        EMIT(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, ns, 0, 1));
-        EMIT(BPF_STMT(BPF_RET | BPF_K, KILL));
-        EMIT(BPF_STMT(BPF_RET | BPF_K, ALLOW));
+    {   /* clone: threads only (CLONE_THREAD set), never a namespace flag. */
+        const uint32_t nsflags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
+                                 CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP;
+        special c = {__NR_clone, 6, {
+            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0))),
+            S(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 1, 0)),
+            S(BPF_STMT(BPF_RET | BPF_K, KILL)),
+            S(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, nsflags, 0, 1)),
+            S(BPF_STMT(BPF_RET | BPF_K, KILL)),
+            S(BPF_STMT(BPF_RET | BPF_K, ALLOW))}};
+        sp[ns++] = c;
     }
-    /* Signals: only to this process (its own pid / thread group). */
-    {
+    {   /* Signals: only to this process (its own pid / thread group). */
         const int self_first_arg[] = {__NR_kill, __NR_tgkill, __NR_rt_sigqueueinfo,
                                       __NR_rt_tgsigqueueinfo};
         for (size_t i = 0; i < 4; i++) {
-            EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)self_first_arg[i], 0, 4));
-            EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)));
-            EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)self, 0, 1));
-            EMIT(BPF_STMT(BPF_RET | BPF_K, ALLOW));
-            EMIT(BPF_STMT(BPF_RET | BPF_K, KILL));
+            special c = {(uint32_t)self_first_arg[i], 4, {
+                S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0))),
+                S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)self, 0, 1)),
+                S(BPF_STMT(BPF_RET | BPF_K, ALLOW)),
+                S(BPF_STMT(BPF_RET | BPF_K, KILL))}};
+            sp[ns++] = c;
         }
     }
-    /* prlimit64: reading is fine (new == NULL), on ourselves only. */
-    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_prlimit64, 0, 11));
-    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(2)));
-    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0));
-    EMIT(BPF_STMT(BPF_RET | BPF_K, KILL));
-    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_HI(2)));
-    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0));
-    EMIT(BPF_STMT(BPF_RET | BPF_K, KILL));
-    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)));
-    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0));
-    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)self, 0, 1));
-    EMIT(BPF_STMT(BPF_RET | BPF_K, ALLOW));
-    EMIT(BPF_STMT(BPF_RET | BPF_K, KILL));
-    EMIT(BPF_STMT(BPF_RET | BPF_K, ALLOW));
-#undef EMIT
-    struct sock_fprog prog = {.len = (unsigned short)n, .filter = f};
+    {   /* prlimit64: reading is fine (new == NULL), on ourselves only. */
+        special c = {__NR_prlimit64, 11, {
+            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(2))),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0)),
+            S(BPF_STMT(BPF_RET | BPF_K, KILL)),
+            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_HI(2))),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0)),
+            S(BPF_STMT(BPF_RET | BPF_K, KILL)),
+            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0))),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0)),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)self, 0, 1)),
+            S(BPF_STMT(BPF_RET | BPF_K, ALLOW)),
+            S(BPF_STMT(BPF_RET | BPF_K, KILL))}};
+        sp[ns++] = c;
+    }
+    qsort(sp, (size_t)ns, sizeof sp[0], cmp_special);
+    struct sock_filter f[512];
+    prog_buf p = {f, 0, 512};
+    /* Wrong architecture (e.g. int 0x80 on x86_64): kill. */
+    emit(&p, S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch))));
+    emit(&p, S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AZR_AUDIT_ARCH, 1, 0)));
+    emit(&p, S(BPF_STMT(BPF_RET | BPF_K, KILL)));
+    emit(&p, S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr))));
+#if defined(__x86_64__)
+    /* x32 syscalls carry bit 30: kill. */
+    emit(&p, S(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1)));
+    emit(&p, S(BPF_STMT(BPF_RET | BPF_K, KILL)));
+#endif
+    if (gen_tree(&p, sp, 0, ns) < 0) return -1;
+    struct sock_fprog prog = {.len = (unsigned short)p.n, .filter = f};
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
     return (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
 #endif
