@@ -591,3 +591,30 @@ def test_canonical_repr_is_stable():
     assert canonical_repr((1,)) == "(1,)"
     assert canonical_repr(frozenset()) == "frozenset()"
     assert canonical_repr({1: [set()]}) == "{1: [set()]}"
+
+
+def test_scratch_is_private_and_wiped_even_if_made_read_only(ex):
+    prog = ("import os\n"
+            "def f(x):\n"
+            "    seen = sorted(os.listdir('.'))\n"
+            "    os.makedirs('d/e', exist_ok=True)\n"
+            "    open('d/e/f.txt', 'w').write('x')\n"
+            "    os.chmod('d/e', 0o500)\n"
+            "    os.chmod('d', 0o500)\n"
+            "    os.chmod('.', 0o500)\n"
+            "    parent = os.listdir('..') if x else None\n"
+            "    return seen\n")
+    r = ex.run([prog] * 6, ["0"] * 6)
+    assert [x.status for x in r] == ["ok"] * 6, [x.message for x in r]
+    assert all(x.value == [] for x in r), [x.value for x in r]
+    r = ex.run([prog], ["1"])[0]
+    assert r.status == "denied"  # the zygote's scratch root is not readable
+    # Seen from the host through each zygote's own mount namespace: no run
+    # directory is left behind.
+    for pid in ex._worker_pids():
+        view = f"/proc/{pid}/root{ex._scratch}"
+        try:
+            left = [n for n in os.listdir(view) if n.startswith("run-")]
+        except OSError:
+            pytest.skip("cannot look into the zygote's mount namespace here")
+        assert left == [], left

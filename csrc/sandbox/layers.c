@@ -344,7 +344,10 @@ int azr_sbx_landlock_restrict(int rfd) {
 /* Scratch removal without following symlinks.                        */
 
 static int rm_children(int dfd, int depth) {
-    if (depth > 64) { errno = ELOOP; return -1; }
+    if (depth > 64) { errno = ELOOP; close(dfd); return -1; }
+    /* A run may have made its directories read-only; we own them, so open
+     * them up again before emptying them. */
+    fchmod(dfd, 0700);
     DIR *d = fdopendir(dfd);
     if (!d) { close(dfd); return -1; }
     int rc = 0;
@@ -365,6 +368,8 @@ static int rm_children(int dfd, int depth) {
 int azr_sbx_rmtree(const char *path) {
     if (!path) { errno = EINVAL; return -1; }
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == EACCES && chmod(path, 0700) == 0)
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return errno == ENOENT ? 0 : -1;
     int rc = rm_children(fd, 0);
     if (rmdir(path) != 0) rc = -1;

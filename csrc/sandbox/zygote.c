@@ -59,6 +59,7 @@ struct azr_sbx_zygote {
     char rundir[4200];
     unsigned long long base_vm; /* bytes mapped by the zygote itself */
     unsigned long long nruns;
+    int dropped; /* the zygote itself runs as the unprivileged run uid */
 };
 
 static double now_s(void) {
@@ -202,7 +203,11 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
     if (L & AZR_SBX_L_NS_MOUNT) {
         if (L & AZR_SBX_L_NS_PID)
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-        if (mount("tmpfs", z->scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=256m,nr_inodes=65536") == 0)
+        char opts[160];
+        snprintf(opts, sizeof opts, "mode=0755,size=256m,nr_inodes=65536,uid=%u,gid=%u",
+                 z->is_root ? (unsigned)cfg->run_uid : (unsigned)geteuid(),
+                 z->is_root ? (unsigned)cfg->run_gid : (unsigned)getegid());
+        if (mount("tmpfs", z->scratch, "tmpfs", MS_NOSUID | MS_NODEV, opts) == 0)
             L |= AZR_SBX_L_SCRATCH_TMPFS;
     }
     if (z->is_root) {
@@ -242,6 +247,25 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
     }
     z->layers = L;
 
+    /* Drop the zygote itself to the run uid once its privileged set-up is
+     * done: children then need no credential change, and the fork server
+     * holds no root either. Non-dumpable, so a same-uid child could not
+     * ptrace it even without seccomp. */
+    if (L & AZR_SBX_L_UID) {
+        gid_t g = cfg->run_gid;
+        int ok = (L & AZR_SBX_L_SCRATCH_TMPFS) || chown(z->scratch, cfg->run_uid, cfg->run_gid) == 0;
+        ok = ok && setgroups(1, &g) == 0 && setresgid(g, g, g) == 0 &&
+             setresuid(cfg->run_uid, cfg->run_uid, cfg->run_uid) == 0 && geteuid() != 0;
+        if (ok) {
+            z->dropped = 1;
+            prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0); /* cleared by the uid change */
+            prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        } else {
+            L &= ~AZR_SBX_L_UID;
+            snprintf(note, sizeof note, "could not switch to the run uid: %s", strerror(errno));
+        }
+    }
+    z->layers = L;
     uint32_t hello[3] = {AZR_SBX_HELLO_MAGIC, L, (uint32_t)strlen(note)};
     if (write_all(cfg->ctl_fd, hello, sizeof hello) != 0 ||
         write_all(cfg->ctl_fd, note, hello[2]) != 0) {
@@ -328,13 +352,13 @@ static void child_setup(azr_sbx_zygote *z, const azr_sbx_req_hdr *h, int out_w, 
             if (setrlimit(RLIMIT_NPROC, &r) != 0) child_fail("rlimit nproc");
         }
     }
-    if (L & AZR_SBX_L_UID) {
+    if ((L & AZR_SBX_L_UID) && !z->dropped) {
         gid_t g = z->cfg.run_gid;
         if (setgroups(1, &g) != 0) child_fail("uid");
         if (setresgid(g, g, g) != 0) child_fail("uid");
         if (setresuid(z->cfg.run_uid, z->cfg.run_uid, z->cfg.run_uid) != 0) child_fail("uid");
-        if (geteuid() == 0 || getuid() == 0) { errno = EPERM; child_fail("uid"); }
     }
+    if ((L & AZR_SBX_L_UID) && (geteuid() == 0 || getuid() == 0)) { errno = EPERM; child_fail("uid"); }
     /* After the uid change, which clears it. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail("pdeathsig");
     if (getppid() != zygote_pid) _exit(123);
@@ -414,7 +438,7 @@ static int prepare_rundir(azr_sbx_zygote *z, const azr_sbx_req_hdr *h) {
     (void)h;
     snprintf(z->rundir, sizeof z->rundir, "%s/run-%llu", z->scratch, z->nruns);
     if (mkdir(z->rundir, 0700) != 0) return -1;
-    if ((z->layers & AZR_SBX_L_UID) && chown(z->rundir, z->cfg.run_uid, z->cfg.run_gid) != 0) {
+    if ((z->layers & AZR_SBX_L_UID) && !z->dropped && chown(z->rundir, z->cfg.run_uid, z->cfg.run_gid) != 0) {
         rmdir(z->rundir);
         return -1;
     }
