@@ -227,6 +227,7 @@ class Executor:
                  preload: Sequence[str] | None = None, startup_timeout: float = 60.0) -> None:
         self._pool = None
         self._scratch = None
+        self._owner = os.getpid()
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a positive int, got {workers!r}")
         self.workers = max(2, workers)
@@ -275,7 +276,10 @@ class Executor:
         """Kill every zygote and run, remove the scratch directory. Idempotent."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.close()
+            pool.close()  # in a forked copy this only closes our copies of the sockets
+        if os.getpid() != getattr(self, "_owner", None):
+            self._scratch = None  # the zygotes (and their scratch) belong to the parent
+            return
         if self._scratch:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None

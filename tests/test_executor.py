@@ -618,3 +618,26 @@ def test_scratch_is_private_and_wiped_even_if_made_read_only(ex):
         except OSError:
             pytest.skip("cannot look into the zygote's mount namespace here")
         assert left == [], left
+
+
+def test_forked_copy_neither_uses_nor_kills_the_pool(ex):
+    pids = ex._worker_pids()
+    child = os.fork()
+    if child == 0:
+        code = 0
+        try:
+            ex.run(["def f(x):\n    return x"], ["1"])
+            code = 3
+        except RuntimeError as exc:
+            code = 0 if "forked child" in str(exc) else 4
+        except BaseException:  # noqa: BLE001
+            code = 5
+        try:
+            ex.close()
+        except BaseException:  # noqa: BLE001
+            code = 6
+        os._exit(code)
+    _, st = os.waitpid(child, 0)
+    assert os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0, st
+    assert all(os.path.exists(f"/proc/{p}") for p in pids)
+    assert ex.run(["def f(x):\n    return x"], ["5"])[0].value == 5

@@ -54,6 +54,7 @@ struct azr_sbx_pool {
     int nw;
     uint64_t next_zid;
     uint64_t spawned;
+    pid_t owner; /* the process that started the zygotes */
 };
 
 static double now_s(void) {
@@ -206,6 +207,7 @@ azr_status azr_sbx_pool_new(const azr_sbx_pool_config *cfg, azr_sbx_pool **out) 
     p->use_namespaces = cfg->use_namespaces;
     p->startup_timeout_ms = cfg->startup_timeout_ms > 0 ? cfg->startup_timeout_ms : 30000;
     p->nw = cfg->workers;
+    p->owner = getpid();
     p->w = calloc((size_t)p->nw, sizeof(worker));
     if (!p->python || !p->driver || !p->ext_path || !p->scratch || !p->config_json || !p->w) {
         azr_sbx_pool_free(p);
@@ -225,8 +227,15 @@ azr_status azr_sbx_pool_new(const azr_sbx_pool_config *cfg, azr_sbx_pool **out) 
 
 void azr_sbx_pool_free(azr_sbx_pool *p) {
     if (!p) return;
+    /* In a forked copy of the owner (e.g. a data-loader worker) the zygotes
+     * are not ours: close our copies of the sockets, kill nothing. */
+    const int owner = getpid() == p->owner;
     for (int i = 0; p->w && i < p->nw; i++) {
-        worker_kill(&p->w[i]);
+        if (owner) {
+            worker_kill(&p->w[i]);
+        } else if (p->w[i].fd >= 0) {
+            close(p->w[i].fd);
+        }
         free(p->w[i].rbuf);
     }
     free(p->w);
@@ -372,6 +381,9 @@ static void set_error(azr_sbx_result *r, const char *msg) {
 azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t n,
                             azr_sbx_result *results, azr_sbx_cancel_fn cancel, void *ctx) {
     if (!p) return azr_set_error(AZR_ERR_INVALID, "sandbox: pool is NULL (closed?)");
+    if (getpid() != p->owner)
+        return azr_set_error(AZR_ERR_STATE, "sandbox: this Executor belongs to process %d; a forked child "
+                             "must create its own", (int)p->owner);
     if (n == 0) return AZR_OK;
     if (!reqs || !results) return azr_set_error(AZR_ERR_INVALID, "sandbox: NULL requests or results");
     for (size_t i = 0; i < n; i++) {
