@@ -218,13 +218,16 @@ class Executor:
     deny: the deny-list `validate` enforces. max_output_chars: longest gold
     output text `validate` accepts. namespaces: use pid/mount/net namespaces
     when permitted. run_uid: the unprivileged uid runs use when azr runs as
-    root. python: interpreter for the zygotes (default: this one)."""
+    root. python: interpreter for the zygotes (default: this one).
+    progress: show a tqdm bar on batches larger than a few hundred runs.
+    Batches release the GIL; Ctrl-C cancels a batch (KeyboardInterrupt)."""
 
     def __init__(self, workers: int = 2, timeout: float = 5.0, memory_mb: int = 512, *,
                  output_limit: int = 64 << 10, result_limit: int = 256 << 10, file_limit_mb: int = 16,
                  deny: DenyList = DEFAULT_DENY, max_output_chars: int = 10_000,
                  namespaces: bool = True, run_uid: int = 61000, python: str | None = None,
-                 preload: Sequence[str] | None = None, startup_timeout: float = 60.0) -> None:
+                 preload: Sequence[str] | None = None, startup_timeout: float = 60.0,
+                 progress: bool = False) -> None:
         self._pool = None
         self._scratch = None
         self._owner = os.getpid()
@@ -242,6 +245,7 @@ class Executor:
             raise TypeError("deny must be an azr.executor.DenyList")
         self.deny = deny
         self.max_output_chars = int(max_output_chars)
+        self.progress = bool(progress)
         here = Path(__file__).resolve().parent
         driver = here / "_sandbox_zygote.py"
         exts = sorted(here.glob("_zygote*.so"))
@@ -338,7 +342,22 @@ class Executor:
                 self.file_limit_mb, pair, a, b, c)
 
     def _exec(self, reqs: list) -> list[RunResult]:
-        raw = self._live().run(reqs) if reqs else []
+        pool = self._live()
+        if not reqs:
+            return []
+        chunk = max(256, 64 * self.workers)
+        if not self.progress or len(reqs) <= chunk:
+            raw = pool.run(reqs)
+        else:
+            # Chunks so a progress bar can move; each chunk still runs in
+            # parallel across the pool with the GIL released.
+            from tqdm import tqdm
+
+            raw = []
+            with tqdm(total=len(reqs), desc="sandbox", unit="run") as bar:
+                for s in range(0, len(reqs), chunk):
+                    raw += pool.run(reqs[s:s + chunk])
+                    bar.update(min(chunk, len(reqs) - s))
         return [self._to_result(r) for r in raw]
 
     @staticmethod

@@ -107,6 +107,13 @@ static const int kill_list[] = {
     __NR_setuid, __NR_setgid, __NR_setreuid, __NR_setregid, __NR_setresuid, __NR_setresgid,
     __NR_setgroups, __NR_setfsuid, __NR_setfsgid, __NR_capset, __NR_mbind,
     __NR_migrate_pages, __NR_move_pages, __NR_vhangup, __NR_fanotify_init,
+    /* SysV IPC and POSIX message queues outlive the process that made them. */
+#ifdef __NR_shmget
+    __NR_shmget, __NR_shmat, __NR_shmctl, __NR_shmdt, __NR_semget, __NR_semop, __NR_semctl,
+    __NR_semtimedop, __NR_msgget, __NR_msgsnd, __NR_msgrcv, __NR_msgctl,
+#endif
+    __NR_mq_open, __NR_mq_unlink, __NR_mq_timedsend, __NR_mq_timedreceive, __NR_mq_notify,
+    __NR_mq_getsetattr,
 };
 #endif
 

@@ -199,6 +199,7 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
         if (unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
             L |= AZR_SBX_L_NS_MOUNT;
         if (unshare(CLONE_NEWNET) == 0) L |= AZR_SBX_L_NS_NET;
+        unshare(CLONE_NEWIPC); /* SysV IPC objects die with the zygote (seccomp denies them anyway) */
     }
     if (L & AZR_SBX_L_NS_MOUNT) {
         if (L & AZR_SBX_L_NS_PID)
