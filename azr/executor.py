@@ -52,6 +52,7 @@ _LAYER_NAMES = {
     "landlock_network": 1 << 13,
     "landlock_scope": 1 << 14,
     "parent_death_signal": 1 << 15,
+    "no_capabilities": 1 << 16,
 }
 
 

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sched.h>
+#include <linux/capability.h>
 
 #ifndef __NR_pidfd_open
 #define __NR_pidfd_open 434
@@ -212,7 +213,7 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
             L |= AZR_SBX_L_SCRATCH_TMPFS;
     }
     if (z->is_root) {
-        L |= AZR_SBX_L_UID;
+        L |= AZR_SBX_L_UID | AZR_SBX_L_NO_CAPS;
         if (L & AZR_SBX_L_SCRATCH_TMPFS) {
             if (expose_paths(z, cfg->ro_paths, note, sizeof note) < 0) L &= ~AZR_SBX_L_UID;
         } else {
@@ -360,6 +361,13 @@ static void child_setup(azr_sbx_zygote *z, const azr_sbx_req_hdr *h, int out_w, 
         if (setresuid(z->cfg.run_uid, z->cfg.run_uid, z->cfg.run_uid) != 0) child_fail("uid");
     }
     if ((L & AZR_SBX_L_UID) && (geteuid() == 0 || getuid() == 0)) { errno = EPERM; child_fail("uid"); }
+    if ((L & AZR_SBX_L_NO_CAPS) && geteuid() == 0) {
+        /* Still uid 0 (no run uid possible here): at least hold no capability. */
+        struct __user_cap_header_struct hd = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct data[2];
+        memset(data, 0, sizeof data);
+        if (syscall(SYS_capset, &hd, data) != 0) child_fail("capabilities");
+    }
     /* After the uid change, which clears it. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail("pdeathsig");
     if (getppid() != zygote_pid) _exit(123);
@@ -437,7 +445,9 @@ static void kill_child(pid_t pid) {
  * after the run; inside the zygote's private tmpfs when there is one. */
 static int prepare_rundir(azr_sbx_zygote *z, const azr_sbx_req_hdr *h) {
     (void)h;
-    snprintf(z->rundir, sizeof z->rundir, "%s/run-%llu", z->scratch, z->nruns);
+    /* Zygotes without a private tmpfs share the scratch directory: the pid
+     * keeps their names apart. */
+    snprintf(z->rundir, sizeof z->rundir, "%s/run-%d-%llu", z->scratch, (int)getpid(), z->nruns);
     if (mkdir(z->rundir, 0700) != 0) return -1;
     if ((z->layers & AZR_SBX_L_UID) && !z->dropped && chown(z->rundir, z->cfg.run_uid, z->cfg.run_gid) != 0) {
         rmdir(z->rundir);
