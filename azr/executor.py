@@ -53,6 +53,7 @@ _LAYER_NAMES = {
     "landlock_scope": 1 << 14,
     "parent_death_signal": 1 << 15,
     "no_capabilities": 1 << 16,
+    "time_namespace": 1 << 17,
 }
 
 

@@ -220,6 +220,15 @@ def test_determinism_check_catches_each_source(ex):
     assert got == {k: "nondeterministic" for k in names}, {k: (x.status, x.message) for k, x in zip(names, r)}
 
 
+def test_time_namespace_shifts_monotonic_clock_per_zygote(ex):
+    prog = "import time\ndef f(x):\n    return int(time.monotonic()) // 10"
+    r = ex.validate([prog], ["0"], deny=DenyList())[0]
+    if ex.isolation["time_namespace"]:
+        assert r.status == "nondeterministic", r
+    else:
+        assert r.status in ("ok", "nondeterministic")
+
+
 def test_determinism_check_passes_deterministic_programs(ex):
     progs = ["def f(x):\n    return sorted({s for s in x})",
              "def f(x):\n    return {s for s in x}",

@@ -201,6 +201,24 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
             L |= AZR_SBX_L_NS_MOUNT;
         if (unshare(CLONE_NEWNET) == 0) L |= AZR_SBX_L_NS_NET;
         unshare(CLONE_NEWIPC); /* SysV IPC objects die with the zygote (seccomp denies them anyway) */
+#ifdef CLONE_NEWTIME
+        /* Children see monotonic/boot clocks shifted by a random offset per
+         * zygote, so the determinism check also catches code that depends on
+         * them (wall-clock time cannot be shifted). */
+        if ((L & AZR_SBX_L_NS_PID) && unshare(CLONE_NEWTIME) == 0) {
+            unsigned off = 0;
+            for (char **e = environ; e && *e; e++)
+                if (!strncmp(*e, "PYTHONHASHSEED=", 15)) off = (unsigned)strtoul(*e + 15, NULL, 10);
+            off = 100000u + off % 10000000u;
+            int tfd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+            char buf[96];
+            int n = snprintf(buf, sizeof buf, "monotonic %u 0\nboottime %u 0\n", off, off);
+            if (tfd >= 0) {
+                if (write(tfd, buf, (size_t)n) == n) L |= AZR_SBX_L_NS_TIME;
+                close(tfd);
+            }
+        }
+#endif
     }
     if (L & AZR_SBX_L_NS_MOUNT) {
         if (L & AZR_SBX_L_NS_PID)
