@@ -108,46 +108,67 @@ def _parse_args(src):
 
 
 def _deny_check(tree, deny, ast):
-    """Return a message naming the first denied construct, or None."""
-    mods = set(deny.get("modules", ()))
-    names = set(deny.get("names", ()))
-    attrs = set(deny.get("attributes", ()))
+    """Return a message naming the first denied construct, or None.
+
+    One pass over the tree; only the few node types that matter are looked
+    at (a dict dispatch on the exact type, not a chain of isinstance)."""
+    mods = frozenset(deny.get("modules", ()))
+    names = frozenset(deny.get("names", ()))
+    attrs = frozenset(deny.get("attributes", ()))
     attr_funcs = {"getattr", "setattr", "delattr", "hasattr"}
 
     def mod_denied(name):
         parts = name.split(".")
         return any(".".join(parts[:i]) in mods for i in range(1, len(parts) + 1))
 
-    for n in ast.walk(tree):
-        line = getattr(n, "lineno", "?")
-        if isinstance(n, ast.Import):
-            for al in n.names:
-                if mod_denied(al.name):
-                    return f"import of denied module '{al.name}' (line {line})"
-        elif isinstance(n, ast.ImportFrom):
-            if n.level:
-                return f"relative import (line {line})"
-            mod = n.module or ""
-            if mod_denied(mod):
-                return f"import from denied module '{mod}' (line {line})"
-            for al in n.names:
-                if mod_denied(mod + "." + al.name):
-                    return f"import of denied name '{mod}.{al.name}' (line {line})"
-        elif isinstance(n, ast.Name):
-            if n.id in names:
-                return f"use of denied name '{n.id}' (line {line})"
-        elif isinstance(n, ast.Attribute):
-            if n.attr in attrs:
-                return f"access to denied attribute '{n.attr}' (line {line})"
-        elif isinstance(n, ast.Constant) and isinstance(n.value, str):
-            if n.value in attrs or (n.value in names and n.value.startswith("__")):
-                return f"string naming a denied attribute or builtin '{n.value}' (line {line})"
-        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in attr_funcs:
-            if len(n.args) < 2 or not (isinstance(n.args[1], ast.Constant) and isinstance(n.args[1].value, str)):
-                return f"{n.func.id}() with a computed attribute name (line {line})"
+    def on_import(n):
+        for al in n.names:
+            if mod_denied(al.name):
+                return f"import of denied module '{al.name}'"
+        return None
+
+    def on_import_from(n):
+        if n.level:
+            return "relative import"
+        mod = n.module or ""
+        if mod_denied(mod):
+            return f"import from denied module '{mod}'"
+        for al in n.names:
+            if mod_denied(mod + "." + al.name):
+                return f"import of denied name '{mod}.{al.name}'"
+        return None
+
+    def on_name(n):
+        return f"use of denied name '{n.id}'" if n.id in names else None
+
+    def on_attribute(n):
+        return f"access to denied attribute '{n.attr}'" if n.attr in attrs else None
+
+    def on_constant(n):
+        v = n.value
+        if type(v) is str and (v in attrs or (v in names and v.startswith("__"))):
+            return f"string naming a denied attribute or builtin '{v}'"
+        return None
+
+    def on_call(n):
+        fn = n.func
+        if type(fn) is ast.Name and fn.id in attr_funcs:
+            if len(n.args) < 2 or not (type(n.args[1]) is ast.Constant and type(n.args[1].value) is str):
+                return f"{fn.id}() with a computed attribute name"
             v = n.args[1].value
             if v.startswith("__") and v.endswith("__"):
-                return f"{n.func.id}() of dunder attribute '{v}' (line {line})"
+                return f"{fn.id}() of dunder attribute '{v}'"
+        return None
+
+    handlers = {ast.Import: on_import, ast.ImportFrom: on_import_from, ast.Name: on_name,
+                ast.Attribute: on_attribute, ast.Constant: on_constant, ast.Call: on_call}
+    get = handlers.get
+    for n in ast.walk(tree):
+        h = get(type(n))
+        if h is not None:
+            why = h(n)
+            if why:
+                return f"{why} (line {getattr(n, 'lineno', '?')})"
     return None
 
 

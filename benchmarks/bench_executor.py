@@ -47,9 +47,13 @@ except ImportError:  # pragma: no cover
 # ------------------------------------------------------------------ baselines
 
 def _exec_call(code: str, inp: str):
+    import contextlib
+    import io
+
     ns: dict = {}
-    exec(code, ns)
-    return eval("f(" + inp + ")", ns)
+    with contextlib.redirect_stdout(io.StringIO()):  # the paper's executor captures stdout too
+        exec(code, ns)
+        return eval("f(" + inp + ")", ns)
 
 
 def baseline_per_call_pool(programs, inputs, timeout: float, concurrency: int = 2) -> list:
@@ -174,6 +178,20 @@ def load_seeds(limit: int) -> list[tuple[str, str, str]]:
     return out[:limit]
 
 
+def _zygote_cpu(ex) -> float:
+    """CPU seconds used so far by the zygotes and the runs they reaped."""
+    tck = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in ex._worker_pids():
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                f = fh.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in f[11:15]) / tck
+        except OSError:
+            pass
+    return total
+
+
 def timed(fn, *args):
     t = time.perf_counter()
     r = fn(*args)
@@ -202,9 +220,15 @@ def main() -> None:
         print(f"isolation layers on: {', '.join(layers)}")
         print(f"isolation layers off: {', '.join(off) or 'none'}")
         ex.run(triv_p[:50], triv_i[:50])  # warm-up
+        z0, s0 = _zygote_cpu(ex), time.process_time()
         r, dt = timed(ex.run, triv_p, triv_i)
+        cpu = _zygote_cpu(ex) - z0 + time.process_time() - s0
         assert all(x.status == "ok" for x in r), [x.message for x in r if x.status != "ok"][:3]
         ours_triv = n_triv / dt
+        ncpu = len(os.sched_getaffinity(0))
+        print(f"trivial: {cpu / n_triv * 1e3:.2f} ms CPU per run over all processes "
+              f"(supervisor, zygotes, runs); load average {os.getloadavg()[0]:.1f} on {ncpu} CPUs; "
+              f"an idle machine with {ncpu} CPUs would allow about {ncpu / (cpu / n_triv):.0f} runs/s")
         ours_seed = None
         if seeds:
             r, dt = timed(ex.run, [s[0] for s in seeds], [s[1] for s in seeds])
