@@ -187,8 +187,6 @@ static azr_status worker_hello(azr_sbx_pool *p, worker *w) {
     memcpy(h, buf, 12);
     w->layers = h[1];
     w->alive = 1;
-    int fl = fcntl(w->fd, F_GETFL);
-    (void)fl;
     return AZR_OK;
 }
 
@@ -408,6 +406,7 @@ azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t
         return azr_set_error(AZR_ERR_NOMEM, "sandbox: out of memory");
     }
     double next_cancel_check = now_s() + 0.1;
+    double last_progress = now_s();
     while (done < n) {
         /* Dispatch to idle zygotes. */
         int any_alive = 0;
@@ -432,6 +431,7 @@ azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t
                 continue;
             }
             state[pick] = 1;
+            last_progress = now_s();
             ran_seed[pick] = w->seed;
             w->busy = 1;
             w->req = pick;
@@ -454,7 +454,12 @@ azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t
         if (ms < 0) ms = 0;
         if (np == 0) {
             /* Queued work but no zygote may take it (pair constraint with
-             * only dead peers): wait briefly for respawns. */
+             * only dead peers): wait briefly for respawns, not forever. */
+            if (now_s() - last_progress > p->startup_timeout_ms / 1000.0 + 5.0) {
+                st = azr_set_error(AZR_ERR_SYSTEM, "sandbox: no second zygote is available for "
+                                   "the determinism check (zygotes keep failing to start)");
+                break;
+            }
             poll(NULL, 0, 5);
         } else {
             int r = poll(pf, (nfds_t)np, ms);
@@ -471,6 +476,7 @@ azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t
                 if (pr == 1) {
                     state[i] = 2;
                     done++;
+                    last_progress = now_s();
                     w->busy = 0;
                     if (rr < 0) worker_kill(w);
                 } else if (rr < 0 || pr < 0) {
