@@ -136,6 +136,11 @@ def test_redteam_corpus(redteam_dir):
         val = e.validate([c["program"] for c in vcases], [c["input"] for c in vcases], timeout=5.0,
                          deny=DenyList())
         val = {c["id"]: v for c, v in zip(vcases, val)}
+        # Two addresses agree modulo 1000 by chance once in 125 pairs (8-byte
+        # alignment); a real miss would repeat, so such a case gets one retry.
+        for c in vcases:
+            if c["expect"] == "nondeterministic" and val[c["id"]].status == "ok":
+                val[c["id"]] = e.validate([c["program"]], [c["input"]], deny=DenyList())[0]
         # Later runs see none of the earlier runs' state changes.
         probe = ("import math, sys, decimal, os, gc, random\n"
                  "def f(x):\n"
@@ -203,7 +208,7 @@ def test_escaped_strings_still_refused_by_os_layers(ex, tmp_path):
 
 NONDET = {
     "hash": "def f(x):\n    return hash(x) % 1000003",
-    "id": "def f(x):\n    return id(x) % 1000",
+    "id": "def f(x):\n    return id(x)",
     "set_order": "def f(x):\n    return list({str(i) * 3 for i in range(x)})",
     "random": "import random\ndef f(x):\n    return random.random()",
     "time": "import time\ndef f(x):\n    return time.time()",
