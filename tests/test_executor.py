@@ -676,3 +676,16 @@ def test_fallback_without_namespaces_still_isolates():
         scratch = e._scratch
         time.sleep(0.05)
         assert [n for n in os.listdir(scratch) if n.startswith("run-")] == []
+
+
+def test_ctrl_c_cancels_a_batch_and_the_pool_recovers():
+    with Executor(workers=2, timeout=5.0) as e:
+        timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            e.run(["import time\ndef f(x):\n    time.sleep(3)\n    return x"] * 8, ["1"] * 8)
+        assert time.monotonic() - t0 < 2.5
+        timer.join()
+        r = e.run(["def f(x):\n    return x"] * 4, ["1", "2", "3", "4"])
+        assert [x.value for x in r] == [1, 2, 3, 4]
