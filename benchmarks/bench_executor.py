@@ -204,6 +204,22 @@ def main() -> None:
     ap.add_argument("--json", metavar="PATH", help="write results as JSON")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
+    if args.json:
+        args.json = os.path.abspath(args.json)
+    # The baselines run programs unsandboxed: give them a throw-away cwd.
+    import shutil
+    import tempfile
+
+    work = tempfile.mkdtemp(prefix="azr-bench-")
+    os.chdir(work)
+    try:
+        _main(args)
+    finally:
+        os.chdir("/")
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _main(args) -> None:
     n_triv = 1000 if args.quick else 5000
     n_seed = 300 if args.quick else 2000
     n_base_paper = 60 if args.quick else 300
