@@ -30,7 +30,8 @@ _SAFE_CALLS = {
     "float": float, "int": int, "complex": complex, "str": str, "bytes": bytes, "bool": bool,
     "range": range,
 }
-_SAFE_CONSTS = {"nan": float("nan"), "inf": float("inf"), "True": True, "False": False, "None": None}
+_SAFE_CONSTS = {"nan": float("nan"), "inf": float("inf"), "True": True, "False": False, "None": None,
+                "Ellipsis": Ellipsis}
 
 
 def _load_ext(path):

@@ -139,6 +139,8 @@ def _key(v: Any) -> Any:
     t = type(v)
     if v is None:
         return ("n",)
+    if v is Ellipsis:
+        return ("e",)
     if t is bool:
         return ("b", v)
     if t is int:

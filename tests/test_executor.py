@@ -301,7 +301,7 @@ EQ_TABLE = [
     ([1, 2], (1, 2), False), ([1, [2]], [1, [2]], True), ({"a": {1, 2}}, {"a": {2, 1}}, True),
     ({1: "a"}, {True: "a"}, False), ({1, 2}, frozenset({1, 2}), False), ({"x": [1.0]}, {"x": [1]}, False),
     ({(1, 2): {3: (4,)}}, {(1, 2): {3: (4,)}}, True), ("1", 1, False), (b"a", "a", False), (None, 0, False),
-    (1 + 2j, 1 + 2j, True), (complex(0.0, -0.0), complex(0.0, 0.0), False), ({1: 2, 3: 4}, {3: 4, 1: 2}, True),
+    (1 + 2j, 1 + 2j, True), (Ellipsis, Ellipsis, True), (Ellipsis, None, False), (complex(0.0, -0.0), complex(0.0, 0.0), False), ({1: 2, 3: 4}, {3: 4, 1: 2}, True),
     ([float("nan")], [float("nan")], True), ({"a": 1}, {"a": 1, "b": 2}, False),
 ]
 
@@ -408,7 +408,7 @@ def test_codec_roundtrip_and_normalisation():
             calls.append("items")
             return []
 
-    values = [None, True, False, 0, -1, 2 ** 63, -(2 ** 200), 1.5, float("inf"), -0.0, 3 - 4j, "", "é\ud800",
+    values = [None, Ellipsis, True, False, 0, -1, 2 ** 63, -(2 ** 200), 1.5, float("inf"), -0.0, 3 - 4j, "", "é\ud800",
               b"\x00\xff", (), (1,), [1, [2, [3]]], {1: {2: (3,)}}, {1, "a"}, frozenset({(1, 2)}),
               I(5), S("abc"), L([1, 2]), D(a=1), {I(7): S("x")}]
     calls.clear()  # building the dict above hashed I(7); from here on nothing may call user code

@@ -45,6 +45,7 @@ static PyObject *dec_value(dec *d, int depth) {
     uint32_t n;
     switch (t) {
     case AZR_ENC_NONE: Py_RETURN_NONE;
+    case AZR_ENC_ELLIPSIS: return Py_NewRef(Py_Ellipsis);
     case AZR_ENC_TRUE: Py_RETURN_TRUE;
     case AZR_ENC_FALSE: Py_RETURN_FALSE;
     case AZR_ENC_INT: {

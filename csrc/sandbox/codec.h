@@ -4,7 +4,7 @@
  * (csrc/python/py_sandbox.c). Tags are one byte; integers and floats are
  * host byte order (both ends run on the same machine); lengths are u32.
  *
- *   'N' None  'T' True  'F' False
+ *   'N' None  'T' True  'F' False  'E' Ellipsis
  *   'i' int64            'I' u32 n + n bytes little-endian two's complement
  *   'f' double           'c' two doubles (real, imag)
  *   's' u32 n + UTF-8 (surrogatepass)      'b' u32 n + bytes
@@ -17,6 +17,7 @@
 #define AZR_SANDBOX_CODEC_H
 
 #define AZR_ENC_NONE 'N'
+#define AZR_ENC_ELLIPSIS 'E'
 #define AZR_ENC_TRUE 'T'
 #define AZR_ENC_FALSE 'F'
 #define AZR_ENC_INT 'i'

@@ -124,6 +124,7 @@ static int enc_str(enc *e, PyObject *v) {
 
 static int enc_value(enc *e, PyObject *v) {
     if (v == Py_None) return put_tag(e, AZR_ENC_NONE);
+    if (v == Py_Ellipsis) return put_tag(e, AZR_ENC_ELLIPSIS);
     if (v == Py_True) return put_tag(e, AZR_ENC_TRUE);
     if (v == Py_False) return put_tag(e, AZR_ENC_FALSE);
     if (PyLong_Check(v)) return enc_int(e, v);
@@ -194,7 +195,7 @@ static int enc_value(enc *e, PyObject *v) {
     /* Not a literal: name the type without calling anything on the value. */
     const char *tn = Py_TYPE(v)->tp_name;
     snprintf(e->err, sizeof e->err, "the result holds a value of type '%.80s', which is not a literal "
-             "(allowed: None, bool, int, float, complex, str, bytes, tuple, list, dict, set, frozenset)", tn);
+             "(allowed: None, Ellipsis, bool, int, float, complex, str, bytes, tuple, list, dict, set, frozenset)", tn);
     return -1;
 }
 
