@@ -23,7 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -277,7 +277,6 @@ class Executor:
         except BaseException:
             self.close()
             raise
-        self._deny_json = {}
 
     # -- lifecycle
     def close(self) -> None:
