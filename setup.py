@@ -18,7 +18,14 @@ from setuptools.command.build_ext import build_ext
 
 def _sources():
     files = sorted(glob.glob(os.path.join("csrc", "**", "*.c"), recursive=True))
-    return [f for f in files if os.sep + "cuda" + os.sep not in f]
+    return [f for f in files if os.sep + "cuda" + os.sep not in f
+            and os.sep + "zygote" + os.sep not in f]
+
+
+# The sandbox zygote's own small module: loaded by path inside each zygote, so
+# it must not pull in NumPy, OpenBLAS or OpenMP (see csrc/sandbox/sandbox.h).
+# (zygote_units.c #includes the sandbox and core units it needs.)
+ZYGOTE_SOURCES = sorted(glob.glob(os.path.join("csrc", "python", "zygote", "*.c")))
 
 
 class BuildExt(build_ext):
@@ -37,6 +44,9 @@ class BuildExt(build_ext):
         libdir = scipy_openblas32.get_lib_dir()
         libname = scipy_openblas32.get_library()
         for ext in self.extensions:
+            if ext.name == "azr._zygote":
+                ext.include_dirs += ["csrc"]
+                continue
             ext.include_dirs += [numpy.get_include(), inc, "csrc"]
             ext.library_dirs += [libdir]
             ext.libraries += [libname]
@@ -69,7 +79,15 @@ setup(
             sources=_sources(),
             extra_compile_args=cflags,
             extra_link_args=ldflags,
-        )
+        ),
+        Extension(
+            "azr._zygote",
+            sources=ZYGOTE_SOURCES,
+            depends=sorted(glob.glob(os.path.join("csrc", "sandbox", "*")))
+            + [os.path.join("csrc", "core", "error.c"), os.path.join("csrc", "core", "azr_core.h")],
+            extra_compile_args=[f for f in cflags if f != "-fopenmp"],
+            extra_link_args=[f for f in ldflags if f != "-fopenmp"],
+        ),
     ],
     cmdclass={"build_ext": BuildExt},
 )

@@ -7,6 +7,7 @@ Public API (each piece documented in its own module):
   types and prompt templates (``azr.tasks``), buffers (``azr.buffers``), oversight
   monitors (``azr.monitors``) and the RL math (``azr.rl``).
 - ``azr.Tokenizer``: byte-level / SentencePiece BPE identical to HF ``tokenizers`` (azr/tokenizer.py).
+- ``azr.Executor``: the sandboxed executor and judge (``azr/executor.py``).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .config import TrainerConfig  # noqa: E402
 from .monitors import CallableMonitor, MonitorSet, PatternMonitor  # noqa: E402
 from .tasks import PromptTemplates, Task  # noqa: E402
 from .trainer import Trainer, build_trainer  # noqa: E402
+from .executor import DenyList, Executor, RunResult, Verdict  # noqa: E402
 
 FormatError = _core.FormatError
 UnsupportedError = _core.UnsupportedError

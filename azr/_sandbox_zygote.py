@@ -1,0 +1,369 @@
+"""The Python driver of one sandbox zygote (never imported by azr itself).
+
+Started by the supervisor (csrc/sandbox/pool.c) as
+
+    python -S -s -B -P _sandbox_zygote.py EXT_PATH SCRATCH CONFIG_JSON IN_PID_NS
+
+with an empty environment except PYTHONHASHSEED. It loads the `_zygote`
+extension by path (not through the azr package, which would pull NumPy and
+OpenBLAS threads into the zygote), pre-imports the allowed standard library,
+then hands control to the C fork server. `serve()` returns only inside a
+forked child whose isolation layers are all installed; the child runs exactly
+one request and leaves with os._exit, so no interpreter runs user code twice.
+
+Owns: what a child does with a request (literal-only argument parsing, the
+AST deny-list, running f, running tests, parsing answers) and how exceptions
+become statuses. Must not: keep anything the host knows about expected
+answers (there is nothing to find in these frames), or write anything but one
+result frame on the private pipe.
+"""
+import sys
+
+# Modules imported once in the zygote so every child starts with them warm.
+# Kept small on purpose: every page the zygote owns is copied (page tables)
+# at each fork and torn down at each exit. Others import on demand.
+PRELOAD = ("typing", "collections", "math", "re", "itertools", "heapq", "functools", "string",
+           "operator", "bisect", "copy", "random", "ast", "json")
+
+_SAFE_CALLS = {
+    "dict": dict, "set": set, "frozenset": frozenset, "list": list, "tuple": tuple,
+    "float": float, "int": int, "complex": complex, "str": str, "bytes": bytes, "bool": bool,
+    "range": range,
+}
+_SAFE_CONSTS = {"nan": float("nan"), "inf": float("inf"), "True": True, "False": False, "None": None,
+                "Ellipsis": Ellipsis}
+
+
+def _load_ext(path):
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.ExtensionFileLoader("_zygote", path)
+    spec = importlib.util.spec_from_file_location("_zygote", path, loader=loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+def _ro_paths():
+    import os
+
+    cand = [p for p in sys.path if p and os.path.isdir(p)]
+    cand += [os.path.join(sys.base_prefix, "lib"), os.path.join(sys.prefix, "lib"),
+             "/usr/lib", "/lib", "/lib64", "/usr/lib64", "/usr/local/lib", "/etc/ld.so.cache",
+             "/usr/share/zoneinfo"]
+    real = []
+    for p in cand:
+        if os.path.exists(p):
+            rp = os.path.realpath(p)
+            if rp not in real:
+                real.append(rp)
+    # Drop paths inside another allowed path (they are covered already).
+    real.sort()
+    out = []
+    for p in real:
+        if not any(p.startswith(q.rstrip("/") + "/") for q in out):
+            out.append(p)
+    return out
+
+
+# ------------------------------------------------------------------ child side
+
+def _check_literal_code(code, what):
+    """Raise ValueError unless compiled expression `code` only names builtin
+    constructors and constants: no attributes, no other names, no nested code
+    (lambdas, comprehensions), so evaluating it cannot touch any state."""
+    for name in code.co_names:
+        if name not in _SAFE_CALLS and name not in _SAFE_CONSTS and name != "_":
+            raise ValueError(f"name '{name}' is not allowed in {what}")
+    for k in code.co_consts:
+        if type(k).__name__ == "code":
+            raise ValueError(f"lambdas and comprehensions are not allowed in {what}")
+
+
+def _literal_env():
+    env = dict(_SAFE_CALLS)
+    env.update(_SAFE_CONSTS)
+    env["__builtins__"] = {}
+    return env
+
+
+def _collect(*args, **kwargs):
+    return args, kwargs
+
+
+def _parse_value(text):
+    """An answer or output: ast.literal_eval, or else only constructor calls
+    of literals (dict(a=1), frozenset({1}), float('nan')) and the names nan
+    and inf -- no arithmetic, so an answer is a value, not a computation."""
+    import ast
+
+    tree = ast.parse(text.strip(), "<literal>", "eval")
+    try:
+        return ast.literal_eval(tree)
+    except ValueError:
+        pass
+    ok_types = (ast.Expression, ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Load,
+                ast.keyword, ast.USub, ast.UAdd)
+    for n in ast.walk(tree):
+        t = type(n)
+        if t in ok_types:
+            continue
+        if t is ast.UnaryOp and type(n.op) in (ast.USub, ast.UAdd):
+            continue
+        if t is ast.Name and (n.id in _SAFE_CONSTS or n.id in _SAFE_CALLS):
+            continue
+        if (t is ast.Call and type(n.func) is ast.Name and n.func.id in _SAFE_CALLS
+                and not any(type(a) is ast.Starred for a in n.args)
+                and all(k.arg is not None for k in n.keywords)):
+            continue
+        raise ValueError(f"{t.__name__} is not allowed in a literal value")
+    code = compile(tree, "<literal>", "eval")
+    _check_literal_code(code, "a literal")
+    return eval(code, _literal_env())
+
+
+def _parse_args(src):
+    if not src.strip():
+        return (), {}
+    code = compile("_(\n" + src + "\n)", "<input>", "eval")
+    _check_literal_code(code, "an input")
+    env = _literal_env()
+    env["_"] = _collect
+    return eval(code, env)
+
+
+def _deny_check(tree, deny, ast):
+    """Return a message naming the first denied construct, or None.
+
+    One pass over the tree; only the few node types that matter are looked
+    at (a dict dispatch on the exact type, not a chain of isinstance)."""
+    mods = frozenset(deny.get("modules", ()))
+    names = frozenset(deny.get("names", ()))
+    attrs = frozenset(deny.get("attributes", ()))
+    attr_funcs = {"getattr", "setattr", "delattr", "hasattr"}
+
+    def mod_denied(name):
+        parts = name.split(".")
+        return any(".".join(parts[:i]) in mods for i in range(1, len(parts) + 1))
+
+    def on_import(n):
+        for al in n.names:
+            if mod_denied(al.name):
+                return f"import of denied module '{al.name}'"
+        return None
+
+    def on_import_from(n):
+        if n.level:
+            return "relative import"
+        mod = n.module or ""
+        if mod_denied(mod):
+            return f"import from denied module '{mod}'"
+        for al in n.names:
+            if mod_denied(mod + "." + al.name):
+                return f"import of denied name '{mod}.{al.name}'"
+        return None
+
+    def on_name(n):
+        return f"use of denied name '{n.id}'" if n.id in names else None
+
+    def on_attribute(n):
+        return f"access to denied attribute '{n.attr}'" if n.attr in attrs else None
+
+    def on_constant(n):
+        v = n.value
+        if type(v) is str and (v in attrs or (v in names and v.startswith("__"))):
+            return f"string naming a denied attribute or builtin '{v}'"
+        return None
+
+    def on_call(n):
+        fn = n.func
+        if type(fn) is ast.Name and fn.id in attr_funcs:
+            if len(n.args) < 2 or not (type(n.args[1]) is ast.Constant and type(n.args[1].value) is str):
+                return f"{fn.id}() with a computed attribute name"
+            v = n.args[1].value
+            if v.startswith("__") and v.endswith("__"):
+                return f"{fn.id}() of dunder attribute '{v}'"
+        return None
+
+    handlers = {ast.Import: on_import, ast.ImportFrom: on_import_from, ast.Name: on_name,
+                ast.Attribute: on_attribute, ast.Constant: on_constant, ast.Call: on_call}
+    get = handlers.get
+    for n in ast.walk(tree):
+        h = get(type(n))
+        if h is not None:
+            why = h(n)
+            if why:
+                return f"{why} (line {getattr(n, 'lineno', '?')})"
+    return None
+
+
+def _describe(exc):
+    try:
+        name = type(exc).__name__
+        if type(name) is not str:
+            name = "Exception"
+    except BaseException:
+        name = "Exception"
+    try:
+        text = str(exc)
+        if type(text) is not str:
+            text = "<unprintable>"
+    except BaseException:
+        text = "<unprintable>"
+    where = ""
+    try:
+        tb = exc.__traceback__
+        line = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename in ("<program>", "<tests>"):
+                line = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+            tb = tb.tb_next
+        if line:
+            where = f" ({line[0][1:-1]} line {line[1]})"
+    except BaseException:
+        pass
+    if len(text) > 500:
+        text = text[:500] + "..."
+    return f"{name}: {text}{where}" if text else f"{name}{where}"
+
+
+def _child(z, req, out_streams):
+    import os
+
+    mode, a, b, c, cap = req
+    import ast
+    status = z.ERROR
+    msg = ""
+    value = None
+    try:
+        # (random reseeds itself in each child: it registers an at-fork hook.)
+        if mode == z.MODE_PROBE:
+            status = z.OK
+        elif mode == z.MODE_PARSE:
+            try:
+                value = _parse_value(a.decode("utf-8", "surrogatepass"))
+                status = z.OK
+            except MemoryError:
+                status, msg = z.MEMORY, "out of memory while parsing"
+            except BaseException as exc:  # noqa: BLE001 - any failure is a parse failure
+                status, msg = z.ERROR, "cannot parse as a literal: " + _describe(exc)
+        else:
+            src = a.decode("utf-8", "surrogatepass")
+            stage = "syntax"
+            try:
+                if mode == z.MODE_VALIDATE:
+                    tree = ast.parse(src, "<program>", "exec")
+                    code = compile(tree, "<program>", "exec")
+                else:
+                    code = compile(src, "<program>", "exec")
+            except (SyntaxError, ValueError) as exc:
+                status, msg = z.SYNTAX, _describe(exc)
+                stage = None
+            if stage and mode == z.MODE_VALIDATE:
+                import json
+
+                why = _deny_check(tree, json.loads(c.decode("utf-8") or "{}"), ast)
+                if why:
+                    status, msg = z.DENIED, why
+                    stage = None
+            if stage:
+                stage = "input"
+                if mode == z.MODE_TESTS:
+                    tsrc = b.decode("utf-8", "surrogatepass")
+                    try:
+                        tcode = compile(tsrc, "<tests>", "exec")
+                    except (SyntaxError, ValueError) as exc:
+                        status, msg = z.SYNTAX, "tests: " + _describe(exc)
+                        stage = None
+                else:
+                    try:
+                        args, kwargs = _parse_args(b.decode("utf-8", "surrogatepass"))
+                    except MemoryError:
+                        raise
+                    except BaseException as exc:  # noqa: BLE001
+                        status, msg = z.ERROR, "bad input: " + _describe(exc)
+                        stage = None
+            if stage:
+                import builtins
+
+                ns = {"__name__": "__main__", "__builtins__": builtins}
+                exec(code, ns)
+                if mode == z.MODE_TESTS:
+                    exec(tcode, ns)
+                    entry = c.decode("utf-8")
+                    check = ns.get("check")
+                    if entry and callable(check):
+                        if entry not in ns:
+                            raise NameError(f"entry point '{entry}' is not defined by the program")
+                        check(ns[entry])
+                    status = z.OK
+                else:
+                    fn = ns.get("f")
+                    if not callable(fn):
+                        status, msg = z.ERROR, "the program does not define a function f"
+                    else:
+                        value = fn(*args, **kwargs)
+                        status = z.OK
+    except MemoryError:
+        value = None
+        status, msg = z.MEMORY, "MemoryError: the run exceeded its memory limit"
+    except PermissionError as exc:
+        value = None
+        status, msg = z.DENIED, _describe(exc)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt... are run errors
+        value = None
+        import errno as _errno
+
+        if isinstance(exc, OSError) and exc.errno == _errno.ENOMEM:
+            status, msg = z.MEMORY, _describe(exc)
+        else:
+            status, msg = z.ERROR, _describe(exc)
+    for s in out_streams:
+        try:
+            s.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+    try:
+        if status == z.OK:
+            z.reply_value(value, cap)
+        else:
+            z.reply(status, msg)
+    except BaseException:  # noqa: BLE001 - the pipe may be gone (closed by the program)
+        pass
+    os._exit(0)
+
+
+def main():
+    ext_path, scratch, cfg_json, in_pid_ns = sys.argv[1:5]
+    z = _load_ext(ext_path)
+    import json
+    import os
+
+    cfg = json.loads(cfg_json)
+    for name in cfg.get("preload") or PRELOAD:
+        try:
+            __import__(name)
+        except Exception:  # noqa: BLE001 - a missing optional module is not fatal
+            pass
+    out_streams = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    run_uid = int(cfg.get("run_uid", 61000))
+    layers = z.init(ctl_fd=3, scratch=scratch, ro_paths=_ro_paths(),
+                    dev_paths=["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"],
+                    run_uid=run_uid, run_gid=int(cfg.get("run_gid", run_uid)),
+                    namespaces=bool(cfg.get("namespaces", True)), in_pid_ns=in_pid_ns == "1",
+                    nproc=int(cfg.get("nproc", 512)))
+    del layers
+    os.environ.clear()
+    import gc
+
+    gc.collect()
+    gc.freeze()  # keep the zygote's objects out of the children's collections
+    req = z.serve()
+    if req is None:
+        os._exit(0)
+    _child(z, req, out_streams)
+
+
+if __name__ == "__main__":
+    main()

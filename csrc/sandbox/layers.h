@@ -1,0 +1,44 @@
+/*
+ * layers.h -- isolation primitives for the sandbox's fork-server children.
+ * Owns: seccomp-BPF and Landlock installation, safe scratch removal.
+ * Must not: fork, print or choose policy. All functions return -1 with errno
+ * set on failure (they run in a child that reports errno itself).
+ */
+#ifndef AZR_SANDBOX_LAYERS_H
+#define AZR_SANDBOX_LAYERS_H
+
+#include <sys/types.h>
+
+/* 1 if this kernel and architecture can take our seccomp filter. */
+int azr_sbx_seccomp_supported(void);
+
+/* Set no_new_privs and install the filter on the calling thread (before any
+ * other thread exists). `self` is the caller's pid as it sees it: kill,
+ * tgkill and rt_sig*queueinfo are allowed only towards it. Denied calls
+ * (fork/vfork/exec, clone without CLONE_THREAD or with namespace flags,
+ * socket, ptrace, mount/unshare/setns, setrlimit/prlimit with a new limit,
+ * priority raising, io_uring, bpf, module and clock calls, setuid family...)
+ * kill the whole process with SIGSYS; clone3 answers ENOSYS so libc falls
+ * back to clone. Returns 0 or -1. */
+int azr_sbx_seccomp_install(pid_t self);
+
+/* Landlock ABI version of the running kernel, 0 if unavailable. */
+int azr_sbx_landlock_abi(void);
+
+/* Build a ruleset handling every filesystem right of `abi` (plus TCP bind/
+ * connect from ABI 4 and signal/abstract-socket scoping from ABI 6) that
+ * allows: read+execute beneath each ro_fds[i] (O_PATH descriptors; files get
+ * file rights only), read+write on each dev_fds[i], and full file work (no
+ * exec, no device nodes) beneath scratch_fd (-1: none). Returns the ruleset
+ * fd or -1. n_ro/n_dev may be 0 (then the arrays may be NULL). */
+int azr_sbx_landlock_build(int abi, const int *ro_fds, int n_ro, const int *dev_fds, int n_dev,
+                           int scratch_fd);
+
+/* landlock_restrict_self(rfd): needs no_new_privs. Returns 0 or -1. */
+int azr_sbx_landlock_restrict(int rfd);
+
+/* Remove `path` and everything beneath it without following symlinks.
+ * A missing path is success. Returns 0 or -1. */
+int azr_sbx_rmtree(const char *path);
+
+#endif
