@@ -4,7 +4,11 @@ Subcommands are registered in `COMMANDS` (name -> (help, add_arguments,
 run)); adding `train` or `eval` means writing those two functions and one
 entry. `run` returns the process exit code.
 
-Implemented: `azr demo` -- a tiny self-contained training run that needs no
+`azr train` and `azr eval` have their own parsers (`azr.trainer.cli_main`,
+`azr.evaluation.cli_main`); `azr train --help` / `azr eval --help` list
+their options.
+
+Implemented here: `azr demo` -- a tiny self-contained training run that needs no
 data or downloads: a small random Llama learns a fixed synthetic token
 pattern with AdamW, printing the falling loss.
 """
@@ -84,15 +88,35 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
 }
 
 
+# Subcommands whose module parses its own arguments: name -> (help, module).
+DELEGATED: dict[str, tuple[str, str]] = {
+    "train": ("Absolute Zero self-play training (azr train --preset quickstart --out runs/NAME)",
+              "azr.trainer"),
+    "eval": ("evaluate a model on CRUXEval, HumanEval+, MBPP+ and math benchmarks", "azr.evaluation"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="azr", description="Absolute Zero self-play on a C core.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_, _module) in DELEGATED.items():
+        sub.add_parser(name, help=help_, add_help=False)
     for name, (help_, add, _) in COMMANDS.items():
         add(sub.add_parser(name, help=help_, description=help_))
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        module = importlib.import_module(DELEGATED[argv[0]][1])
+        try:
+            return int(module.cli_main(argv[1:]) or 0)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
