@@ -4,6 +4,14 @@
  * Owns: the fast paths. The naive references live in kernels_naive.c.
  * Must not: allocate, print, abort, or depend on the model layer.
  */
+/* Comparisons in the vectorized loops (clamps, max) may be if-converted:
+ * nothing here relies on floating-point exception flags. Without this GCC
+ * keeps every loop that calls fast_expf scalar. (sqrtf loops also need
+ * -fno-math-errno, which setup.py passes: a pragma cannot turn errno off.) */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #include "kernels.h"
 
 #include <math.h>
@@ -13,13 +21,6 @@
 #endif
 
 #include "../blas.h"
-
-/* Comparisons in the vectorized loops (clamps, max) may be if-converted:
- * nothing here relies on floating-point exception flags. Without this GCC
- * keeps every loop that calls fast_expf scalar. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
 
 /* Below this many elements an elementwise kernel runs on one thread: a
  * parallel region costs a few microseconds on an idle machine and whole
@@ -504,13 +505,18 @@ void azr_adamw_update(float *p, const float *g, float *m, float *v, int64_t n, f
     float bc1 = (float)(1.0 - pow((double)b1, (double)t));
     float bc2 = (float)(1.0 - pow((double)b2, (double)t));
     float step = lr / bc1, bc2s = sqrtf(bc2), decay = 1.0f - lr * wd;
-#pragma omp parallel for simd schedule(static) if (n > AZR_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        float gi = g[i] * gscale;
-        float mi = m[i] + (1.0f - b1) * (gi - m[i]);
-        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] * decay - step * mi / (sqrtf(vi) / bc2s + eps);
+    float inv_bc2s = 1.0f / bc2s;
+#pragma omp parallel for schedule(static) if (n > AZR_PAR_MIN)
+    for (int64_t blk = 0; blk < (n + 4095) / 4096; blk++) {
+        int64_t lo = blk * 4096, hi = lo + 4096 < n ? lo + 4096 : n;
+#pragma omp simd
+        for (int64_t i = lo; i < hi; i++) {
+            float gi = g[i] * gscale;
+            float mi = m[i] + (1.0f - b1) * (gi - m[i]);
+            float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            p[i] = p[i] * decay - step * mi / (sqrtf(vi) * inv_bc2s + eps);
+        }
     }
 }
