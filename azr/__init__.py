@@ -3,10 +3,12 @@
 Public API (each piece documented in its own module):
 
 - ``azr.set_num_threads(n)`` / ``azr.get_num_threads()``: threads for the C kernels.
+- ``azr.gguf``: GGUF files and the default model (``ensure_hf_dir``).
 """
 from __future__ import annotations
 
 from ._native import _core
+from . import gguf  # noqa: E402  (GGUF files and the default model: azr.gguf.ensure_hf_dir)
 
 __version__ = "0.1.0"
 
@@ -28,4 +30,4 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
-__all__ = ["FormatError", "UnsupportedError", "get_num_threads", "set_num_threads"]
+__all__ = ["gguf", "FormatError", "UnsupportedError", "get_num_threads", "set_num_threads"]
