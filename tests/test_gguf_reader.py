@@ -293,3 +293,54 @@ def test_missing_file_and_directory(tmp_path):
         _core.GGUFFile(str(tmp_path / "nothere.gguf"))
     with pytest.raises(OSError, match="not a regular file"):
         _core.GGUFFile(str(tmp_path))
+
+
+def test_every_metadata_type_matches_gguf_package(tmp_path):
+    """A file with one entry of each GGUF value type and an array of each,
+    written by the gguf package, read back equal to gguf's own reader."""
+    VT = gguf.GGUFValueType
+    path = tmp_path / "types.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    scalars = {
+        "t.u8": (255, VT.UINT8), "t.i8": (-128, VT.INT8), "t.u16": (65535, VT.UINT16),
+        "t.i16": (-32768, VT.INT16), "t.u32": (4294967295, VT.UINT32), "t.i32": (-2147483648, VT.INT32),
+        "t.f32": (1.0e-5, VT.FLOAT32), "t.bool": (True, VT.BOOL), "t.str": ("héllo\nwörld", VT.STRING),
+        "t.u64": (2**64 - 1, VT.UINT64), "t.i64": (-(2**63), VT.INT64), "t.f64": (3.141592653589793, VT.FLOAT64),
+    }
+    for k, (v, vt) in scalars.items():
+        w.add_key_value(k, v, vt)
+    arrays = {
+        "a.u8": ([0, 1, 255], VT.UINT8), "a.i8": ([-1, 2], VT.INT8), "a.u16": ([7, 65535], VT.UINT16),
+        "a.i16": ([-7, 300], VT.INT16), "a.u32": ([1, 2, 3], VT.UINT32), "a.i32": ([-5, 5], VT.INT32),
+        "a.f32": ([0.5, -1.25], VT.FLOAT32), "a.bool": ([True, False, True], VT.BOOL),
+        "a.u64": ([2**40], VT.UINT64), "a.i64": ([-(2**40)], VT.INT64), "a.f64": ([1e300], VT.FLOAT64),
+        "a.str": (["", "a b", "Ġthe", "日本"], VT.STRING),
+    }
+    for k, (v, vt) in arrays.items():
+        w.add_key_value(k, v, VT.ARRAY, sub_type=vt)
+    w.add_tensor("x", np.zeros(32, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    ref = gguf.GGUFReader(str(path))
+    with _core.GGUFFile(str(path)) as f:
+        md = f.metadata()
+        types = f.metadata_types()
+    for k, (v, vt) in scalars.items():
+        assert types[k] == vt.name.lower()
+        if vt == VT.FLOAT32:
+            assert np.float32(md[k]) == np.float32(ref.fields[k].contents())
+        else:
+            assert md[k] == ref.fields[k].contents() == v, k
+    for k, (v, vt) in arrays.items():
+        assert types[k] == f"array[{vt.name.lower()}]"
+        if vt == VT.STRING:
+            assert md[k] == ref.fields[k].contents() == v
+        else:
+            got = np.asarray(md[k])
+            assert got.shape == (len(v),)
+            assert np.array_equal(got, np.asarray(ref.fields[k].contents(), dtype=got.dtype)), k
+            if v:
+                assert got.tolist() == (list(np.asarray(v, dtype=got.dtype)) if vt == VT.FLOAT32 else v), k
+    assert md["general.architecture"] == "llama"
