@@ -95,7 +95,7 @@ int64_t azr_ggml_nbytes(uint32_t type, int64_t n) {
     return blocks * bb;
 }
 
-float azr_f16_to_f32(uint16_t h) {
+float azr_dequant_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;
     uint32_t mant = h & 0x3ffu;
@@ -124,7 +124,7 @@ float azr_f16_to_f32(uint16_t h) {
 static inline float rd_f16(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
-    return azr_f16_to_f32(h);
+    return azr_dequant_f16_to_f32(h);
 }
 
 /* ---- one block each: src points at the block, y receives block_elems floats ---- */

@@ -75,7 +75,7 @@ azr_status azr_dequantize_ref(uint32_t type, const void *src, size_t src_bytes, 
 
 /* IEEE half (binary16) bits to float, exact for every input incl.
  * subnormals, infinities and NaN payloads. */
-float azr_f16_to_f32(uint16_t h);
+float azr_dequant_f16_to_f32(uint16_t h);
 
 #ifdef __cplusplus
 }

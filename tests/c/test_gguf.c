@@ -435,9 +435,9 @@ static void test_dequant(void) {
     memcpy(q40, &d, 2);
     q40[2 + 5] = 0xf0; /* element 5 -> 0 - 8 = -8, element 21 -> 15 - 8 = 7 */
     CHECK(azr_dequantize(AZR_GGML_Q4_0, q40, 18, y, 32) == AZR_OK && y[5] == -4.0f && y[21] == 3.5f);
-    CHECK(azr_f16_to_f32(0x0001) == ldexpf(1.0f, -24)); /* smallest subnormal */
-    CHECK(azr_f16_to_f32(0x7c00) == INFINITY && isnan(azr_f16_to_f32(0x7e00)));
-    CHECK(azr_f16_to_f32(0xc000) == -2.0f && azr_f16_to_f32(0x3555) == 0x1.554p-2f);
+    CHECK(azr_dequant_f16_to_f32(0x0001) == ldexpf(1.0f, -24)); /* smallest subnormal */
+    CHECK(azr_dequant_f16_to_f32(0x7c00) == INFINITY && isnan(azr_dequant_f16_to_f32(0x7e00)));
+    CHECK(azr_dequant_f16_to_f32(0xc000) == -2.0f && azr_dequant_f16_to_f32(0x3555) == 0x1.554p-2f);
     /* unsupported and unknown types, NULL and zero-length calls */
     CHECK(azr_dequantize(AZR_GGML_Q2_K, q41, 20, y, 0) == AZR_ERR_UNSUPPORTED &&
           contains(azr_last_error(), "Q2_K"));
