@@ -198,17 +198,23 @@ def test_synthetic_blocks_bit_exact(qtype, tmp_path):
 
 
 def test_threads_do_not_change_results():
+    # large enough (>= 2**22 elements) for the OpenMP path, with a ragged last chunk
     rng = np.random.default_rng(3)
-    raw = _random_raw_blocks(QT.Q6_K, 700, rng)
+    nb = 2**22 // 256 + 3
+    raw = _random_raw_blocks(QT.Q6_K, nb, rng).tobytes()
     before = azr.get_num_threads()
     try:
         azr.set_num_threads(1)
-        one = _core.dequantize(int(QT.Q6_K), raw.tobytes(), 700 * 256)
+        one = _core.dequantize(int(QT.Q6_K), raw, nb * 256)
         azr.set_num_threads(2)
-        two = _core.dequantize(int(QT.Q6_K), raw.tobytes(), 700 * 256)
+        two = _core.dequantize(int(QT.Q6_K), raw, nb * 256)
     finally:
         azr.set_num_threads(before)
-    assert np.array_equal(bits(one), bits(two))
+    ref = _core.dequantize(int(QT.Q6_K), raw, nb * 256, reference=True)
+    assert np.array_equal(bits(one), bits(two)) and np.array_equal(bits(two), bits(ref))
+    sample = slice(0, 256 * 64)  # and a slice against the gguf package
+    want = quants.dequantize(np.frombuffer(raw, np.uint8)[:210 * 64].reshape(64, 210), QT.Q6_K).reshape(-1)
+    assert np.array_equal(bits(two[sample]), bits(want))
 
 
 def test_dequantize_argument_errors():

@@ -422,6 +422,22 @@ static void test_dequant(void) {
         free(a);
         free(b);
     }
+    /* a tensor big enough for the OpenMP path (>= 2^22 elements, ragged last chunk) */
+    {
+        const int64_t nblocks = ((int64_t)1 << 22) / 32 + 5, n = nblocks * 32;
+        uint8_t *src = malloc((size_t)(nblocks * 18));
+        for (int64_t i = 0; i < nblocks * 18; i++) src[i] = (uint8_t)rand();
+        for (int64_t b = 0; b < nblocks; b++) src[b * 18 + 1] &= 0x3f; /* finite f16 scale */
+        float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
+        azr_set_num_threads(2);
+        CHECK(azr_dequantize(AZR_GGML_Q4_0, src, (size_t)(nblocks * 18), a, n) == AZR_OK);
+        CHECK(azr_dequantize_ref(AZR_GGML_Q4_0, src, (size_t)(nblocks * 18), b, n) == AZR_OK);
+        CHECK(memcmp(a, b, sizeof(float) * (size_t)n) == 0);
+        azr_set_num_threads(0);
+        free(src);
+        free(a);
+        free(b);
+    }
     /* hand-computed values */
     uint8_t q41[20] = {0};
     uint16_t d = f32_to_f16_simple(0.5f), m = f32_to_f16_simple(-1.0f);
