@@ -61,7 +61,8 @@ int azr_ggml_can_dequantize(uint32_t type);
 int64_t azr_ggml_nbytes(uint32_t type, int64_t n);
 
 /* Decode `n` elements of type `type` from `src` (`src_bytes` bytes, no
- * alignment required) into `dst` (n floats). OpenMP-parallel over blocks.
+ * alignment required) into `dst` (n floats). OpenMP-parallel over blocks
+ * for n >= 2^22 elements (smaller tensors decode on the calling thread).
  * n == 0 does nothing and returns AZR_OK. Errors: NULL pointers with n > 0
  * or n negative (AZR_ERR_INVALID), n not a multiple of the block size or
  * src_bytes too small (AZR_ERR_FORMAT), a type azr cannot decode
