@@ -8,11 +8,13 @@ Public API (each piece documented in its own module):
   monitors (``azr.monitors``) and the RL math (``azr.rl``).
 - ``azr.Tokenizer``: byte-level / SentencePiece BPE identical to HF ``tokenizers`` (azr/tokenizer.py).
 - ``azr.Executor``: the sandboxed executor and judge (``azr/executor.py``).
+- ``azr.gguf``: GGUF files and the default model (``ensure_hf_dir``).
 """
 from __future__ import annotations
 
 from ._native import _core
 from .tokenizer import StreamDecoder, Tokenizer
+from . import gguf  # noqa: E402  (GGUF files and the default model: azr.gguf.ensure_hf_dir)
 
 __version__ = "0.1.0"
 
