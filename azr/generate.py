@@ -18,8 +18,11 @@ Semantics worth knowing:
   (temperature 1, no truncation): the same numbers `Model.logprobs` gives for
   the same sequence, to float32 rounding.
 - The same ``seed`` gives the same completions whatever ``max_slots``, the
-  other prompts in the call, or the thread count: token j of sample i of
-  prompt r is drawn from Philox keyed by (seed, r, i, j).
+  other prompts in the call, or the thread count: token j of sample i of a
+  prompt is drawn from Philox keyed by (seed, request key, i, j), where the
+  request key hashes the prompt's token ids and the number of identical
+  prompts before it in the call (so repeated prompts still get different
+  samples, and a prompt's samples do not depend on its neighbours).
 - Stop strings are matched on the bytes of the generated tokens. The byte
   string of each token comes from ``tokenizer.token_bytes_table()`` when the
   tokenizer has it (exact for byte-level BPE tokens that hold partial UTF-8
@@ -27,6 +30,7 @@ Semantics worth knowing:
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -128,6 +132,20 @@ def _encode_prompts(model, prompts) -> list[np.ndarray]:
             raise ValueError(f"prompts[{k}] holds token id {bad}, outside the vocabulary 0..{V - 1}")
         out.append(ids.astype(np.int32))
     return out
+
+
+def request_keys(ids: list[np.ndarray]) -> np.ndarray:
+    """The random-stream key of each prompt: BLAKE2b-64 of its token ids
+    (int32 little-endian) and of how many identical prompts precede it."""
+    seen: dict[bytes, int] = {}
+    keys = np.empty(len(ids), dtype=np.uint64)
+    for k, a in enumerate(ids):
+        b = a.astype("<i4").tobytes()
+        occ = seen.get(b, 0)
+        seen[b] = occ + 1
+        h = hashlib.blake2b(b + occ.to_bytes(8, "little"), digest_size=8).digest()
+        keys[k] = int.from_bytes(h, "little")
+    return keys
 
 
 def _stop_list(stop) -> list[bytes]:
@@ -304,7 +322,8 @@ def generate(model, prompts, n: int = 1, max_new_tokens: int = 256, temperature:
         toks, lp, mlp, lens, fin = _core.generate(
             model._engine, flat, offsets, int(n), int(max_new_tokens), float(temperature),
             float(top_p), int(top_k), int(seed), _eos_ids(model), stop_bytes, stop_off, tok_bytes,
-            tok_off, pl.max_slots, pl.kv_blocks, pl.block_size, PREFILL_CHUNK, ctx, callback)
+            tok_off, pl.max_slots, pl.kv_blocks, pl.block_size, PREFILL_CHUNK, ctx, callback,
+            request_keys=request_keys(ids))
     finally:
         if bar is not None:
             bar.close()
@@ -337,4 +356,4 @@ def _text(tok, ids: list[int], reason: str, stops: list[bytes]) -> str:
     return text
 
 
-__all__ = ["Completion", "GenerationPlan", "generate", "plan", "token_byte_table"]
+__all__ = ["Completion", "GenerationPlan", "generate", "plan", "request_keys", "token_byte_table"]

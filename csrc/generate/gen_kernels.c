@@ -8,6 +8,11 @@
  */
 #include "gen_kernels.h"
 
+/* No fused multiply-add contraction in this file: whether GCC fuses a
+ * multiply and an add depends on how a loop was unrolled, which would make
+ * the rounding of a row depend on the blocking chosen for its batch. */
+#pragma GCC optimize("fp-contract=off")
+
 #include <math.h>
 #include <string.h>
 #ifdef _OPENMP

@@ -74,7 +74,10 @@ typedef struct {
     int64_t *row_toff;
     int32_t *lrow_src, *lrow_slot; /* logits row -> batch row; slot (>= 0) or -1 - request */
     float *x, *xn, *qkv, *att, *gu, *h, *cosb, *sinb, *xh, *xhn, *logits, *attn_scratch;
-    /* sampling */
+    /* sampling: rows are copied to a 64-byte aligned buffer first, so the
+     * vectorized sums see the same alignment for every row */
+    int64_t Vp; /* V rounded up to 16 floats */
+    float *work_z;
     float *work_f;
     azr_gen_cand *work_c;
     double *lrow_u;
@@ -168,6 +171,7 @@ static void gen_free(gen_state *st) {
     azr_free(st->xhn);
     azr_free(st->logits);
     azr_free(st->attn_scratch);
+    azr_free(st->work_z);
     azr_free(st->work_f);
     azr_free(st->work_c);
     free(st->lrow_u);
@@ -354,8 +358,10 @@ static azr_status gen_init(gen_state *st) {
     ALLOC(st->attn_scratch,
           azr_gen_attention_scratch_floats(st->Hq, st->Hkv, st->max_ctx, st->nthreads),
           "attention scratch");
-    ALLOC(st->work_f, (int64_t)st->nthreads * st->V, "sampler scratch");
-    ALLOC(st->work_c, (int64_t)st->nthreads * st->V, "sampler scratch");
+    st->Vp = (st->V + 15) / 16 * 16;
+    ALLOC(st->work_z, (int64_t)st->nthreads * st->Vp, "sampler scratch");
+    ALLOC(st->work_f, (int64_t)st->nthreads * st->Vp, "sampler scratch");
+    ALLOC(st->work_c, (int64_t)st->nthreads * st->Vp, "sampler scratch");
     CALLOC(st->lrow_u, Lr, "step rows");
     CALLOC(st->lrow_tok, Lr, "step rows");
     CALLOC(st->lrow_lp, Lr, "step rows");
@@ -422,8 +428,9 @@ static void forward(gen_state *st, int64_t n, int64_t nl) {
 
 /* ---- per-sequence bookkeeping ------------------------------------------------ */
 
-static double unit_u(uint64_t seed, int64_t r, int32_t i, int32_t j) {
-    azr_u32x4 b = azr_philox(seed, ((uint64_t)r << 32) | (uint32_t)i, (uint64_t)j);
+static double unit_u(const azr_gen_params *p, int64_t r, int32_t i, int32_t j) {
+    uint64_t key = p->request_keys ? p->request_keys[r] : (uint64_t)r;
+    azr_u32x4 b = azr_philox(p->seed, key, ((uint64_t)(uint32_t)i << 32) | (uint32_t)j);
     return azr_u32x2_to_unit_double(b.v[0], b.v[1]);
 }
 
@@ -549,8 +556,9 @@ static azr_status admit(gen_state *st, int32_t s, int *admitted) {
         /* the first token comes from the prompt's kept logits */
         int32_t t;
         float lp, mlp;
-        azr_gen_sample(st->glogits + (int64_t)q->gslot * st->V, st->V, &p->sampling,
-                       unit_u(p->seed, r, sl->i, 0), st->work_f, st->work_c, &t, &lp, &mlp);
+        memcpy(st->work_z, st->glogits + (int64_t)q->gslot * st->V, (size_t)st->V * sizeof(float));
+        azr_gen_sample(st->work_z, st->V, &p->sampling, unit_u(p, r, sl->i, 0), st->work_f,
+                       st->work_c, &t, &lp, &mlp);
         if (q->admitted == p->n) release_request(st, r);
         azr_status rc = take_token(st, s, t, lp, mlp);
         if (rc) return rc;
@@ -660,16 +668,18 @@ azr_status azr_gen_run(azr_model *m, const int32_t *prompt_ids, const int64_t *p
         for (int64_t j = 0; j < nl; j++) {
             if (st.lrow_slot[j] < 0) continue;
             gen_slot *sl = &st.slots[st.lrow_slot[j]];
-            st.lrow_u[j] = unit_u(p->seed, sl->r, sl->i, sl->ngen);
+            st.lrow_u[j] = unit_u(p, sl->r, sl->i, sl->ngen);
             nd++;
         }
 #pragma omp parallel for schedule(dynamic, 1) if (nd > 1)
         for (int64_t j = 0; j < nl; j++) {
             if (st.lrow_slot[j] < 0) continue;
-            int tid = thread_id();
-            azr_gen_sample(st.logits + j * st.V, st.V, &p->sampling, st.lrow_u[j],
-                           st.work_f + (int64_t)tid * st.V, st.work_c + (int64_t)tid * st.V,
-                           &st.lrow_tok[j], &st.lrow_lp[j], &st.lrow_mlp[j]);
+            int64_t tid = thread_id();
+            float *z = st.work_z + tid * st.Vp;
+            memcpy(z, st.logits + j * st.V, (size_t)st.V * sizeof(float));
+            azr_gen_sample(z, st.V, &p->sampling, st.lrow_u[j], st.work_f + tid * st.Vp,
+                           st.work_c + tid * st.Vp, &st.lrow_tok[j], &st.lrow_lp[j],
+                           &st.lrow_mlp[j]);
         }
         for (int64_t j = 0; j < nl; j++) {
             int32_t s = st.lrow_slot[j];

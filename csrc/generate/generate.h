@@ -36,7 +36,10 @@
  *
  * ---- Reproducibility -----------------------------------------------------
  * Token j of sample i of request r is drawn with u from
- * azr_philox(seed, (r << 32) | i, j), and every row's logits are computed by
+ * azr_philox(seed, key_r, (i << 32) | j), where key_r is the caller's
+ * request key (the Python layer derives it from the prompt's tokens and how
+ * many identical prompts precede it, so a prompt's samples do not depend on
+ * the other prompts of the call) or r itself; every row's logits are computed by
  * kernels whose rounding does not depend on the other rows or on the thread
  * count, so completions are identical whatever the slot count, batch
  * composition and threads.
@@ -74,6 +77,7 @@ typedef struct {
     int32_t max_new_tokens; /* >= 1 */
     azr_gen_sampling sampling;
     uint64_t seed;
+    const uint64_t *request_keys; /* (R) random-stream key per request; NULL: r */
     int32_t max_slots;     /* >= 1 */
     int64_t kv_blocks;     /* >= 1 */
     int32_t block_size;    /* >= 1 positions per KV block */

@@ -66,24 +66,25 @@ static PyObject *py_generate(PyObject *mod, PyObject *args, PyObject *kw) {
                              "top_p", "top_k", "seed", "eos", "stop_bytes", "stop_offsets",
                              "token_bytes", "token_offsets", "max_slots", "kv_blocks",
                              "block_size", "prefill_chunk", "max_context", "callback",
-                             "callback_interval", NULL};
+                             "callback_interval", "request_keys", NULL};
     PyObject *model_o, *ids_o, *off_o, *eos_o, *sb_o, *so_o, *tb_o, *to_o, *cb_o;
     int n, max_new, top_k, max_slots, block_size, prefill_chunk, max_context;
     float temperature, top_p;
     unsigned long long seed;
     long long kv_blocks;
     double interval = 0.2;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOiiffiKOOOOOiLiiiO|d:generate", kwlist, &model_o,
+    PyObject *keys_o = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOiiffiKOOOOOiLiiiO|dO:generate", kwlist, &model_o,
                                      &ids_o, &off_o, &n, &max_new, &temperature, &top_p, &top_k,
                                      &seed, &eos_o, &sb_o, &so_o, &tb_o, &to_o, &max_slots,
                                      &kv_blocks, &block_size, &prefill_chunk, &max_context, &cb_o,
-                                     &interval))
+                                     &interval, &keys_o))
         return NULL;
     if (cb_o != Py_None && !PyCallable_Check(cb_o)) {
         PyErr_SetString(PyExc_TypeError, "generate: callback must be callable or None");
         return NULL;
     }
-    PyArrayObject *ids = NULL, *off = NULL, *eos = NULL, *so = NULL, *to = NULL;
+    PyArrayObject *ids = NULL, *off = NULL, *eos = NULL, *so = NULL, *to = NULL, *keys = NULL;
     PyObject *tokens = NULL, *lp = NULL, *mlp = NULL, *lens = NULL, *fin = NULL, *res = NULL;
     struct azr_model *m = NULL;
     if (!(ids = as_array(ids_o, NPY_INT32, "ids"))) goto done;
@@ -104,6 +105,14 @@ static PyObject *py_generate(PyObject *mod, PyObject *args, PyObject *kw) {
             PyErr_SetString(PyExc_ValueError, "generate: offsets must be non-decreasing");
             goto done;
         }
+    if (keys_o != Py_None) {
+        keys = (PyArrayObject *)PyArray_FROMANY(keys_o, NPY_UINT64, 1, 1, NPY_ARRAY_IN_ARRAY);
+        if (!keys) goto done;
+        if (PyArray_DIM(keys, 0) != R) {
+            PyErr_SetString(PyExc_ValueError, "generate: request_keys needs one entry per prompt");
+            goto done;
+        }
+    }
     const char *stop_bytes = NULL, *tok_bytes = NULL;
     Py_ssize_t n_stop = 0;
     if (sb_o != Py_None) {
@@ -175,6 +184,7 @@ static PyObject *py_generate(PyObject *mod, PyObject *args, PyObject *kw) {
         p.sampling.top_p = top_p;
         p.sampling.top_k = top_k;
         p.seed = seed;
+        p.request_keys = keys ? PyArray_DATA(keys) : NULL;
         p.max_slots = max_slots;
         p.kv_blocks = kv_blocks;
         p.block_size = block_size;
@@ -215,6 +225,7 @@ done:
     Py_XDECREF(eos);
     Py_XDECREF(so);
     Py_XDECREF(to);
+    Py_XDECREF(keys);
     Py_XDECREF(tokens);
     Py_XDECREF(lp);
     Py_XDECREF(mlp);
@@ -249,7 +260,7 @@ static PyMethodDef gen_methods[] = {
     {"generate", (PyCFunction)(void (*)(void))py_generate, METH_VARARGS | METH_KEYWORDS,
      "generate(model, ids, offsets, n, max_new_tokens, temperature, top_p, top_k, seed, eos, "
      "stop_bytes, stop_offsets, token_bytes, token_offsets, max_slots, kv_blocks, block_size, "
-     "prefill_chunk, max_context, callback, callback_interval=0.2)\n"
+     "prefill_chunk, max_context, callback, callback_interval=0.2, request_keys=None)\n"
      "-> (tokens (S, max_new) int32, logprobs, model_logprobs (S, max_new) float32, "
      "lengths (S,) int32, finish (S,) int8: 0 length, 1 eos, 2 stop)"},
     {"kv_bytes_per_block", py_kv_bytes_per_block, METH_VARARGS,
