@@ -8,9 +8,11 @@
  */
 #include "gen_kernels.h"
 
-/* No fused multiply-add contraction in this file: whether GCC fuses a
- * multiply and an add depends on how a loop was unrolled, which would make
- * the rounding of a row depend on the blocking chosen for its batch. */
+/* No implicit fused multiply-add contraction in this file: whether GCC
+ * fuses a multiply and an add depends on how a loop was unrolled, which
+ * would make the rounding of a row depend on the blocking chosen for its
+ * batch. Fused multiply-adds are written explicitly (fma8 / fmaf) instead,
+ * so every path rounds the same way. */
 #pragma GCC optimize("fp-contract=off")
 /* The vector helpers below are static and inlined: the ABI note GCC gives
  * for 32-byte vector arguments without -mavx does not apply. */
@@ -21,6 +23,10 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__FMA__) && defined(__AVX__)
+#include <immintrin.h>
+#define AZR_GEN_HAVE_FMA 1
+#endif
 
 /* 8 float lanes; GCC lowers this to AVX (ymm) with -march=native on x86-64
  * and to pairs of SSE/NEON registers elsewhere. */
@@ -30,6 +36,23 @@ static inline v8f ld8(const float *p) {
     v8f v;
     memcpy(&v, p, sizeof v);
     return v;
+}
+
+/* a * b + c, fused when the CPU has FMA (the same choice on every path). */
+static inline v8f fma8(v8f a, v8f b, v8f c) {
+#ifdef AZR_GEN_HAVE_FMA
+    return (v8f)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#else
+    return a * b + c;
+#endif
+}
+
+static inline float fma1(float a, float b, float c) {
+#ifdef AZR_GEN_HAVE_FMA
+    return fmaf(a, b, c);
+#else
+    return a * b + c;
+#endif
 }
 
 /* The one lane reduction every path uses. */
@@ -71,13 +94,13 @@ static inline __attribute__((always_inline)) void micro(int MR, int NR, const fl
         for (int j = 0; j < NR; j++) wv[j] = ld8(w + j * ldw + k);
         for (int i = 0; i < MR; i++) {
             v8f xv = ld8(x + i * ldx + k);
-            for (int j = 0; j < NR; j++) acc[i][j] += xv * wv[j];
+            for (int j = 0; j < NR; j++) acc[i][j] = fma8(xv, wv[j], acc[i][j]);
         }
     }
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) {
             float t = 0.0f;
-            for (int64_t k = k8; k < in; k++) t += x[i * ldx + k] * w[j * ldw + k];
+            for (int64_t k = k8; k < in; k++) t = fma1(x[i * ldx + k], w[j * ldw + k], t);
             dots[i][j] = hsum8(acc[i][j]) + t;
         }
 }
@@ -104,12 +127,12 @@ void azr_gen_matmul(float *y, const float *x, const float *w, const float *b, in
     for (int64_t t = 0; t < tasks; t++) {
         int64_t o0 = t * OUT_BLOCK, o1 = o0 + OUT_BLOCK < out ? o0 + OUT_BLOCK : out;
         float dots[4][4];
-        /* groups of 4 rows: 4x2 register blocks */
-        for (int64_t o = o0; o < o1; o += 2) {
-            int two = o + 2 <= o1;
-            const float *wo = w + o * in;
-            for (int64_t i = 0; i < M4; i += 4) {
-                if (two) {
+        /* groups of 4 rows (kept in L1) times pairs of this block's weight
+         * rows (kept in L2): 4x2 register blocks */
+        for (int64_t i = 0; i < M4; i += 4) {
+            for (int64_t o = o0; o < o1; o += 2) {
+                const float *wo = w + o * in;
+                if (o + 2 <= o1) {
                     micro(4, 2, x + i * in, in, wo, in, in, dots);
                     store(y, out, i, o, 4, 2, dots, b, accumulate);
                 } else {
@@ -170,9 +193,9 @@ static inline float exp_neg(float x) {
 static inline float dot_d(const float *a, const float *b, int D) {
     int d8 = D & ~7;
     v8f acc = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int d = 0; d < d8; d += 8) acc += ld8(a + d) * ld8(b + d);
+    for (int d = 0; d < d8; d += 8) acc = fma8(ld8(a + d), ld8(b + d), acc);
     float t = 0.0f;
-    for (int d = d8; d < D; d++) t += a[d] * b[d];
+    for (int d = d8; d < D; d++) t = fma1(a[d], b[d], t);
     return hsum8(acc) + t;
 }
 
