@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 FormatError = _core.FormatError
 UnsupportedError = _core.UnsupportedError
 
+from .generate import Completion  # noqa: E402
 from .model import Model, ModelConfig  # noqa: E402
 from .optim import AdamW  # noqa: E402
 
@@ -31,5 +32,5 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
-__all__ = ["AdamW", "FormatError", "Model", "ModelConfig", "UnsupportedError", "get_num_threads",
+__all__ = ["AdamW", "Completion", "FormatError", "Model", "ModelConfig", "UnsupportedError", "get_num_threads",
            "set_num_threads"]
