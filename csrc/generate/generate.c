@@ -64,10 +64,11 @@ typedef struct {
     gen_req *reqs;
     int32_t *gfree;
     int32_t ngfree;
-    float *glogits; /* (max_slots, V) */
+    float *glogits; /* (max_slots + lookahead, V): kept last-prompt-position logits */
     int64_t next_waiting, first_live;
     int64_t unadmitted; /* samples of PREFILL/READY requests not yet in a slot */
     int32_t free_slots;
+    int32_t lookahead; /* requests prefilled ahead of free slots */
     /* step buffers */
     int64_t max_rows, max_lrows, max_ctx;
     int32_t *row_tok, *row_pos;
@@ -327,7 +328,10 @@ static azr_status gen_init(gen_state *st) {
         st->free_stack[b] = (int32_t)(st->nblocks_total - 1 - b);
     st->nfree = st->nblocks_total;
 
-    int64_t NS = p->max_slots, G = p->max_slots;
+    /* prefill a few requests ahead of free slots, so a slot that frees up
+     * finds a prompt ready instead of idling while one is prefilled */
+    st->lookahead = p->max_slots / 8 > 0 ? p->max_slots / 8 : 1;
+    int64_t NS = p->max_slots, G = (int64_t)p->max_slots + st->lookahead;
     CALLOC(st->tables, (NS + G) * st->maxb, "block tables");
     CALLOC(st->slots, NS, "slots");
     CALLOC(st->gfree, G, "group slots");
@@ -571,7 +575,8 @@ static azr_status admit(gen_state *st, int32_t s, int *admitted) {
 /* Start prefilling waiting requests while slots would be free for them. */
 static void start_requests(gen_state *st) {
     const azr_gen_params *p = st->p;
-    while (st->next_waiting < st->R && st->ngfree > 0 && st->free_slots > st->unadmitted) {
+    while (st->next_waiting < st->R && st->ngfree > 0 &&
+           st->free_slots + st->lookahead > st->unadmitted) {
         gen_req *q = &st->reqs[st->next_waiting];
         if (st->nfree - st->reserved < q->prompt_blocks + q->priv_blocks) return;
         q->gslot = st->gfree[--st->ngfree];
