@@ -50,7 +50,9 @@ class BuildExt(build_ext):
 debug = os.environ.get("AZR_DEBUG") == "1"
 cflags = ["-std=c11", "-fopenmp", "-Wall", "-Wextra", "-Wno-unused-parameter",
           "-Wno-missing-field-initializers", "-Wno-cast-function-type", "-D_GNU_SOURCE",
-          "-DAZR_BLAS_PREFIX_SCIPY", "-fno-strict-aliasing"]
+          "-DAZR_BLAS_PREFIX_SCIPY", "-fno-strict-aliasing",
+          # libm calls (sqrtf...) need not set errno: lets their loops vectorize
+          "-fno-math-errno"]
 ldflags = ["-fopenmp", "-lm"]
 if debug:
     cflags += ["-O0", "-g"]

@@ -47,7 +47,7 @@ def saved(tmp_path):
 
 # ---- round trips --------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral"])
 def test_save_then_transformers_loads_same_logits(tmp_path, kind):
     cfg = _tiny_cfg(model_type=kind, tie_word_embeddings=(kind == "qwen2"),
                     rope_theta=1e6 if kind == "qwen2" else 1e4)
@@ -55,7 +55,8 @@ def test_save_then_transformers_loads_same_logits(tmp_path, kind):
     m.save_pretrained(tmp_path)
     tm = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32)
     tm.eval()
-    assert type(tm).__name__ == ("Qwen2ForCausalLM" if kind == "qwen2" else "LlamaForCausalLM")
+    assert type(tm).__name__ == {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM",
+                                 "mistral": "MistralForCausalLM"}[kind]
     ids = _ids(2, 11)
     with torch.no_grad():
         ref = tm(torch.tensor(ids)).logits.numpy()
@@ -331,3 +332,15 @@ def test_memory_estimate_grows_with_batch():
     assert big > small > 4 * 4 * m.num_params  # params, grads, m, v + activations
     assert m.memory_estimate(4, 64, training=False) < big
     assert cfg.memory_estimate(4, 64) == big
+
+
+def test_real_qwen25_config_parses(shared_data):
+    raw = json.loads((shared_data / "tokenizers" / "qwen2.5" / "config.json").read_text())
+    cfg = ModelConfig.from_hf_dict(raw)  # sliding_window is set but use_sliding_window is false
+    assert (cfg.model_type, cfg.hidden_size, cfg.num_key_value_heads, cfg.head_dim) == ("qwen2", 896, 2, 64)
+    assert cfg.attention_bias and cfg.tie_word_embeddings and cfg.rope_theta == 1e6
+    # about 0.5B parameters: 4 arenas of ~2 GB each when training
+    assert 7.5e9 < cfg.memory_estimate(1, 1) < 8.5e9
+    raw["use_sliding_window"] = True
+    with pytest.raises(azr.UnsupportedError, match="use_sliding_window"):
+        ModelConfig.from_hf_dict(raw)

@@ -289,9 +289,10 @@ static azr_status parse_metadata(jp *j, azr_st_file *f) {
             return st;
         }
         if ((st = jstring(j, &v))) {
+            azr_set_error(AZR_ERR_FORMAT, "%s: __metadata__ value of '%.80s' must be a string",
+                          f->path, k);
             free(k);
-            return azr_set_error(AZR_ERR_FORMAT, "%s: __metadata__ value of '%s' must be a string",
-                                 f->path, k ? k : "?");
+            return AZR_ERR_FORMAT;
         }
         char **nk = realloc(f->meta_keys, (size_t)(f->n_meta + 1) * sizeof(char *));
         if (nk) f->meta_keys = nk;

@@ -59,9 +59,13 @@ struct azr_model {
     azr_acts a;
 };
 
+/* Rows of logits computed at once. Large enough that the head's weight
+ * gradient (V x C, hundreds of MB for big vocabularies) is read and written
+ * only a few times per step (a chunk of r rows costs one pass over it), small
+ * enough to stay within ~128 MB of logits. */
 static int64_t head_chunk_rows(int64_t N, int64_t V) {
-    int64_t c = (8 * 1024 * 1024) / (V > 0 ? V : 1);
-    if (c < 16) c = 16;
+    int64_t c = (32 * 1024 * 1024) / (V > 0 ? V : 1);
+    if (c < 256) c = 256;
     if (c > N) c = N;
     return c < 1 ? 1 : c;
 }
@@ -333,7 +337,7 @@ static azr_status ensure_acts(azr_model *m, int64_t N, int64_t B, int64_t T, int
 
 void azr_model_embed(const azr_model *m, const int32_t *tok, int64_t n, float *x) {
     int64_t C = m->cfg.hidden_size;
-#pragma omp parallel for schedule(static) if (n * C > 65536)
+#pragma omp parallel for schedule(static) if (n * C > (1 << 20))
     for (int64_t i = 0; i < n; i++)
         memcpy(x + i * C, m->params + (int64_t)tok[i] * C, (size_t)C * sizeof(float));
 }
@@ -354,8 +358,7 @@ void azr_model_attn_out(const azr_model *m, int l, const float *att, int64_t n, 
     int64_t C = m->cfg.hidden_size;
     if (n <= 0) return;
     if (xout != xin) memcpy(xout, xin, (size_t)(n * C) * sizeof(float));
-    azr_sgemm(0, 1, (int)n, (int)C, (int)m->dq, 1.0f, att, (int)m->dq, w.wo, (int)m->dq, 1.0f,
-              xout, (int)C);
+    azr_gemm(0, 1, n, C, m->dq, 1.0f, att, m->dq, w.wo, m->dq, 1.0f, xout, C);
 }
 
 void azr_model_mlp(const azr_model *m, int l, const float *xin, float *xout, int64_t n, float *xn,
@@ -367,7 +370,7 @@ void azr_model_mlp(const azr_model *m, int l, const float *xin, float *xout, int
     azr_linear_forward(gu, xn, w.wgu, NULL, n, C, 2 * I);
     azr_swiglu_forward(h, gu, n, I);
     if (xout != xin) memcpy(xout, xin, (size_t)(n * C) * sizeof(float));
-    azr_sgemm(0, 1, (int)n, (int)C, (int)I, 1.0f, h, (int)I, w.wdown, (int)I, 1.0f, xout, (int)C);
+    azr_gemm(0, 1, n, C, I, 1.0f, h, I, w.wdown, I, 1.0f, xout, C);
 }
 
 void azr_model_head(const azr_model *m, const float *x, int64_t n, float *xn, float *rstd,

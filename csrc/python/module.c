@@ -40,7 +40,9 @@ static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
         return NULL;
     }
     azr_set_num_threads((int)n);
-    azr_blas_set_threads(azr_get_num_threads());
+    /* OpenBLAS stays single-threaded: azr's kernels split matrix products
+     * across OpenMP threads themselves (azr_gemm), so only one pool runs. */
+    azr_blas_set_threads(1);
     Py_RETURN_NONE;
 }
 
@@ -94,7 +96,7 @@ PyMODINIT_FUNC PyInit__core(void) {
     PyObject *m = PyModule_Create(&core_module);
     if (!m) return NULL;
     azr_set_num_threads(0);
-    azr_blas_set_threads(azr_get_num_threads());
+    azr_blas_set_threads(1); /* see py_set_num_threads */
     if (azr_py_init_core(m) < 0 || azr_py_init_model(m) < 0 || azr_py_init_tokenizer(m) < 0 ||
         azr_py_init_sandbox(m) < 0 || azr_py_init_gguf(m) < 0 || azr_py_init_generate(m) < 0 ||
         azr_py_init_rl(m) < 0) {

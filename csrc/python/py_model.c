@@ -9,6 +9,7 @@
 
 #include <string.h>
 
+#include "../backend/cpu/kernels.h"
 #include "../io/safetensors.h"
 #include "../model/model.h"
 
@@ -505,7 +506,53 @@ done:
     return res;
 }
 
+/* gemm_stats(reset=False) -> (seconds, flops) spent in azr_gemm */
+static PyObject *py_gemm_stats(PyObject *mod, PyObject *args) {
+    int reset = 0;
+    if (!PyArg_ParseTuple(args, "|p:gemm_stats", &reset)) return NULL;
+    double s = 0, f = 0;
+    azr_gemm_stats(&s, &f, reset);
+    return Py_BuildValue("(dd)", s, f);
+}
+
+/* sgemm_gflops(M, N, K, reps) -> GFLOP/s of azr_gemm (C = A @ B^T) on this machine */
+static PyObject *py_sgemm_gflops(PyObject *mod, PyObject *args) {
+    long long M, N, K;
+    int reps;
+    if (!PyArg_ParseTuple(args, "LLLi:sgemm_gflops", &M, &N, &K, &reps)) return NULL;
+    if (M <= 0 || N <= 0 || K <= 0 || reps <= 0 || M * K > (1LL << 28) || N * K > (1LL << 28) ||
+        M * N > (1LL << 28)) {
+        PyErr_SetString(PyExc_ValueError, "sgemm_gflops: sizes must be positive and < 2^28 elements");
+        return NULL;
+    }
+    float *a = azr_calloc((size_t)(M * K) * 4, "bench A"), *b = azr_calloc((size_t)(N * K) * 4, "bench B");
+    float *c = azr_calloc((size_t)(M * N) * 4, "bench C");
+    double best = 0.0;
+    if (a && b && c) {
+        for (long long i = 0; i < M * K; i++) a[i] = (float)((i % 7) - 3) * 0.01f;
+        for (long long i = 0; i < N * K; i++) b[i] = (float)((i % 5) - 2) * 0.01f;
+        Py_BEGIN_ALLOW_THREADS for (int r = 0; r < reps + 1; r++) {
+            double s0, s1;
+            azr_gemm_stats(&s0, NULL, 0);
+            azr_gemm(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+            azr_gemm_stats(&s1, NULL, 0);
+            double g = 2.0 * (double)M * (double)N * (double)K / (s1 - s0) / 1e9;
+            if (r > 0 && g > best) best = g;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    azr_free(a);
+    azr_free(b);
+    azr_free(c);
+    if (best == 0.0) return PyErr_NoMemory();
+    return PyFloat_FromDouble(best);
+}
+
 static PyMethodDef module_fns[] = {
+    {"gemm_stats", py_gemm_stats, METH_VARARGS,
+     "gemm_stats(reset=False) -> (seconds, flops) spent in azr's matrix products"},
+    {"sgemm_gflops", py_sgemm_gflops, METH_VARARGS,
+     "sgemm_gflops(M, N, K, reps) -> best GFLOP/s of azr's sgemm path"},
     {"memory_estimate", (PyCFunction)(void (*)(void))py_memory_estimate,
      METH_VARARGS | METH_KEYWORDS,
      "memory_estimate(batch, seq_len, training, **config) -> bytes"},

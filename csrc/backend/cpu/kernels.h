@@ -31,6 +31,22 @@
 extern "C" {
 #endif
 
+/* ---- matrix multiply ------------------------------------------------------ */
+
+/* C (M, N) = alpha * op(A) @ op(B) + beta * C, row-major, like azr_sgemm, but
+ * parallelized by azr itself: the larger of M and N is split across the
+ * OpenMP threads, each calling single-threaded OpenBLAS on its block. azr
+ * keeps OpenBLAS at one thread so that only one thread pool (OpenMP) ever
+ * runs: two pools spinning against each other on a small machine cost 10x.
+ * Small products run on the calling thread. */
+void azr_gemm(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* Profiling counters of azr_gemm (for benchmarks): total wall seconds spent
+ * in it and floating-point operations done since the last reset. Either
+ * pointer may be NULL; reset != 0 zeroes the counters after reading. The
+ * counters are process-wide and only meaningful from one calling thread. */
+void azr_gemm_stats(double *seconds, double *flops, int reset);
+
 /* ---- linear layers: y = x @ W^T (+ b) --------------------------------- */
 
 /* y (N, out) = x (N, in) @ w^T, w (out, in) as stored by HF, plus bias b
@@ -115,12 +131,12 @@ void azr_attention_decode(float *out, const float *q, const float *kcache, const
 
 /* ---- SwiGLU: h = silu(gate) * up ------------------------------------- */
 
-/* gu (N, 2I) rows [gate | up]; h (N, I) overwritten. */
-void azr_swiglu_forward(float *h, const float *gu, int64_t N, int64_t I);
-void azr_swiglu_forward_naive(float *h, const float *gu, int64_t N, int64_t I);
-/* dgu (N, 2I) overwritten from dh (N, I) and the forward's gu. */
-void azr_swiglu_backward(float *dgu, const float *dh, const float *gu, int64_t N, int64_t I);
-void azr_swiglu_backward_naive(float *dgu, const float *dh, const float *gu, int64_t N, int64_t I);
+/* gu (N, 2*inter) rows [gate | up]; h (N, inter) overwritten. */
+void azr_swiglu_forward(float *h, const float *gu, int64_t N, int64_t inter);
+void azr_swiglu_forward_naive(float *h, const float *gu, int64_t N, int64_t inter);
+/* dgu (N, 2*inter) overwritten from dh (N, inter) and the forward's gu. */
+void azr_swiglu_backward(float *dgu, const float *dh, const float *gu, int64_t N, int64_t inter);
+void azr_swiglu_backward_naive(float *dgu, const float *dh, const float *gu, int64_t N, int64_t inter);
 
 /* ---- vocabulary log-softmax, one chunk of rows at a time -------------- */
 

@@ -1,0 +1,201 @@
+"""Training-step speed of the C engine against PyTorch CPU, same weights, same threads.
+
+For a SmolLM2-135M-shaped Llama and a Qwen2.5-0.5B-shaped Qwen2 at batch x
+length 4 x 256 (random weights, copied into both engines), it measures:
+
+- forward+backward tokens/s of a per-token log-prob loss (ours:
+  ``Model.loss_and_backward``; PyTorch: transformers forward with SDPA
+  attention + cross-entropy + ``backward()``),
+- the AdamW step time (ours: ``azr.AdamW.step`` with clipping; PyTorch:
+  ``clip_grad_norm_`` + ``torch.optim.AdamW.step``),
+- our achieved matmul GFLOP/s (time inside azr's sgemm calls) next to the
+  machine's SGEMM GFLOP/s measured through the same path.
+
+Usage: python benchmarks/bench_train.py [--quick] [--json PATH] [--threads N]
+       [--models smollm2,qwen2.5] [--steps N]
+``--quick`` shrinks layers and batch so the whole run takes under a minute.
+Ratios > 1 mean azr is better. The models run one after the other and each
+engine's memory is freed before the next (the full Qwen2 shape needs ~8 GiB
+per engine for weights, gradients and AdamW state).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import azr  # noqa: E402
+from azr import _core  # noqa: E402
+
+SHAPES = {
+    "smollm2": dict(model_type="llama", vocab_size=49152, hidden_size=576, num_hidden_layers=30,
+                    num_attention_heads=9, num_key_value_heads=3, intermediate_size=1536,
+                    tie_word_embeddings=True, rope_theta=100000.0, rms_norm_eps=1e-5,
+                    max_position_embeddings=2048),
+    "qwen2.5": dict(model_type="qwen2", vocab_size=151936, hidden_size=896, num_hidden_layers=24,
+                    num_attention_heads=14, num_key_value_heads=2, intermediate_size=4864,
+                    tie_word_embeddings=True, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                    max_position_embeddings=32768),
+}
+QUICK = {"smollm2": dict(num_hidden_layers=4), "qwen2.5": dict(num_hidden_layers=2)}
+
+
+def matmul_flops_per_token(cfg: azr.ModelConfig) -> float:
+    """Forward+backward FLOPs per token in the linear layers (6 x matmul params)."""
+    C, I, V, L = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.num_hidden_layers
+    dq = cfg.num_attention_heads * cfg.head_dim
+    dkv = cfg.num_key_value_heads * cfg.head_dim
+    per_layer = (dq + 2 * dkv) * C + C * dq + 3 * I * C
+    return 6.0 * (L * per_layer + V * C)
+
+
+def bench_model(name: str, shape: dict, B: int, T: int, steps: int, threads: int) -> list[dict]:
+    import torch
+    import transformers
+
+    cfg = azr.ModelConfig(**shape)
+    hf_cls = {"llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
+              "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM)}[cfg.model_type]
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, cfg.vocab_size, (B, T))
+    tg = rng.integers(0, cfg.vocab_size, (B, T))
+    w = np.full((B, T), 1.0 / (B * T), np.float32)
+    print(f"\n== {name}: {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, vocab "
+          f"{cfg.vocab_size}, batch {B} x {T}, {threads} threads", flush=True)
+
+    # ---- ours -------------------------------------------------------------
+    ours = azr.Model.from_config(cfg, seed=0)
+    weights = {k: v.copy() for k, v in ours.parameters().items()}
+    opt = azr.AdamW(ours, lr=1e-5, weight_decay=0.01, max_grad_norm=1.0)
+    ours.loss_and_backward(ids, tg, w)  # warm-up (allocates activations)
+    opt.step()
+    ours.zero_grad()
+    t_fb, t_opt = [], []
+    _core.gemm_stats(True)
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        loss_ours, _, _ = ours.loss_and_backward(ids, tg, w)
+        t_fb.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        opt.step()
+        t_opt.append(time.perf_counter() - t0)
+        ours.zero_grad()
+    gemm_s, gemm_f = _core.gemm_stats(True)
+    del ours, opt
+    gc.collect()
+
+    # ---- PyTorch ----------------------------------------------------------
+    hf = cfg.to_hf_dict()
+    hf.pop("architectures", None)
+    tcfg = hf_cls[0](**hf)
+    tm = hf_cls[1](tcfg)
+    tm.config._attn_implementation = "sdpa"
+    with torch.no_grad():
+        for k, p in tm.named_parameters():
+            p.copy_(torch.from_numpy(weights[k]))
+    del weights
+    gc.collect()
+    tm.train()
+    topt = torch.optim.AdamW(tm.parameters(), lr=1e-5, weight_decay=0.01)
+    ids_t, tg_t = torch.from_numpy(ids), torch.from_numpy(tg)
+
+    def torch_fb():
+        logits = tm(ids_t).logits
+        loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), tg_t.view(-1))
+        loss.backward()
+        return loss
+
+    torch_fb()
+    torch.nn.utils.clip_grad_norm_(tm.parameters(), 1.0)
+    topt.step()
+    topt.zero_grad()
+    p_fb, p_opt = [], []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        loss_t = torch_fb()
+        p_fb.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(tm.parameters(), 1.0)
+        topt.step()
+        p_opt.append(time.perf_counter() - t0)
+        topt.zero_grad()
+    del tm, topt
+    gc.collect()
+
+    tok = B * T
+    ours_tps, torch_tps = tok / min(t_fb), tok / min(p_fb)
+    flops = matmul_flops_per_token(cfg) * tok
+    model_gflops = flops / min(t_fb) / 1e9
+    gemm_gflops = gemm_f / gemm_s / 1e9 if gemm_s > 0 else 0.0
+    print(f"   loss ours {loss_ours:.4f}  torch {loss_t.item():.4f} (same weights)")
+    print(f"   fwd+bwd tokens/s: azr {ours_tps:,.0f}   torch {torch_tps:,.0f}   "
+          f"ratio {ours_tps / torch_tps:.2f}x")
+    print(f"   AdamW step (s):   azr {min(t_opt):.3f}   torch {min(p_opt):.3f}   "
+          f"ratio {min(p_opt) / min(t_opt):.2f}x")
+    print(f"   matmul FLOPs / fwd+bwd time: {model_gflops:.1f} GFLOP/s; inside sgemm calls "
+          f"{gemm_gflops:.1f} GFLOP/s; share of step time in sgemm "
+          f"{gemm_s / sum(t_fb) * 100 if sum(t_fb) else 0:.0f}%", flush=True)
+    return [
+        {"name": f"{name}_fwd_bwd_tokens_per_s", "unit": "tokens/s", "ours": ours_tps,
+         "baseline": torch_tps, "baseline_name": f"torch {torch.__version__} CPU",
+         "ratio": ours_tps / torch_tps},
+        {"name": f"{name}_adamw_step_s", "unit": "s", "ours": min(t_opt), "baseline": min(p_opt),
+         "baseline_name": f"torch.optim.AdamW {torch.__version__}",
+         "ratio": min(p_opt) / min(t_opt)},
+        {"name": f"{name}_matmul_gflops", "unit": "GFLOP/s", "ours": model_gflops,
+         "baseline": gemm_gflops, "baseline_name": "azr sgemm calls during the same steps",
+         "ratio": model_gflops / gemm_gflops if gemm_gflops else 0.0},
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small shapes, under a minute")
+    ap.add_argument("--json", metavar="PATH", help="write results as JSON")
+    ap.add_argument("--threads", type=int, default=0, help="threads for both (default: azr's)")
+    ap.add_argument("--models", default="smollm2,qwen2.5", help="comma list of " + ",".join(SHAPES))
+    ap.add_argument("--steps", type=int, default=0, help="timed steps (default 3, quick 1)")
+    args = ap.parse_args(argv)
+    import torch
+
+    if args.threads:
+        azr.set_num_threads(args.threads)
+    threads = azr.get_num_threads()
+    torch.set_num_threads(threads)
+    steps = args.steps or (1 if args.quick else 3)
+    B, T = (2, 128) if args.quick else (4, 256)
+    results = []
+    peak = _core.sgemm_gflops(1024, 1536, 576, 3 if args.quick else 5)
+    big = _core.sgemm_gflops(1024, 4864, 896, 2 if args.quick else 3)
+    sg = max(peak, big)
+    print(f"machine SGEMM (azr path, {threads} threads): {peak:.1f} GFLOP/s at 1024x1536x576, "
+          f"{big:.1f} at 1024x4864x896")
+    for name in args.models.split(","):
+        if name not in SHAPES:
+            ap.error(f"unknown model {name!r}; choose from {', '.join(SHAPES)}")
+        shape = dict(SHAPES[name])
+        if args.quick:
+            shape.update(QUICK[name])
+        rows = bench_model(name, shape, B, T, steps, threads)
+        rows.append({"name": f"{name}_sgemm_share", "unit": "GFLOP/s", "ours": rows[2]["baseline"],
+                     "baseline": sg, "baseline_name": "machine SGEMM (azr_gemm, large square-ish)",
+                     "ratio": rows[2]["baseline"] / sg if sg else 0.0})
+        print(f"   sgemm calls at {rows[-1]['ratio'] * 100:.0f}% of the machine SGEMM rate "
+              f"({sg:.1f} GFLOP/s)")
+        results += rows
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
