@@ -156,6 +156,89 @@ void azr_gen_matmul(float *y, const float *x, const float *w, const float *b, in
     }
 }
 
+/* ---- packed weights ---------------------------------------------------------- */
+
+int64_t azr_gen_packed_floats(int64_t in, int64_t out) {
+    return (out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL * AZR_GEN_PANEL * in;
+}
+
+void azr_gen_pack(float *dst, const float *w, int64_t in, int64_t out) {
+    int64_t panels = (out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL;
+#pragma omp parallel for schedule(static) if (in * out > 65536)
+    for (int64_t p = 0; p < panels; p++) {
+        float *d = dst + p * AZR_GEN_PANEL * in;
+        for (int j = 0; j < AZR_GEN_PANEL; j++) {
+            int64_t o = p * AZR_GEN_PANEL + j;
+            if (o < out) {
+                const float *wr = w + o * in;
+                for (int64_t k = 0; k < in; k++) d[k * AZR_GEN_PANEL + j] = wr[k];
+            } else {
+                for (int64_t k = 0; k < in; k++) d[k * AZR_GEN_PANEL + j] = 0.0f;
+            }
+        }
+    }
+}
+
+/* MR rows x one 16-wide panel: acc[i][.] = fma chain over k. */
+static inline __attribute__((always_inline)) void panel_kernel(int MR, const float *x, int64_t in,
+                                                               const float *wp, v8f acc[6][2]) {
+    for (int i = 0; i < MR; i++) {
+        acc[i][0] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+        acc[i][1] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+    }
+    for (int64_t k = 0; k < in; k++) {
+        v8f w0 = ld8(wp + k * AZR_GEN_PANEL), w1 = ld8(wp + k * AZR_GEN_PANEL + 8);
+        for (int i = 0; i < MR; i++) {
+            float xs = x[i * in + k];
+            v8f xb = {xs, xs, xs, xs, xs, xs, xs, xs};
+            acc[i][0] = fma8(xb, w0, acc[i][0]);
+            acc[i][1] = fma8(xb, w1, acc[i][1]);
+        }
+    }
+}
+
+static inline void panel_store(float *y, int64_t out, int64_t i0, int MR, int64_t o0,
+                               v8f acc[6][2], const float *b, int accumulate) {
+    int64_t n = out - o0 < AZR_GEN_PANEL ? out - o0 : AZR_GEN_PANEL;
+    for (int i = 0; i < MR; i++) {
+        float v[AZR_GEN_PANEL];
+        memcpy(v, &acc[i][0], sizeof(v8f));
+        memcpy(v + 8, &acc[i][1], sizeof(v8f));
+        float *dst = y + (i0 + i) * out + o0;
+        for (int64_t j = 0; j < n; j++) {
+            float t = v[j] + (b ? b[o0 + j] : 0.0f);
+            dst[j] = accumulate ? dst[j] + t : t;
+        }
+    }
+}
+
+void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const float *b, int64_t M,
+                           int64_t in, int64_t out, int accumulate) {
+    if (M <= 0 || out <= 0) return;
+    int64_t panels = (out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL;
+    int64_t M6 = M - M % 6;
+    int par = (M * in * out) > 32768;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t p = 0; p < panels; p++) {
+        const float *pw = wp + p * AZR_GEN_PANEL * in;
+        int64_t o0 = p * AZR_GEN_PANEL;
+        v8f acc[6][2];
+        for (int64_t i = 0; i < M6; i += 6) {
+            panel_kernel(6, x + i * in, in, pw, acc);
+            panel_store(y, out, i, 6, o0, acc, b, accumulate);
+        }
+        int64_t i = M6;
+        switch (M - M6) {
+        case 5: panel_kernel(5, x + i * in, in, pw, acc); panel_store(y, out, i, 5, o0, acc, b, accumulate); break;
+        case 4: panel_kernel(4, x + i * in, in, pw, acc); panel_store(y, out, i, 4, o0, acc, b, accumulate); break;
+        case 3: panel_kernel(3, x + i * in, in, pw, acc); panel_store(y, out, i, 3, o0, acc, b, accumulate); break;
+        case 2: panel_kernel(2, x + i * in, in, pw, acc); panel_store(y, out, i, 2, o0, acc, b, accumulate); break;
+        case 1: panel_kernel(1, x + i * in, in, pw, acc); panel_store(y, out, i, 1, o0, acc, b, accumulate); break;
+        default: break;
+        }
+    }
+}
+
 void azr_gen_matmul_naive(float *y, const float *x, const float *w, const float *b, int64_t M,
                           int64_t in, int64_t out, int accumulate) {
     for (int64_t i = 0; i < M; i++)

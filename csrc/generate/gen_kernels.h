@@ -7,16 +7,18 @@
  * Owns: pure math on raw float buffers.
  * Must not: allocate, print, abort, or know about slots, requests or Python.
  *
- * Why a separate matrix product: sampling must give the same tokens whatever
+ * Why separate matrix products: sampling must give the same tokens whatever
  * the batch composition, slot count and thread count. BLAS libraries pick
  * different code paths (gemv for one row, "small matrix" kernels, K-split
  * threading) depending on the shape, so the same row can come out with
  * different rounding in a batch of 1 and in a batch of 16. Here every output
- * element is computed with one fixed summation order (8 lanes over k in
- * increasing k, a fixed lane reduction, then a scalar tail), whatever M, the
- * blocking or the number of threads; threads split only the output columns.
- * Every weight row is read once per call and reused by all rows (register
- * blocked 4 rows x 2 outputs), which is what a decode step needs.
+ * element is computed with one fixed summation order whatever M, the
+ * blocking or the number of threads (threads split only the output columns),
+ * and every weight is read once per call however many rows there are, which
+ * is what a batched decode step needs. The engine uses the packed form
+ * (azr_gen_matmul_packed: one FMA chain per element); azr_gen_matmul (8 lanes
+ * over k, fixed lane reduction, register blocked 4 rows x 2 outputs) works on
+ * unpacked weights.
  */
 #ifndef AZR_GEN_KERNELS_H
 #define AZR_GEN_KERNELS_H
@@ -38,6 +40,24 @@ void azr_gen_matmul(float *y, const float *x, const float *w, const float *b, in
  * and thread counts). */
 void azr_gen_matmul_naive(float *y, const float *x, const float *w, const float *b, int64_t M,
                           int64_t in, int64_t out, int accumulate);
+
+/* ---- packed weights: the fast path of the rollout engine ----
+ * A weight w (out, in) is repacked once per run into panels of 16 output
+ * rows transposed to (in, 16) (the last panel zero-padded), so that a block
+ * of up to 6 token rows x 16 outputs is one chain of fused multiply-adds per
+ * element over k = 0..in-1 in increasing order -- the same chain for every
+ * row count, blocking and thread count, hence row-invariant -- with weights
+ * streamed once per call. */
+#define AZR_GEN_PANEL 16
+/* Floats of the packed form of an (out, in) weight. */
+int64_t azr_gen_packed_floats(int64_t in, int64_t out);
+/* Pack w (out, in) into dst (azr_gen_packed_floats floats). */
+void azr_gen_pack(float *dst, const float *w, int64_t in, int64_t out);
+/* y (M, out) = [y if accumulate] + x (M, in) @ w^T (+ b), with wp the packed
+ * w. Each element: y_old + (fma chain of x_i . w_o from 0, then + b_o).
+ * Same NULL / zero-size rules as azr_gen_matmul. */
+void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const float *b, int64_t M,
+                           int64_t in, int64_t out, int accumulate);
 
 /* Attention of N token rows over a paged KV cache.
  *

@@ -52,6 +52,10 @@ typedef struct {
     int64_t C, I, V, Dq, Dkv, Dqkv;
     int L, Hq, Hkv, D, bs;
     int nthreads;
+    /* weights repacked into panels once per run (gen_kernels.h): per layer
+     * qkv, o, gate/up, down, then the head */
+    float *packed;
+    int64_t pk_qkv, pk_o, pk_gu, pk_down, pk_layer;
     /* KV pool: (L, kv_blocks, 2, bs, Dkv) */
     float *kv;
     int64_t layer_stride, block_stride, nblocks_total;
@@ -147,6 +151,7 @@ static void blk_copy(gen_state *st, int32_t dst, int32_t src) {
 /* ---- setup / teardown --------------------------------------------------------- */
 
 static void gen_free(gen_state *st) {
+    azr_free(st->packed);
     azr_free(st->kv);
     free(st->refcnt);
     free(st->free_stack);
@@ -317,6 +322,28 @@ static azr_status gen_init(gen_state *st) {
         }
     }
 
+    /* packed weights */
+    st->pk_qkv = azr_gen_packed_floats(st->C, st->Dqkv);
+    st->pk_o = azr_gen_packed_floats(st->Dq, st->C);
+    st->pk_gu = azr_gen_packed_floats(st->C, 2 * st->I);
+    st->pk_down = azr_gen_packed_floats(st->I, st->C);
+    st->pk_layer = st->pk_qkv + st->pk_o + st->pk_gu + st->pk_down;
+    ALLOC(st->packed, (int64_t)st->L * st->pk_layer + azr_gen_packed_floats(st->C, st->V),
+          "the packed weights");
+    {
+        float *P = azr_model_params(st->m);
+        for (int l = 0; l < st->L; l++) {
+            azr_layer_ptrs w = azr_model_layer(st->m, P, l);
+            float *d = st->packed + (int64_t)l * st->pk_layer;
+            azr_gen_pack(d, w.wqkv, st->C, st->Dqkv);
+            azr_gen_pack(d + st->pk_qkv, w.wo, st->Dq, st->C);
+            azr_gen_pack(d + st->pk_qkv + st->pk_o, w.wgu, st->C, 2 * st->I);
+            azr_gen_pack(d + st->pk_qkv + st->pk_o + st->pk_gu, w.wdown, st->I, st->C);
+        }
+        azr_gen_pack(st->packed + (int64_t)st->L * st->pk_layer, azr_model_head_ptr(st->m, P),
+                     st->C, st->V);
+    }
+
     /* KV pool, allocated once */
     st->nblocks_total = p->kv_blocks;
     st->block_stride = 2 * (int64_t)st->bs * st->Dkv;
@@ -401,8 +428,10 @@ static void forward(gen_state *st, int64_t n, int64_t nl) {
     azr_rope_table(st->cosb, st->sinb, st->row_pos, n, st->D, c->rope_theta);
     for (int l = 0; l < st->L; l++) {
         azr_layer_ptrs w = azr_model_layer(m, P, l);
+        const float *pq = st->packed + (int64_t)l * st->pk_layer, *po = pq + st->pk_qkv;
+        const float *pgu = po + st->pk_o, *pdown = pgu + st->pk_gu;
         azr_rmsnorm_forward(st->xn, NULL, st->x, w.input_norm, n, C, c->rms_eps);
-        azr_gen_matmul(st->qkv, st->xn, w.wqkv, w.bqkv, n, C, Dqkv, 0);
+        azr_gen_matmul_packed(st->qkv, st->xn, pq, w.bqkv, n, C, Dqkv, 0);
         azr_rope_apply(st->qkv, n, st->Hq, st->D, Dqkv, st->cosb, st->sinb, 0);
         azr_rope_apply(st->qkv + Dq, n, st->Hkv, st->D, Dqkv, st->cosb, st->sinb, 0);
         float *kvl = st->kv + (int64_t)l * st->layer_stride;
@@ -417,17 +446,18 @@ static void forward(gen_state *st, int64_t n, int64_t nl) {
         azr_gen_paged_attention(st->att, st->qkv, Dqkv, kvl, st->block_stride, (int64_t)bs * Dkv,
                                 bs, st->tables, st->row_toff, st->row_pos, n, st->Hq, st->Hkv,
                                 st->D, st->attn_scratch, st->max_ctx);
-        azr_gen_matmul(st->x, st->att, w.wo, NULL, n, Dq, C, 1);
+        azr_gen_matmul_packed(st->x, st->att, po, NULL, n, Dq, C, 1);
         azr_rmsnorm_forward(st->xn, NULL, st->x, w.post_norm, n, C, c->rms_eps);
-        azr_gen_matmul(st->gu, st->xn, w.wgu, NULL, n, C, 2 * I, 0);
+        azr_gen_matmul_packed(st->gu, st->xn, pgu, NULL, n, C, 2 * I, 0);
         azr_swiglu_forward(st->h, st->gu, n, I);
-        azr_gen_matmul(st->x, st->h, w.wdown, NULL, n, I, C, 1);
+        azr_gen_matmul_packed(st->x, st->h, pdown, NULL, n, I, C, 1);
     }
     if (nl <= 0) return;
     for (int64_t j = 0; j < nl; j++)
         memcpy(st->xh + j * C, st->x + (int64_t)st->lrow_src[j] * C, (size_t)C * sizeof(float));
     azr_rmsnorm_forward(st->xhn, NULL, st->xh, azr_model_norm_ptr(m, P), nl, C, c->rms_eps);
-    azr_gen_matmul(st->logits, st->xhn, azr_model_head_ptr(m, P), NULL, nl, C, st->V, 0);
+    azr_gen_matmul_packed(st->logits, st->xhn, st->packed + (int64_t)st->L * st->pk_layer, NULL,
+                          nl, C, st->V, 0);
 }
 
 /* ---- per-sequence bookkeeping ------------------------------------------------ */

@@ -26,7 +26,8 @@
  * its blocks return to the pool and the slot admits the next sample.
  *
  * ---- Memory --------------------------------------------------------------
- * KV: kv_blocks blocks of block_size positions for every layer (bytes from
+ * Weights: one repacked copy of every matrix (gen_kernels.h) for the run,
+ * about the size of the parameters. KV: kv_blocks blocks of block_size positions for every layer (bytes from
  * azr_gen_kv_bytes_per_block). A sample is admitted only when all the blocks
  * it can ever need are free (no preemption, so nothing is recomputed); a
  * request starts prefilling only if its prompt blocks plus one sample's

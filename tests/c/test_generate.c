@@ -40,6 +40,24 @@ static void test_matmul(void) {
         if (memcmp(y1, y + i * out, sizeof(float) * out) != 0) same = 0;
     }
     CHECK(same);
+    /* packed weights: close to the reference, and row-invariant */
+    float *wp = malloc(sizeof(float) * azr_gen_packed_floats(in, out));
+    azr_gen_pack(wp, w, in, out);
+    for (int64_t i = 0; i < M * out; i++) y[i] = yr[i] = frand();
+    azr_gen_matmul_packed(y, x, wp, b, M, in, out, 1);
+    azr_gen_matmul_naive(yr, x, w, b, M, in, out, 1);
+    err = 0.0f;
+    for (int64_t i = 0; i < M * out; i++) err = fmaxf(err, fabsf(y[i] - yr[i]));
+    CHECK(err < 1e-5f);
+    azr_gen_matmul_packed(y, x, wp, b, M, in, out, 0);
+    same = 1;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t k = 1; k <= 7 && i + k <= M; k++) {
+            azr_gen_matmul_packed(yr, x + i * in, wp, b, k, in, out, 0);
+            if (memcmp(yr, y + i * out, sizeof(float) * out) != 0) same = 0;
+        }
+    CHECK(same);
+    free(wp);
     free(x);
     free(w);
     free(b);
