@@ -123,6 +123,21 @@ def test_logprobs_match_training_forward(kind, small_blocks):
             assert np.abs(c.logprobs - c.model_logprobs).max() <= 1e-5
 
 
+def test_logprobs_match_at_smollm2_width():
+    """Dot products as long as SmolLM2-135M's (576 and 1536) still agree."""
+    cfg = ModelConfig(vocab_size=2048, hidden_size=576, intermediate_size=1536,
+                      num_hidden_layers=2, num_attention_heads=9, num_key_value_heads=3,
+                      tie_word_embeddings=True, max_position_embeddings=512)
+    m = Model.from_config(cfg, seed=0, init_std=0.05)
+    prompts = _prompts(2, seed=4, lo=20, hi=120, vocab=2048)
+    outs = m.generate(prompts, n=2, max_new_tokens=24, temperature=1.0, seed=3)
+    for p, comps in zip(prompts, outs):
+        for c in comps:
+            seq = np.array([p + c.token_ids])
+            lp, _ = m.logprobs(seq[:, :-1], seq[:, 1:])
+            assert np.abs(lp[0, len(p) - 1:] - c.model_logprobs).max() <= 1e-4
+
+
 def test_sampling_logprobs_are_the_truncated_distribution():
     m = _model("llama")
     prompts = _prompts(3, seed=9)
