@@ -204,6 +204,7 @@ def main() -> int:
     ap.add_argument("--json", help="write results to this JSON file")
     ap.add_argument("--model", help="Hugging Face model directory (default: random SmolLM2-135M shape)")
     ap.add_argument("--threads", type=int, default=0, help="threads for every system (default: all)")
+    ap.add_argument("--cases", default="abc", help="which of the cases a, b, c to run (default: abc)")
     args = ap.parse_args()
     threads = args.threads or azr.get_num_threads()
     azr.set_num_threads(threads)
@@ -244,12 +245,14 @@ def main() -> int:
     bw = copy_bandwidth(threads, 128 if args.quick else 512)
     weight_bytes = m.num_params * 4
     bound = bw / weight_bytes
-    print(f"machine: {os.cpu_count()} CPUs, {threads} threads; NumPy copy bandwidth "
+    print(f"machine: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), {threads} threads; NumPy copy bandwidth "
           f"{bw / 1e9:.1f} GB/s; weights {weight_bytes / 1e6:.0f} MB")
     print(f"memory-bandwidth bound for (a): {bound:.1f} tokens/s (one full weight read per token)")
 
     results = []
     for key, (label, prompts, n) in cases.items():
+        if key not in args.cases:
+            continue
         run_ours(m, prompts[:1], 1, 4)  # warm-up (page in weights)
         ours = run_ours(m, prompts, n, new)
         hf = run_transformers(path, prompts, n, new, threads)
