@@ -1,0 +1,203 @@
+/*
+ * sampler.c -- greedy / temperature / top-k / top-p sampling of one logits
+ * row by inverse CDF (see sampler.h).
+ * Owns: the sampling distribution and the log-probs reported for it.
+ * Must not: allocate, print, or keep state between calls.
+ */
+#include "sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* exp(x) for x <= 0 (clamped at -87), vectorizable; relative error ~1e-7. */
+static inline float exp_neg(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    float n = rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693145751953125f;
+    r = r - n * 1.428606765330187045e-06f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float s;
+    memcpy(&s, &bits, sizeof s);
+    return p * s;
+}
+
+static float row_max(const float *z, int64_t V) {
+    float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (int64_t v = 0; v < V; v++) m = z[v] > m ? z[v] : m;
+    return m;
+}
+
+/* sum of exp(z*scale - shift), in blocks of 256 floats summed in double */
+static double sum_exp(const float *z, int64_t V, float scale, float shift, float *store) {
+    double total = 0.0;
+    for (int64_t b0 = 0; b0 < V; b0 += 256) {
+        int64_t b1 = b0 + 256 < V ? b0 + 256 : V;
+        float s = 0.0f;
+        if (store) {
+#pragma omp simd reduction(+ : s)
+            for (int64_t v = b0; v < b1; v++) {
+                float e = exp_neg(z[v] * scale - shift);
+                store[v] = e;
+                s += e;
+            }
+        } else {
+#pragma omp simd reduction(+ : s)
+            for (int64_t v = b0; v < b1; v++) s += exp_neg(z[v] * scale - shift);
+        }
+        total += (double)s;
+    }
+    return total;
+}
+
+double azr_gen_logsumexp(const float *z, int64_t V) {
+    float m = row_max(z, V);
+    return (double)m + log(sum_exp(z, V, 1.0f, m, NULL));
+}
+
+static int cand_cmp(const void *a, const void *b) {
+    const azr_gen_cand *x = a, *y = b;
+    if (x->e != y->e) return x->e > y->e ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* k-th largest (k >= 1) of a (n), destroying a's order (quickselect). */
+static float kth_largest(float *a, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        float pivot = a[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > pivot) i++;
+            while (a[j] < pivot) j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else return a[want];
+    }
+    return a[want];
+}
+
+void azr_gen_sample(const float *z, int64_t V, const azr_gen_sampling *sp, double u, float *work_f,
+                    azr_gen_cand *work_c, int32_t *tok, float *lp, float *model_lp) {
+    float m = row_max(z, V);
+    if (!isfinite(m)) {
+        *tok = 0;
+        *lp = NAN;
+        *model_lp = NAN;
+        return;
+    }
+    double lse = (double)m + log(sum_exp(z, V, 1.0f, m, NULL));
+    int32_t t = 0;
+    if (!(sp->temperature > 0.0f)) {
+        for (int64_t v = 0; v < V; v++)
+            if (z[v] == m) {
+                t = (int32_t)v;
+                break;
+            }
+        *tok = t;
+        *lp = 0.0f;
+        *model_lp = (float)((double)z[t] - lse);
+        return;
+    }
+    float inv_t = 1.0f / sp->temperature;
+    float ms = m * inv_t; /* max of z * inv_t (rounding is monotonic) */
+    int full = (sp->top_k <= 0 || sp->top_k >= V) && !(sp->top_p < 1.0f);
+    if (full) {
+        double S = sum_exp(z, V, inv_t, ms, work_f);
+        double target = u * S, cum = 0.0;
+        int64_t last = 0;
+        t = -1;
+        for (int64_t v = 0; v < V; v++) {
+            if (work_f[v] <= 0.0f) continue;
+            last = v;
+            cum += (double)work_f[v];
+            if (cum > target) {
+                t = (int32_t)v;
+                break;
+            }
+        }
+        if (t < 0) t = (int32_t)last;
+        *tok = t;
+        *lp = (float)((double)(z[t] * inv_t - ms) - log(S));
+        *model_lp = (float)((double)z[t] - lse);
+        return;
+    }
+    /* candidates after top-k */
+    int64_t n = 0;
+    if (sp->top_k > 0 && sp->top_k < V) {
+        int64_t k = sp->top_k;
+        memcpy(work_f, z, (size_t)V * sizeof(float));
+        float thr = kth_largest(work_f, V, k);
+        for (int64_t v = 0; v < V; v++)
+            if (z[v] > thr) work_c[n++].id = (int32_t)v;
+        for (int64_t v = 0; v < V && n < k; v++)
+            if (z[v] == thr) work_c[n++].id = (int32_t)v;
+    } else {
+        for (int64_t v = 0; v < V; v++) work_c[v].id = (int32_t)v;
+        n = V;
+    }
+    double S = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        float e = exp_neg(z[work_c[i].id] * inv_t - ms);
+        work_c[i].e = e;
+        S += (double)e;
+    }
+    if (sp->top_p < 1.0f) {
+        /* shrink to a most-probable set that still holds top_p of the mass
+         * (it contains the nucleus), so only that set is sorted */
+        double need = (double)sp->top_p * S;
+        float thr = 1.0f;
+        for (;;) {
+            thr *= 0.5f;
+            double mass = 0.0;
+            for (int64_t i = 0; i < n; i++)
+                if (work_c[i].e >= thr) mass += (double)work_c[i].e;
+            if (mass >= need || thr < 1e-30f) break;
+        }
+        if (thr >= 1e-30f) {
+            int64_t w = 0;
+            for (int64_t i = 0; i < n; i++)
+                if (work_c[i].e >= thr) work_c[w++] = work_c[i];
+            n = w;
+        }
+    }
+    qsort(work_c, (size_t)n, sizeof *work_c, cand_cmp);
+    int64_t keep = n;
+    if (sp->top_p < 1.0f) {
+        double need = (double)sp->top_p * S, cum = 0.0;
+        keep = 0;
+        while (keep < n && (keep == 0 || cum < need)) cum += (double)work_c[keep++].e;
+    }
+    double Sk = 0.0;
+    for (int64_t i = 0; i < keep; i++) Sk += (double)work_c[i].e;
+    double target = u * Sk, cum = 0.0;
+    int64_t pick = keep - 1;
+    for (int64_t i = 0; i < keep; i++) {
+        cum += (double)work_c[i].e;
+        if (cum > target) {
+            pick = i;
+            break;
+        }
+    }
+    t = work_c[pick].id;
+    *tok = t;
+    *lp = (float)(log((double)work_c[pick].e) - log(Sk));
+    *model_lp = (float)((double)z[t] - lse);
+}
