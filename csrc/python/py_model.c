@@ -6,6 +6,7 @@
  * API is azr/model.py; this type is its engine.
  */
 #include "py_common.h"
+#include "py_model.h"
 
 #include <string.h>
 
@@ -369,6 +370,42 @@ static PyTypeObject PyModelType = {
     .tp_dealloc = (destructor)model_dealloc,
     .tp_methods = model_methods,
 };
+
+/* ---- use from other binding files (py_model.h) --------------------------- */
+
+static PyObject *engine_of(PyObject *obj) {
+    if (PyObject_TypeCheck(obj, &PyModelType)) return Py_NewRef(obj);
+    PyObject *eng = PyObject_GetAttrString(obj, "_engine");
+    if (eng && PyObject_TypeCheck(eng, &PyModelType)) return eng;
+    Py_XDECREF(eng);
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError, "expected an azr.Model, got %.100s", Py_TYPE(obj)->tp_name);
+    return NULL;
+}
+
+int azr_py_model_acquire(PyObject *obj, azr_model **out) {
+    *out = NULL;
+    PyObject *eng = engine_of(obj);
+    if (!eng) return -1;
+    PyModel *pm = (PyModel *)eng;
+    int rc = check_ready(pm);
+    if (rc == 0) {
+        pm->busy = 1;
+        *out = pm->m;
+    }
+    Py_DECREF(eng);
+    return rc;
+}
+
+void azr_py_model_release(PyObject *obj) {
+    PyObject *eng = engine_of(obj);
+    if (!eng) {
+        PyErr_Clear();
+        return;
+    }
+    ((PyModel *)eng)->busy = 0;
+    Py_DECREF(eng);
+}
 
 /* ---- module functions ------------------------------------------------------ */
 
