@@ -255,7 +255,7 @@ class Model:
             if name.endswith("norm.weight"):
                 arr[...] = 1.0
             elif name.endswith(".bias"):
-                arr[...] = rng.normal(0.0, init_std, arr.shape)
+                arr[...] = 0.0
             else:
                 arr[...] = rng.normal(0.0, init_std, arr.shape)
         return m
