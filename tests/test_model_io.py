@@ -344,3 +344,20 @@ def test_real_qwen25_config_parses(shared_data):
     raw["use_sliding_window"] = True
     with pytest.raises(azr.UnsupportedError, match="use_sliding_window"):
         ModelConfig.from_hf_dict(raw)
+
+
+def test_failed_loads_leak_no_file_descriptors(saved):
+    import os
+
+    _, d = saved
+    f = d / "model.safetensors"
+    raw = f.read_bytes()
+    f.write_bytes(raw[: len(raw) // 2])  # truncated: fails after mmap
+    before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    for _ in range(30):
+        with pytest.raises(azr.FormatError):
+            Model.from_pretrained(d)
+        with pytest.raises(azr.FormatError):
+            _core.safetensors_read(f)
+    if before is not None:
+        assert len(os.listdir("/proc/self/fd")) <= before
