@@ -339,6 +339,17 @@ class Model:
         """Bytes one step on a (batch, seq_len) batch needs (arenas + activations)."""
         return int(self._engine.memory_estimate(int(batch), int(seq_len), bool(training)))
 
+    def free_activations(self) -> None:
+        """Release the activation memory (kept at the largest batch seen between calls),
+        e.g. before generating; the next call allocates what it needs."""
+        self._engine.free_activations()
+        self._act_peak = 0
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes currently held for activations."""
+        return int(self._engine.activation_bytes())
+
     # ---- compute -------------------------------------------------------------------
 
     def _batch(self, ids, targets=None, weights=None, lengths=None):

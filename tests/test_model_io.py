@@ -325,6 +325,21 @@ def test_bad_batch_arguments():
     assert lp.shape == (0, 4)
 
 
+def test_activation_memory_is_bounded_by_the_estimate_and_can_be_freed():
+    m = Model.from_config(_tiny_cfg(), seed=0)
+    ids = _ids(3, 20)
+    assert m.activation_bytes == 0
+    m.loss_and_backward(ids, ids, np.ones(ids.shape, np.float32))
+    held = m.activation_bytes
+    arenas = 4 * 4 * m.num_params  # params, grads, AdamW m and v
+    assert 0 < held <= m.memory_estimate(3, 20, training=True) - arenas
+    lp_before, _ = m.logprobs(ids, ids)
+    m.free_activations()
+    assert m.activation_bytes == 0
+    lp_after, _ = m.logprobs(ids, ids)
+    np.testing.assert_array_equal(lp_before, lp_after)
+
+
 def test_memory_estimate_grows_with_batch():
     cfg = _tiny_cfg()
     m = Model.from_config(cfg)

@@ -151,6 +151,17 @@ static PyObject *model_zero_grad(PyModel *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+static PyObject *model_free_acts(PyModel *self, PyObject *unused) {
+    if (check_ready(self) < 0) return NULL;
+    azr_model_free_activations(self->m);
+    Py_RETURN_NONE;
+}
+
+static PyObject *model_act_bytes(PyModel *self, PyObject *unused) {
+    if (check_ready(self) < 0) return NULL;
+    return PyLong_FromLongLong(azr_model_activation_bytes(self->m));
+}
+
 static PyObject *model_tensors(PyModel *self, PyObject *unused) {
     if (check_ready(self) < 0) return NULL;
     int n = azr_model_num_tensors(self->m);
@@ -349,6 +360,8 @@ static PyMethodDef model_methods[] = {
     {"set_adam_step_count", (PyCFunction)model_set_step, METH_O, "Set the AdamW step count."},
     {"zero_grad", (PyCFunction)model_zero_grad, METH_NOARGS, "Zero the gradient arena."},
     {"tensors", (PyCFunction)model_tensors, METH_NOARGS, "[(hf_name, offset, shape)] in order."},
+    {"free_activations", (PyCFunction)model_free_acts, METH_NOARGS, "Free the activation arena."},
+    {"activation_bytes", (PyCFunction)model_act_bytes, METH_NOARGS, "Bytes of activations held."},
     {"num_params", (PyCFunction)model_num_params, METH_NOARGS, "Floats per arena."},
     {"load_safetensors", (PyCFunction)model_load, METH_O, "Load weights from safetensors files."},
     {"save_safetensors", (PyCFunction)model_save, METH_O, "Save weights as F32 safetensors."},
