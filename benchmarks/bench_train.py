@@ -30,9 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import azr  # noqa: E402
+try:  # the installed package, else the checkout's in-place build
+    import azr
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import azr
 from azr import _core  # noqa: E402
 
 SHAPES = {
