@@ -7,6 +7,7 @@
  * The researcher-facing API is azr/generate.py.
  */
 #include "py_common.h"
+#include "py_model.h"
 
 #include <time.h>
 
@@ -134,7 +135,7 @@ static PyObject *py_generate(PyObject *mod, PyObject *args, PyObject *kw) {
             }
         stop_bytes = PyBytes_AS_STRING(sb_o);
     }
-    if (!(m = azr_py_model_acquire(model_o))) goto done;
+    if (azr_py_model_acquire(model_o, &m) < 0) goto done;
     const azr_model_config *cfg = azr_model_cfg(m);
     if (tb_o != Py_None) {
         if (!PyBytes_Check(tb_o)) {
@@ -239,8 +240,8 @@ static PyObject *py_kv_bytes_per_block(PyObject *mod, PyObject *args) {
     PyObject *model_o;
     int bs;
     if (!PyArg_ParseTuple(args, "Oi:kv_bytes_per_block", &model_o, &bs)) return NULL;
-    struct azr_model *m = azr_py_model_acquire(model_o);
-    if (!m) return NULL;
+    struct azr_model *m = NULL;
+    if (azr_py_model_acquire(model_o, &m) < 0) return NULL;
     long long b = azr_gen_kv_bytes_per_block(azr_model_cfg(m), bs);
     azr_py_model_release(model_o);
     return PyLong_FromLongLong(b);

@@ -612,23 +612,6 @@ static PyMethodDef module_fns[] = {
      "safetensors_write(path, [(name, array)], metadata) writes F32 tensors"},
     {NULL, NULL, 0, NULL}};
 
-/* ---- for other layers' bindings (py_generate.c) ---------------------------- */
-
-struct azr_model *azr_py_model_acquire(PyObject *obj) {
-    if (!PyObject_TypeCheck(obj, &PyModelType)) {
-        PyErr_Format(PyExc_TypeError, "expected an azr._core.Model, got %s", Py_TYPE(obj)->tp_name);
-        return NULL;
-    }
-    PyModel *self = (PyModel *)obj;
-    if (check_ready(self) < 0) return NULL;
-    self->busy = 1;
-    return self->m;
-}
-
-void azr_py_model_release(PyObject *obj) {
-    if (PyObject_TypeCheck(obj, &PyModelType)) ((PyModel *)obj)->busy = 0;
-}
-
 int azr_py_init_model(PyObject *m) {
     if (PyType_Ready(&PyModelType) < 0) return -1;
     if (PyModule_AddObjectRef(m, "Model", (PyObject *)&PyModelType) < 0) return -1;
