@@ -255,7 +255,7 @@ class Model:
             if name.endswith("norm.weight"):
                 arr[...] = 1.0
             elif name.endswith(".bias"):
-                arr[...] = rng.normal(0.0, init_std, arr.shape)
+                arr[...] = 0.0
             else:
                 arr[...] = rng.normal(0.0, init_std, arr.shape)
         return m
@@ -338,6 +338,17 @@ class Model:
     def memory_estimate(self, batch: int, seq_len: int, training: bool = True) -> int:
         """Bytes one step on a (batch, seq_len) batch needs (arenas + activations)."""
         return int(self._engine.memory_estimate(int(batch), int(seq_len), bool(training)))
+
+    def free_activations(self) -> None:
+        """Release the activation memory (kept at the largest batch seen between calls),
+        e.g. before generating; the next call allocates what it needs."""
+        self._engine.free_activations()
+        self._act_peak = 0
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes currently held for activations."""
+        return int(self._engine.activation_bytes())
 
     # ---- compute -------------------------------------------------------------------
 

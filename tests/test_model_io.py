@@ -325,6 +325,21 @@ def test_bad_batch_arguments():
     assert lp.shape == (0, 4)
 
 
+def test_activation_memory_is_bounded_by_the_estimate_and_can_be_freed():
+    m = Model.from_config(_tiny_cfg(), seed=0)
+    ids = _ids(3, 20)
+    assert m.activation_bytes == 0
+    m.loss_and_backward(ids, ids, np.ones(ids.shape, np.float32))
+    held = m.activation_bytes
+    arenas = 4 * 4 * m.num_params  # params, grads, AdamW m and v
+    assert 0 < held <= m.memory_estimate(3, 20, training=True) - arenas
+    lp_before, _ = m.logprobs(ids, ids)
+    m.free_activations()
+    assert m.activation_bytes == 0
+    lp_after, _ = m.logprobs(ids, ids)
+    np.testing.assert_array_equal(lp_before, lp_after)
+
+
 def test_memory_estimate_grows_with_batch():
     cfg = _tiny_cfg()
     m = Model.from_config(cfg)
@@ -344,3 +359,20 @@ def test_real_qwen25_config_parses(shared_data):
     raw["use_sliding_window"] = True
     with pytest.raises(azr.UnsupportedError, match="use_sliding_window"):
         ModelConfig.from_hf_dict(raw)
+
+
+def test_failed_loads_leak_no_file_descriptors(saved):
+    import os
+
+    _, d = saved
+    f = d / "model.safetensors"
+    raw = f.read_bytes()
+    f.write_bytes(raw[: len(raw) // 2])  # truncated: fails after mmap
+    before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    for _ in range(30):
+        with pytest.raises(azr.FormatError):
+            Model.from_pretrained(d)
+        with pytest.raises(azr.FormatError):
+            _core.safetensors_read(f)
+    if before is not None:
+        assert len(os.listdir("/proc/self/fd")) <= before

@@ -281,6 +281,16 @@ void azr_model_zero_grad(azr_model *m) {
     if (m->grads) memset(m->grads, 0, (size_t)m->n_params * sizeof(float));
 }
 
+void azr_model_free_activations(azr_model *m) {
+    if (!m) return;
+    azr_free(m->acts_mem);
+    m->acts_mem = NULL;
+    m->acts_cap = 0;
+    memset(&m->a, 0, sizeof m->a);
+}
+
+int64_t azr_model_activation_bytes(const azr_model *m) { return m ? m->acts_cap * 4 : 0; }
+
 azr_layer_ptrs azr_model_layer(const azr_model *m, float *arena, int l) {
     float *b = arena + m->off_layers + (int64_t)l * m->layer_floats;
     azr_layer_ptrs p;

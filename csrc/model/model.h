@@ -131,6 +131,11 @@ int64_t azr_model_adam_step_count(const azr_model *m);
 void azr_model_set_adam_step_count(azr_model *m, int64_t t);
 /* Set grads to 0 (no-op if they do not exist yet). */
 void azr_model_zero_grad(azr_model *m);
+/* Free the activation arena (it grows to the largest batch seen and is
+ * otherwise kept); the next run allocates what it needs. */
+void azr_model_free_activations(azr_model *m);
+/* Bytes currently held by the activation arena. */
+int64_t azr_model_activation_bytes(const azr_model *m);
 
 /* Pointers to layer l's tensors inside `arena` (azr_model_params(m) or
  * azr_model_grads(m)). l must be in range. */

@@ -45,12 +45,4 @@ int azr_py_init_gguf(PyObject *m);
 int azr_py_init_generate(PyObject *m);
 int azr_py_init_rl(PyObject *m);
 
-/* The azr_model inside an azr._core.Model (py_model.c), for other layers'
- * bindings: marks it busy (so no other call overlaps) until
- * azr_py_model_release. NULL with TypeError / RuntimeError set if obj is not
- * an initialized, idle Model. Call both with the GIL held. */
-struct azr_model;
-struct azr_model *azr_py_model_acquire(PyObject *obj);
-void azr_py_model_release(PyObject *obj);
-
 #endif /* AZR_PY_COMMON_H */

@@ -6,6 +6,7 @@
  * API is azr/model.py; this type is its engine.
  */
 #include "py_common.h"
+#include "py_model.h"
 
 #include <string.h>
 
@@ -148,6 +149,17 @@ static PyObject *model_zero_grad(PyModel *self, PyObject *unused) {
     if (check_ready(self) < 0) return NULL;
     azr_model_zero_grad(self->m);
     Py_RETURN_NONE;
+}
+
+static PyObject *model_free_acts(PyModel *self, PyObject *unused) {
+    if (check_ready(self) < 0) return NULL;
+    azr_model_free_activations(self->m);
+    Py_RETURN_NONE;
+}
+
+static PyObject *model_act_bytes(PyModel *self, PyObject *unused) {
+    if (check_ready(self) < 0) return NULL;
+    return PyLong_FromLongLong(azr_model_activation_bytes(self->m));
 }
 
 static PyObject *model_tensors(PyModel *self, PyObject *unused) {
@@ -348,6 +360,8 @@ static PyMethodDef model_methods[] = {
     {"set_adam_step_count", (PyCFunction)model_set_step, METH_O, "Set the AdamW step count."},
     {"zero_grad", (PyCFunction)model_zero_grad, METH_NOARGS, "Zero the gradient arena."},
     {"tensors", (PyCFunction)model_tensors, METH_NOARGS, "[(hf_name, offset, shape)] in order."},
+    {"free_activations", (PyCFunction)model_free_acts, METH_NOARGS, "Free the activation arena."},
+    {"activation_bytes", (PyCFunction)model_act_bytes, METH_NOARGS, "Bytes of activations held."},
     {"num_params", (PyCFunction)model_num_params, METH_NOARGS, "Floats per arena."},
     {"load_safetensors", (PyCFunction)model_load, METH_O, "Load weights from safetensors files."},
     {"save_safetensors", (PyCFunction)model_save, METH_O, "Save weights as F32 safetensors."},
@@ -369,6 +383,42 @@ static PyTypeObject PyModelType = {
     .tp_dealloc = (destructor)model_dealloc,
     .tp_methods = model_methods,
 };
+
+/* ---- use from other binding files (py_model.h) --------------------------- */
+
+static PyObject *engine_of(PyObject *obj) {
+    if (PyObject_TypeCheck(obj, &PyModelType)) return Py_NewRef(obj);
+    PyObject *eng = PyObject_GetAttrString(obj, "_engine");
+    if (eng && PyObject_TypeCheck(eng, &PyModelType)) return eng;
+    Py_XDECREF(eng);
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError, "expected an azr.Model, got %.100s", Py_TYPE(obj)->tp_name);
+    return NULL;
+}
+
+int azr_py_model_acquire(PyObject *obj, azr_model **out) {
+    *out = NULL;
+    PyObject *eng = engine_of(obj);
+    if (!eng) return -1;
+    PyModel *pm = (PyModel *)eng;
+    int rc = check_ready(pm);
+    if (rc == 0) {
+        pm->busy = 1;
+        *out = pm->m;
+    }
+    Py_DECREF(eng);
+    return rc;
+}
+
+void azr_py_model_release(PyObject *obj) {
+    PyObject *eng = engine_of(obj);
+    if (!eng) {
+        PyErr_Clear();
+        return;
+    }
+    ((PyModel *)eng)->busy = 0;
+    Py_DECREF(eng);
+}
 
 /* ---- module functions ------------------------------------------------------ */
 
@@ -561,23 +611,6 @@ static PyMethodDef module_fns[] = {
     {"safetensors_write", py_st_write, METH_VARARGS,
      "safetensors_write(path, [(name, array)], metadata) writes F32 tensors"},
     {NULL, NULL, 0, NULL}};
-
-/* ---- for other layers' bindings (py_generate.c) ---------------------------- */
-
-struct azr_model *azr_py_model_acquire(PyObject *obj) {
-    if (!PyObject_TypeCheck(obj, &PyModelType)) {
-        PyErr_Format(PyExc_TypeError, "expected an azr._core.Model, got %s", Py_TYPE(obj)->tp_name);
-        return NULL;
-    }
-    PyModel *self = (PyModel *)obj;
-    if (check_ready(self) < 0) return NULL;
-    self->busy = 1;
-    return self->m;
-}
-
-void azr_py_model_release(PyObject *obj) {
-    if (PyObject_TypeCheck(obj, &PyModelType)) ((PyModel *)obj)->busy = 0;
-}
 
 int azr_py_init_model(PyObject *m) {
     if (PyType_Ready(&PyModelType) < 0) return -1;
