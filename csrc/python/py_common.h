@@ -45,6 +45,4 @@ int azr_py_init_gguf(PyObject *m);
 int azr_py_init_generate(PyObject *m);
 int azr_py_init_rl(PyObject *m);
 
-/* Other layers reach the azr_model inside an azr.Model through py_model.h. */
-
 #endif /* AZR_PY_COMMON_H */

@@ -7,11 +7,11 @@
  * The researcher-facing API is azr/generate.py.
  */
 #include "py_common.h"
-#include "py_model.h"
 
 #include <time.h>
 
 #include "../generate/generate.h"
+#include "py_model.h"
 
 typedef struct {
     PyObject *callback; /* callable or NULL */
@@ -87,7 +87,7 @@ static PyObject *py_generate(PyObject *mod, PyObject *args, PyObject *kw) {
     }
     PyArrayObject *ids = NULL, *off = NULL, *eos = NULL, *so = NULL, *to = NULL, *keys = NULL;
     PyObject *tokens = NULL, *lp = NULL, *mlp = NULL, *lens = NULL, *fin = NULL, *res = NULL;
-    struct azr_model *m = NULL;
+    azr_model *m = NULL;
     if (!(ids = as_array(ids_o, NPY_INT32, "ids"))) goto done;
     if (!(off = as_array(off_o, NPY_INT64, "offsets"))) goto done;
     if (!(eos = as_array(eos_o, NPY_INT32, "eos"))) goto done;
@@ -135,7 +135,10 @@ static PyObject *py_generate(PyObject *mod, PyObject *args, PyObject *kw) {
             }
         stop_bytes = PyBytes_AS_STRING(sb_o);
     }
-    if (azr_py_model_acquire(model_o, &m) < 0) goto done;
+    if (azr_py_model_acquire(model_o, &m) < 0) {
+        m = NULL;
+        goto done;
+    }
     const azr_model_config *cfg = azr_model_cfg(m);
     if (tb_o != Py_None) {
         if (!PyBytes_Check(tb_o)) {
@@ -240,7 +243,7 @@ static PyObject *py_kv_bytes_per_block(PyObject *mod, PyObject *args) {
     PyObject *model_o;
     int bs;
     if (!PyArg_ParseTuple(args, "Oi:kv_bytes_per_block", &model_o, &bs)) return NULL;
-    struct azr_model *m = NULL;
+    azr_model *m = NULL;
     if (azr_py_model_acquire(model_o, &m) < 0) return NULL;
     long long b = azr_gen_kv_bytes_per_block(azr_model_cfg(m), bs);
     azr_py_model_release(model_o);
