@@ -7,6 +7,7 @@
  * depends on the shape).
  */
 #include "gen_kernels.h"
+#include "fastmath.h"
 
 /* No implicit fused multiply-add contraction in this file: whether GCC
  * fuses a multiply and an add depends on how a loop was unrolled, which
@@ -252,26 +253,6 @@ void azr_gen_matmul_naive(float *y, const float *x, const float *w, const float 
 
 /* ---- paged attention ---------------------------------------------------- */
 
-/* exp(x) for x <= 0 down to -87 (smaller gives ~0), vectorizable:
- * x = n ln2 + r, |r| <= ln2/2, degree-7 polynomial for e^r. */
-static inline float exp_neg(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    float n = rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693145751953125f;
-    r = r - n * 1.428606765330187045e-06f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float s;
-    memcpy(&s, &bits, sizeof s);
-    return p * s;
-}
 
 static inline float dot_d(const float *a, const float *b, int D) {
     int d8 = D & ~7;

@@ -5,30 +5,12 @@
  * Must not: allocate, print, or keep state between calls.
  */
 #include "sampler.h"
+#include "fastmath.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* exp(x) for x <= 0 (clamped at -87), vectorizable; relative error ~1e-7. */
-static inline float exp_neg(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    float n = rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693145751953125f;
-    r = r - n * 1.428606765330187045e-06f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float s;
-    memcpy(&s, &bits, sizeof s);
-    return p * s;
-}
 
 static float row_max(const float *z, int64_t V) {
     float m = -INFINITY;
