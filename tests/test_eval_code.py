@@ -274,3 +274,13 @@ def test_hostile_answers_do_not_reach_the_host(executor, tmp_path):
     res += _judge("humaneval+", executor, [(he, f"```python\n_x = {touch}\ndef g():\n    return 1\n```")])
     assert not any(r["correct"] for r in res[:2])
     assert not marker.exists()
+
+
+def test_crux_extraction_skips_an_echo_of_the_program():
+    """Small models often repeat the program in a fenced block and then give the
+    answer in prose; the echo must not be taken as the answer."""
+    from azr.evaluation.code_tasks import extract_crux_answer
+
+    c = "```python\ndef f(nums):\n    return nums\n```\n\nOutput: `[1, 1, 3]`"
+    assert extract_crux_answer(c, "cruxeval-o") == "[1, 1, 3]"
+    assert extract_crux_answer("```python\n[1, 2]\n```", "cruxeval-o") == "[1, 2]"

@@ -177,7 +177,8 @@ def extract_crux_answer(completion: str, task: str) -> str | None:
     """The CRUXEval answer in a completion: an output literal (cruxeval-o) or an argument list (cruxeval-i).
 
     Looks, in order, at the last ``<answer>`` block, ``[ANSWER]...[/ANSWER]``,
-    the last fenced block, then the last non-empty line. ``assert f(x) == y``
+    the last fenced block that does not define a function (an echo of the
+    program), then the last non-empty line. ``assert f(x) == y``
     and ``f(x)`` forms are reduced to the wanted part.
     """
     if task not in ("cruxeval-i", "cruxeval-o"):
@@ -192,7 +193,9 @@ def extract_crux_answer(completion: str, task: str) -> str | None:
         if tags:
             cand = tags[-1]
     if cand is None:
-        blocks = _FENCE_RE.findall(text)
+        # A fenced block that defines a function is the model echoing the
+        # program, not its answer: skip those and look further.
+        blocks = [b for b in _FENCE_RE.findall(text) if not re.search(r"^\s*def\s", b[1], flags=re.M)]
         if blocks and blocks[-1][1].strip():
             cand = blocks[-1][1]
     if cand is None:
