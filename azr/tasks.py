@@ -240,11 +240,15 @@ def resolve_style(tokenizer: Any, style: str) -> str:
 
 
 def forced_prefix(style: str, templates: PromptTemplates) -> str:
-    """Text the wrapper already wrote for the model (``<think>`` for the plain one)."""
+    """Text the wrapper already wrote for the model's response: for the plain
+    wrapper, everything after the user text from its first ``<think>`` on
+    (``<think>`` for the default wrapper; a wrapper ending in
+    ``<think></think><answer>`` makes the model write only the answer)."""
     if style == "plain":
         probe = templates.plain_wrapper.format(prompt="\x00")
         tail = probe.split("\x00", 1)[1]
-        return "<think>" if tail.rstrip().endswith("<think>") else ""
+        i = tail.find("<think>")
+        return tail[i:].rstrip() if i >= 0 else ""
     return ""
 
 
