@@ -612,7 +612,13 @@ class Trainer:
                                    ref_logp=ref_lp, kl_coef=cfg.kl_coef)
             self.optimizer.zero_grad()
             if st.n_tokens > 0:
-                for s in range(0, N, mb):
+                # all-zero weights (every reward of every group equal, e.g. a
+                # small model that never writes the format) give a zero
+                # gradient: skip the backward passes, keep the optimizer step
+                # (its momentum still moves the weights, as with the passes)
+                # (one pass still runs: the optimizer wants a backward first)
+                live = [s for s in range(0, N, mb) if np.any(w[order[s:s + mb]])] or [0]
+                for s in live:
                     sl = order[s:s + mb]
                     Tm = int(lengths[sl].max())
                     self.model.loss_and_backward(ids[sl, :Tm], tgt[sl, :Tm], np.ascontiguousarray(w[sl, :Tm]),
