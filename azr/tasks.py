@@ -141,6 +141,11 @@ class PromptTemplates:
     - ``example``: ``{input}``, ``{output}``.
     - ``plain_wrapper``: ``{prompt}``; used for base models (no chat template);
       it must end where the model continues, conventionally after ``<think>``.
+    - ``chat_response_prefix``: no fields; text written after the chat
+      template's generation prompt as the start of the assistant's reply
+      (``<think>`` by default: small instruct models rarely open the tag
+      themselves, and the format reward needs it). ``""`` leaves the reply
+      entirely to the model.
     """
 
     propose_deduction: str = (
@@ -194,6 +199,7 @@ class PromptTemplates:
         "inside <think> </think> and then answers inside <answer> </answer>.\n"
         "User: {prompt}\nAssistant: <think>"
     )
+    chat_response_prefix: str = "<think>"
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "PromptTemplates":
@@ -240,12 +246,16 @@ def resolve_style(tokenizer: Any, style: str) -> str:
 
 
 def forced_prefix(style: str, templates: PromptTemplates) -> str:
-    """Text the wrapper already wrote for the model (``<think>`` for the plain one)."""
+    """Text the wrapper already wrote for the model's response: for the plain
+    wrapper, everything after the user text from its first ``<think>`` on
+    (``<think>`` for the default wrapper; a wrapper ending in
+    ``<think></think><answer>`` makes the model write only the answer)."""
     if style == "plain":
         probe = templates.plain_wrapper.format(prompt="\x00")
         tail = probe.split("\x00", 1)[1]
-        return "<think>" if tail.rstrip().endswith("<think>") else ""
-    return ""
+        i = tail.find("<think>")
+        return tail[i:].rstrip() if i >= 0 else ""
+    return templates.chat_response_prefix
 
 
 _PLACEHOLDER = "\x00AZR_USER_TEXT\x00"
@@ -262,6 +272,7 @@ def build_prompt_ids(tokenizer: Any, user_text: str, style: str,
     if style == "chat":
         rendered = tokenizer.apply_chat_template([{"role": "user", "content": _PLACEHOLDER}],
                                                  add_generation_prompt=True, tokenize=False)
+        rendered += templates.chat_response_prefix
     else:
         rendered = templates.plain_wrapper.format(prompt=_PLACEHOLDER)
     if rendered.count(_PLACEHOLDER) != 1:

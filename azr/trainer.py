@@ -170,6 +170,23 @@ def _load_tokenizer(cfg: TrainerConfig) -> Any:
     return tok
 
 
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+                    "merges.txt", "chat_template.jinja", "generation_config.json")
+
+
+def _read_tokenizer_files(*dirs: Any) -> dict[str, bytes]:
+    """The tokenizer files of the first directory that has a tokenizer.json or
+    vocab.json (kept in memory: small, and the directory may be a checkpoint
+    that is rotated away later)."""
+    for d in dirs:
+        if not d:
+            continue
+        p = Path(d)
+        if p.is_dir() and any((p / n).is_file() for n in ("tokenizer.json", "vocab.json")):
+            return {n: (p / n).read_bytes() for n in _TOKENIZER_FILES if (p / n).is_file()}
+    return {}
+
+
 # ------------------------------------------------------------------- trainer
 class Trainer:
     """Absolute Zero self-play. See the module docstring for the step.
@@ -194,16 +211,39 @@ class Trainer:
         config.validate()
         self.config = config
         cfg = config
+        src_dir: Any = None
         if model is None:
             from .model import Model  # the model engine (docs/api.md)
 
             model = Model.from_pretrained(cfg.model)
+            if not Path(cfg.model).is_dir():  # a short name / .gguf: its (already converted) HF directory
+                try:
+                    from . import gguf
+
+                    src_dir = gguf.ensure_hf_dir(cfg.model, progress=False)
+                except Exception:  # noqa: BLE001 - only used to copy tokenizer files into checkpoints
+                    src_dir = None
         self.model = model
+        # tokenizer files copied into every checkpoint, so it loads on its own
+        self._tokenizer_files = _read_tokenizer_files(cfg.tokenizer, cfg.model, src_dir,
+                                                      getattr(model, "source_dir", None))
         if tokenizer is None:
             tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:
             tokenizer = _load_tokenizer(cfg)
         self.tokenizer = tokenizer
+        tv = getattr(tokenizer, "vocab_size", None)
+        mv = getattr(getattr(model, "config", None), "vocab_size", None)
+        if isinstance(tv, int) and isinstance(mv, int) and tv > mv:
+            raise ValueError(f"the tokenizer has {tv} tokens but the model's vocabulary has {mv}: they do not "
+                             f"belong together (set config 'model' to the model's directory, or 'tokenizer')")
+        if getattr(model, "tokenizer", None) is None and hasattr(model, "generate"):
+            # model.generate needs model.tokenizer for stop strings (a model
+            # reloaded from a directory without tokenizer files has none)
+            try:
+                model.tokenizer = tokenizer
+            except AttributeError:
+                pass
         self._own_executor = executor is None
         if executor is None:
             from .executor import Executor
@@ -572,7 +612,13 @@ class Trainer:
                                    ref_logp=ref_lp, kl_coef=cfg.kl_coef)
             self.optimizer.zero_grad()
             if st.n_tokens > 0:
-                for s in range(0, N, mb):
+                # all-zero weights (every reward of every group equal, e.g. a
+                # small model that never writes the format) give a zero
+                # gradient: skip the backward passes, keep the optimizer step
+                # (its momentum still moves the weights, as with the passes)
+                # (one pass still runs: the optimizer wants a backward first)
+                live = [s for s in range(0, N, mb) if np.any(w[order[s:s + mb]])] or [0]
+                for s in live:
                     sl = order[s:s + mb]
                     Tm = int(lengths[sl].max())
                     self.model.loss_and_backward(ids[sl, :Tm], tgt[sl, :Tm], np.ascontiguousarray(w[sl, :Tm]),
@@ -714,6 +760,9 @@ class Trainer:
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         self.model.save_pretrained(str(tmp / "model"))
+        for n, data in self._tokenizer_files.items():
+            if not (tmp / "model" / n).exists():
+                (tmp / "model" / n).write_bytes(data)
         _save_tree(self.optimizer.state_dict(), tmp / "optimizer.npz", tmp / "optimizer.json")
         self.buffers.save(tmp / "buffers.json")
         state = {"version": 1, "step": self.step_count, "seeded": self.seeded, "config": self.config.to_dict(),
@@ -777,6 +826,10 @@ class Trainer:
 
             model_loader = Model.from_pretrained
         model = model_loader(str(ck / "model"))
+        try:
+            model.source_dir = str(ck / "model")  # its tokenizer files go into the next checkpoints
+        except AttributeError:
+            pass
         tr = cls(cfg, model=model, **kwargs)
         tr.optimizer.load_state_dict(_load_tree(ck / "optimizer.npz", ck / "optimizer.json"))
         tr.buffers = Buffers.load(ck / "buffers.json")
