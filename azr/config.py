@@ -33,6 +33,19 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """The parsed TOML at ``path``; errors name ``what`` and the path."""
+    import tomllib
+
+    p = Path(path)
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {p} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{what} {p} is not valid TOML: {e}") from None
+
+
 @dataclass
 class TrainerConfig:
     """Configuration of a self-play run (see the module docstring for presets)."""
@@ -126,16 +139,7 @@ class TrainerConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "TrainerConfig":
-        import tomllib
-
-        p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"config file {p} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"config file {p} is not valid TOML: {e}") from None
-        return cls.from_dict(data, where=str(p))
+        return cls.from_dict(read_toml(path, "config file"), where=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

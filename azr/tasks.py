@@ -204,15 +204,10 @@ class PromptTemplates:
     @classmethod
     def from_toml(cls, path: str | Path) -> "PromptTemplates":
         """Defaults overridden by the string keys of a TOML file (unknown keys are errors)."""
-        import tomllib
+        from .config import read_toml
 
         p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"prompt template file {p} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"prompt template file {p} is not valid TOML: {e}") from None
+        data = read_toml(p, "prompt template file")
         names = [f.name for f in dataclasses.fields(cls)]
         for k, v in data.items():
             if k not in names:
