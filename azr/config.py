@@ -13,7 +13,12 @@ Presets:
   500 steps, buffers seeded by the base model up to 4 x B tasks per type).
 - ``quickstart``: sized so a 2-core CPU finishes a handful of steps of a
   135M-parameter model in minutes (B = 2, n = 4, K = 3, short responses, one
-  seeding round).
+  seeding round). A 135M model cannot yet keep the ``<think>``/``<answer>``
+  format, and at temperature 1 its samples are mostly noise (measured: no
+  well-formed response in 20 steps), so quickstart uses the ``answer``
+  scaffold (the trainer writes the tags and fence openers, the model each
+  block's body) and temperature 0.7. Use ``scaffold = "think"`` and
+  temperature 1.0 (the paper's) for models of a few billion parameters.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "aggregation": ("token-mean", "sequence-mean"),
     "advantage_mode": ("per-sample", "token-weighted"),
     "eviction": ("fifo", "random"),
+    "scaffold": ("think", "answer"),
     "monitor_action": ("log", "penalize", "drop"),
 }
 
@@ -58,6 +64,9 @@ class TrainerConfig:
     seed: int = 0
     prompt_style: str = "auto"            # auto: chat template if the tokenizer has one, else plain
     templates: str = ""                   # TOML file overriding azr.tasks.PromptTemplates fields
+    scaffold: str = "think"               # think: the model writes the whole <think>/<answer> format (paper);
+                                          # answer: the trainer writes the tags and fence openers, the model
+                                          # only each block's body (small models; see azr.tasks.response_plan)
     # --- self-play sizes
     task_types: list[str] = field(default_factory=lambda: ["deduction", "abduction", "induction"])
     roles: list[str] = field(default_factory=lambda: ["propose", "solve"])  # solve only = fixed buffers
@@ -90,6 +99,8 @@ class TrainerConfig:
     kl_coef: float = 0.0                  # > 0 needs a reference model (Trainer(ref_model=...))
     ppo_epochs: int = 1                   # passes over each batch; the first has ratio 1
     micro_batch: int = 8                  # sequences per loss_and_backward call
+    micro_batch_tokens: int = 0           # and at most this many padded positions per call (0 = no limit);
+                                          # activation memory grows with it (Model.memory_estimate)
     # --- buffers and seeds
     seed_files: list[str] = field(default_factory=list)  # paper-format JSONL; [] = built-in identity seeds
     seed_limit: int = 0                   # records read per seed file (0 = all)
@@ -106,6 +117,7 @@ class TrainerConfig:
     monitor_penalty: float = 1.0
     monitor_patterns: dict[str, str] = field(default_factory=dict)  # extra name -> regex
     # --- bookkeeping
+    log_samples: bool = False             # write every trained completion to <out>/samples.jsonl
     save_every: int = 1                   # checkpoint every N steps (0 = only at the end)
     keep_checkpoints: int = 2             # most recent checkpoints kept (0 = all)
     progress: bool = True
@@ -189,7 +201,7 @@ class TrainerConfig:
         for k in positive:
             if getattr(self, k) < 1:
                 raise ValueError(f"config field {k!r} must be >= 1, got {getattr(self, k)}")
-        nonneg = ["max_prompt_tokens", "k_references", "top_k", "max_slots", "kv_budget_mb", "weight_decay", "clip_low",
+        nonneg = ["max_prompt_tokens", "micro_batch_tokens", "k_references", "top_k", "max_slots", "kv_budget_mb", "weight_decay", "clip_low",
                   "clip_high", "entropy_coef", "kl_coef", "seed_limit", "seed_min", "seed_rounds",
                   "buffer_capacity", "save_every", "keep_checkpoints", "monitor_penalty", "max_grad_norm"]
         for k in nonneg:
@@ -217,9 +229,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                   max_new_tokens_propose=8192, max_new_tokens_solve=8192, temperature=1.0, top_p=1.0,
                   lr=1e-6, max_grad_norm=1.0, steps=500, buffer_capacity=16384, micro_batch=8, max_prompt_tokens=6144,
                   seed_min=256, seed_rounds=16),
-    "quickstart": dict(batch_size=2, n_learnability=4, k_references=3, induction_inputs=4,
-                       max_new_tokens_propose=256, max_new_tokens_solve=160, max_prompt_tokens=2048, temperature=1.0, top_p=1.0,
-                       lr=1e-6, max_grad_norm=1.0, steps=5, buffer_capacity=4096, micro_batch=4,
+    "quickstart": dict(batch_size=2, n_learnability=4, k_references=3, induction_inputs=4, scaffold="answer",
+                       max_new_tokens_propose=256, max_new_tokens_solve=160, max_prompt_tokens=2048, temperature=0.7, top_p=1.0,
+                       lr=1e-6, max_grad_norm=1.0, steps=5, buffer_capacity=4096, micro_batch=4, micro_batch_tokens=4096, log_samples=True,
                        executor_workers=2, executor_timeout=5.0, seed_min=4, seed_rounds=1),
 }
 

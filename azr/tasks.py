@@ -230,6 +230,69 @@ class PromptTemplates:
                                  f"listed in azr.tasks.PromptTemplates") from None
 
 
+# ------------------------------------------------------------------ scaffolds
+SCAFFOLDS: tuple[str, ...] = ("think", "answer")
+ANSWER_BLOCK = {"deduction": "output", "abduction": "input", "induction": "python"}
+SCAFFOLD_HEAD = "<think>\n</think>\n<answer>\n"
+
+
+def response_plan(kind: str, role: str, scaffold: str, n_inputs: int = 1) -> list[str | None]:
+    """How a response is written: a list of segments, ``None`` for a span the
+    model samples (it ends at the stop string) and strings for text the
+    trainer writes itself.
+
+    - ``"think"`` (the paper's way): ``[None]``; the model writes the whole
+      ``<think>...</think><answer>...</answer>`` (after the forced prefix) and
+      stops at ``</answer>``.
+    - ``"answer"`` (for small models that cannot yet keep the format): the
+      trainer writes ``<think>\n</think>\n<answer>\n`` and each fence opener;
+      the model writes only the body of each fenced block, ending it with
+      ```` ``` ```` (the stop string). Solvers write one block (``output`` /
+      ``input`` / ``python``); deduction/abduction proposers a ``python`` then
+      an ``input`` block; induction proposers a ``message`` then ``n_inputs``
+      ``input`` blocks. The text stays in the ``<think>``/``<answer>`` format,
+      so parsing and judging are unchanged; only sampled tokens are trained.
+    """
+    if kind not in TASK_TYPES:
+        raise ValueError(f"unknown task type {kind!r}; expected one of {TASK_TYPES}")
+    if role not in ("propose", "solve"):
+        raise ValueError(f"unknown role {role!r}; expected 'propose' or 'solve'")
+    if scaffold not in SCAFFOLDS:
+        raise ValueError(f"scaffold {scaffold!r} is not one of {SCAFFOLDS}")
+    if scaffold == "think":
+        return [None]
+    if role == "solve":
+        return [f"{SCAFFOLD_HEAD}```{ANSWER_BLOCK[kind]}\n", None, "\n</answer>"]
+    if kind == "induction":
+        plan: list[str | None] = [f"{SCAFFOLD_HEAD}```message\n", None]
+        for _ in range(max(1, n_inputs)):
+            plan += ["\n```input\n", None]
+        return plan + ["\n</answer>"]
+    return [f"{SCAFFOLD_HEAD}```python\n", None, "\n```input\n", None, "\n</answer>"]
+
+
+def scaffold_stop(scaffold: str) -> str:
+    """The stop string that ends each sampled span of a :func:`response_plan`."""
+    if scaffold not in SCAFFOLDS:
+        raise ValueError(f"scaffold {scaffold!r} is not one of {SCAFFOLDS}")
+    return "</answer>" if scaffold == "think" else "```"
+
+
+def scaffold_extra(prefix: str, plan: Sequence[str | None]) -> str:
+    """The text to append to a prompt that already ends with the forced
+    ``prefix`` so it ends with the plan's leading scaffold text. Raises
+    ``ValueError`` when the two disagree (a custom prefix other than
+    ``<think>`` or ``""`` with the ``answer`` scaffold)."""
+    head = plan[0] if plan and isinstance(plan[0], str) else ""
+    if not head:
+        return ""
+    if not head.startswith(prefix):
+        raise ValueError(f"the prompt already ends with {prefix!r} (chat_response_prefix / plain_wrapper), "
+                         f"which the answer scaffold's {head[:30]!r} does not start with: use the 'think' "
+                         f"scaffold or a prefix of '<think>' or ''")
+    return head[len(prefix):]
+
+
 # ------------------------------------------------------------------ wrapping
 def resolve_style(tokenizer: Any, style: str) -> str:
     """``"chat"`` or ``"plain"``: ``"auto"`` picks chat when the tokenizer has a chat template."""
@@ -550,7 +613,8 @@ def judge_answers(executor: Any, items: Sequence[tuple[Task, Any]], answers: Seq
 
 
 __all__ = [
-    "Parsed", "PromptTemplates", "Proposal", "TASK_TYPES", "Task", "build_prompt_ids", "forced_prefix",
-    "judge_answers", "parse_answer", "parse_completion", "parse_proposal", "proposer_text",
-    "resolve_style", "solver_text", "split_induction", "validate_proposals",
+    "Parsed", "PromptTemplates", "Proposal", "SCAFFOLDS", "TASK_TYPES", "Task", "build_prompt_ids",
+    "forced_prefix", "judge_answers", "parse_answer", "parse_completion", "parse_proposal", "proposer_text",
+    "resolve_style", "response_plan", "scaffold_extra", "scaffold_stop", "solver_text", "split_induction",
+    "validate_proposals",
 ]

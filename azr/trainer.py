@@ -49,10 +49,8 @@ from .buffers import Buffers, load_seed_jsonl
 from .config import TrainerConfig
 from .monitors import Flag, MonitorSet, PatternMonitor, default_monitors
 from .tasks import (TASK_TYPES, PromptTemplates, Proposal, Task, build_prompt_ids, forced_prefix,
-                    judge_answers, parse_answer, parse_proposal, proposer_text, resolve_style, solver_text,
-                    split_induction, validate_proposals)
-
-STOP = ["</answer>"]
+                    judge_answers, parse_answer, parse_proposal, proposer_text, resolve_style, response_plan,
+                    scaffold_extra, scaffold_stop, solver_text, split_induction, validate_proposals)
 
 # The built-in seeds (the paper starts from the identity function).
 IDENTITY_TRIPLET = Task(kind="deduction", program="def f(a):\n    return a", input='"Hello world"',
@@ -80,18 +78,54 @@ class Rollout:
     item: Task | None = None       # the task proposed (valid) or solved
     flags: list[Flag] = field(default_factory=list)
     dropped: bool = False
+    prefix: str = ""               # response text the prompt already wrote (parsed with the completion)
+    plan: list[Any] = field(default_factory=lambda: [None])  # the rest of the response plan
+
+
+@dataclass
+class Response:
+    """A response as the trainer sees it: the sampled spans of a response plan
+    (:func:`azr.tasks.response_plan`) with the scaffold text written between
+    them. ``token_ids`` is everything after the prompt; ``train_mask`` is 1
+    where the model sampled the token (only those are trained);
+    ``model_logprobs`` / ``logprobs`` are the sampler's (0 at scaffold tokens).
+    ``text`` is what gets parsed: sampled text, the stop strings that ended
+    each span, and the scaffold text. ``finish_reason`` is the last span's
+    (``stop`` when the plan was completed)."""
+
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    logprobs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    model_logprobs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    finish_reason: str = "length"
+    train_mask: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+
+
+def _n_sampled(c: Any) -> int:
+    """Tokens the model sampled in a completion (scaffold tokens excluded)."""
+    tm = getattr(c, "train_mask", None)
+    return int(np.count_nonzero(tm)) if tm is not None else len(c.token_ids)
+
+
+def _micro_batches(order: Sequence[int], lengths: np.ndarray, size: int, tokens: int) -> list[list[int]]:
+    """Split rows (``order``: sorted by length, ascending) into micro-batches of
+    at most ``size`` rows and, when ``tokens`` > 0, at most ``tokens`` padded
+    positions (rows x longest row; a row longer than ``tokens`` goes alone)."""
+    out: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        L = int(lengths[i])
+        if cur and (len(cur) >= size or (tokens > 0 and (len(cur) + 1) * max(L, int(lengths[cur].max())) > tokens)):
+            out.append(cur)
+            cur = []
+        cur.append(int(i))
+    if cur:
+        out.append(cur)
+    return out
 
 
 def _gen_seed(seed: int, step: int, phase: int) -> int:
     return (seed * 1_000_003 + step * 7919 + phase * 104_729) % (2**31 - 1)
-
-
-def _completion_text(c: Any) -> str:
-    """The text to parse: a stop at ``</answer>`` may leave the tag out."""
-    t = c.text if isinstance(c.text, str) else ""
-    if getattr(c, "finish_reason", "") == "stop" and not t.rstrip().endswith("</answer>"):
-        t = t + "</answer>"
-    return t
 
 
 def _nan_to_none(v: float | None) -> float | None:
@@ -270,6 +304,10 @@ class Trainer:
         self.templates = templates
         self.style = resolve_style(tokenizer, cfg.prompt_style)
         self.prefix = forced_prefix(self.style, templates)
+        self.stop = scaffold_stop(cfg.scaffold)
+        for kind in TASK_TYPES:  # a scaffold that clashes with the prompt's prefix fails now, not mid-run
+            for role in ("propose", "solve"):
+                scaffold_extra(self.prefix, response_plan(kind, role, cfg.scaffold, cfg.induction_inputs))
         self.run_dir = Path(cfg.out)
         self.rng = np.random.default_rng(cfg.seed)
         self.buffers = Buffers(cfg.buffer_capacity, cfg.eviction)
@@ -315,11 +353,12 @@ class Trainer:
 
     # ------------------------------------------------------------ sampling
     def _generate(self, prompts: list[list[int]], n: int, max_new_tokens: int, seed: int) -> list[list[Any]]:
+        """One ``model.generate`` call with the run's sampling settings."""
         if not prompts:
             return []
         cfg = self.config
         kw: dict[str, Any] = dict(n=n, max_new_tokens=max_new_tokens, temperature=cfg.temperature,
-                                  top_p=cfg.top_p, top_k=cfg.top_k, stop=list(STOP), seed=seed)
+                                  top_p=cfg.top_p, top_k=cfg.top_k, stop=[self.stop], seed=seed)
         if cfg.max_slots:
             kw["max_slots"] = cfg.max_slots
         if cfg.kv_budget_mb:
@@ -335,6 +374,86 @@ class Trainer:
                 self._gen_tokens += len(c.token_ids)
         return outs
 
+    def _sample(self, rolls_prompts: list[list[int]], plans: list[list[Any]], n: int, max_new_tokens: int,
+                seed: int) -> list[list[Response]]:
+        """Sample ``n`` responses per prompt following each prompt's plan (the
+        segments after the prompt's own scaffold text; see
+        :func:`azr.tasks.response_plan`). The first sampled span of all prompts
+        is one generate call (``n`` samples, prefix shared); each further span
+        is one call over every response still going. ``max_new_tokens`` bounds
+        the whole response, scaffold tokens included."""
+        out = [[Response() for _ in range(n)] for _ in rolls_prompts]
+        seg = [[0] * n for _ in rolls_prompts]
+        done = [[False] * n for _ in rolls_prompts]
+        parts: dict[tuple[int, int], list[tuple[list[int], np.ndarray, np.ndarray, np.ndarray]]] = {}
+        for i, plan in enumerate(plans):
+            for j in range(n):
+                parts[(i, j)] = []
+                if not plan or plan[0] is not None:
+                    raise ValueError("a response plan (after the prompt's scaffold) must start with a sampled span")
+        round_ = 0
+        while True:
+            live = [(i, j) for i in range(len(rolls_prompts)) for j in range(n)
+                    if not done[i][j] and seg[i][j] < len(plans[i]) and plans[i][seg[i][j]] is None]
+            if not live:
+                break
+            budget = {(i, j): max_new_tokens - sum(len(p[0]) for p in parts[(i, j)]) for i, j in live}
+            for key in [k for k, b in budget.items() if b <= 0]:
+                i, j = key
+                done[i][j] = True
+                out[i][j].finish_reason = "length"
+                live.remove(key)
+            if not live:
+                break
+            cap = max(budget[k] for k in live)
+            if round_ == 0:  # every response is at its first span: n samples per prompt
+                outs = self._generate(rolls_prompts, n, cap, seed)
+                got = {(i, j): outs[i][j] for i, j in live}
+            else:
+                prompts = [list(rolls_prompts[i]) + [t for p in parts[(i, j)] for t in p[0]] for i, j in live]
+                outs = self._generate(prompts, 1, cap, (seed + 7919 * round_) % (2**31 - 1))
+                got = {k: o[0] for k, o in zip(live, outs)}
+            for (i, j), c in got.items():
+                r = out[i][j]
+                ids = list(c.token_ids)
+                reason = c.finish_reason
+                text = c.text
+                if len(ids) > budget[(i, j)]:  # another response needed a longer span
+                    ids = ids[:budget[(i, j)]]
+                    reason = "length"
+                    text = self.tokenizer.decode(ids)
+                k = len(ids)
+                parts[(i, j)].append((ids, np.asarray(c.logprobs[:k], np.float32),
+                                      np.asarray(c.model_logprobs[:k], np.float32), np.ones(k, np.uint8)))
+                r.text += text
+                if reason != "stop":
+                    done[i][j] = True
+                    r.finish_reason = reason
+                    continue
+                r.text += self.stop
+                s = seg[i][j] + 1
+                plan = plans[i]
+                while s < len(plan) and plan[s] is not None:
+                    fixed = plan[s]
+                    if s + 1 < len(plan):  # text the model reads before its next span
+                        toks = list(self.tokenizer.encode(fixed, allow_special=False))
+                        z = np.zeros(len(toks), np.float32)
+                        parts[(i, j)].append((toks, z, z, np.zeros(len(toks), np.uint8)))
+                    r.text += fixed
+                    s += 1
+                seg[i][j] = s
+                if s >= len(plan):
+                    done[i][j] = True
+                    r.finish_reason = "stop"
+            round_ += 1
+        for (i, j), ps in parts.items():
+            r = out[i][j]
+            r.token_ids = [t for p in ps for t in p[0]]
+            r.logprobs = np.concatenate([p[1] for p in ps]) if ps else np.zeros(0, np.float32)
+            r.model_logprobs = np.concatenate([p[2] for p in ps]) if ps else np.zeros(0, np.float32)
+            r.train_mask = np.concatenate([p[3] for p in ps]) if ps else np.zeros(0, np.uint8)
+        return out
+
     def _exec(self, fn: Callable[..., Any], *args: Any) -> Any:
         t = time.perf_counter()
         try:
@@ -345,8 +464,17 @@ class Trainer:
     def _too_long(self, ids: list[int]) -> bool:
         return bool(self.config.max_prompt_tokens) and len(ids) > self.config.max_prompt_tokens
 
-    def _prompt(self, user_text: str) -> tuple[list[int], str]:
-        return build_prompt_ids(self.tokenizer, user_text, self.style, self.templates)
+    def _prompt(self, user_text: str, kind: str, role: str) -> tuple[list[int], str, str, list[Any]]:
+        """Prompt ids and text (ending with the scaffold's leading text), the
+        response prefix to parse with, and the rest of the response plan."""
+        ids, full = build_prompt_ids(self.tokenizer, user_text, self.style, self.templates)
+        plan = response_plan(kind, role, self.config.scaffold, self.config.induction_inputs)
+        extra = scaffold_extra(self.prefix, plan)
+        if extra:
+            ids = ids + list(self.tokenizer.encode(extra, allow_special=False))
+            full += extra
+        rest = plan[1:] if isinstance(plan[0], str) else plan
+        return ids, full, self.prefix + extra, rest
 
     # --------------------------------------------------------------- seeds
     def _validate_seeds(self, triplets: list[Task], induction: list[Task]) -> tuple[list[Task], list[Task]]:
@@ -412,20 +540,21 @@ class Trainer:
                     refs = self.buffers.references(kind, cfg.k_references, self.rng)
                     prog = ""
                     text = proposer_text(kind, self.templates, refs)
-                ids, full = self._prompt(text)
+                ids, full, prefix, plan = self._prompt(text, kind, "propose")
                 while kind != "induction" and self._too_long(ids) and refs:
                     refs = refs[:-1]  # fewer references until the prompt fits
-                    ids, full = self._prompt(proposer_text(kind, self.templates, refs))
+                    ids, full, prefix, plan = self._prompt(proposer_text(kind, self.templates, refs), kind,
+                                                           "propose")
                 if self._too_long(ids):
                     self._skipped_long += 1
                     continue
-                rolls.append(Rollout(kind, "propose", ids, full, None))
+                rolls.append(Rollout(kind, "propose", ids, full, None, prefix=prefix, plan=plan))
                 meta.append(prog)
-        outs = self._generate([r.prompt_ids for r in rolls], 1, cfg.max_new_tokens_propose,
-                              _gen_seed(cfg.seed, step, 10 + round_))
+        outs = self._sample([r.prompt_ids for r in rolls], [r.plan for r in rolls], 1,
+                            cfg.max_new_tokens_propose, _gen_seed(cfg.seed, step, 10 + round_))
         for r, o in zip(rolls, outs):
             r.completion = o[0]
-            r.text = _completion_text(o[0])
+            r.text = o[0].text
         self._phase("validate")
         newest: dict[str, list[Task]] = {k: [] for k in TASK_TYPES}
         for kind in TASK_TYPES:
@@ -433,7 +562,7 @@ class Trainer:
             if not idx:
                 continue
             flags = self.monitors.review(step, kind, "propose", [rolls[i].text for i in idx])
-            props = [parse_proposal(kind, rolls[i].text, self.prefix, program=meta[i],
+            props = [parse_proposal(kind, rolls[i].text, rolls[i].prefix, program=meta[i],
                                     max_inputs=cfg.induction_inputs) for i in idx]
             res = self._exec(validate_proposals, self.executor, kind, props, step, cfg.induction_min_pairs)
             for i, fl, p, (task, reason) in zip(idx, flags, props, res):
@@ -452,21 +581,21 @@ class Trainer:
                 newest[r.task].append(r.item)
         return rolls, newest
 
-    def _solver_prompt(self, task: Task) -> tuple[list[int], str, Any]:
+    def _solver_prompt(self, task: Task) -> tuple[list[int], str, Any, str, list[Any]]:
         held = None
         shown: list[tuple[str, str]] = []
         if task.kind == "induction":
             shown, held = split_induction(task, self.rng)
-        ids, full = self._prompt(solver_text(task, self.templates, shown))
-        return ids, full, held
+        ids, full, prefix, plan = self._prompt(solver_text(task, self.templates, shown), task.kind, "solve")
+        return ids, full, held, prefix, plan
 
     def _learnability(self, rolls: list[Rollout], step: int) -> None:
         cfg = self.config
-        prompts, items, valid = [], [], []
+        prompts, items, valid, prefixes, plans = [], [], [], [], []
         for r in rolls:
             if r.item is None:
                 continue
-            ids, _, held = self._solver_prompt(r.item)
+            ids, _, held, prefix, plan = self._solver_prompt(r.item)
             if self._too_long(ids):  # a task nobody can be shown is not a valid task
                 r.item, r.outcome, r.reason = None, "invalid", "solver prompt longer than max_prompt_tokens"
                 self._skipped_long += 1
@@ -474,9 +603,11 @@ class Trainer:
             valid.append(r)
             prompts.append(ids)
             items.append((r.item, held))
+            prefixes.append(prefix)
+            plans.append(plan)
         self._phase("learnability")
-        outs = self._generate(prompts, cfg.n_learnability, cfg.max_new_tokens_solve,
-                              _gen_seed(cfg.seed, step, 2))
+        outs = self._sample(prompts, plans, cfg.n_learnability, cfg.max_new_tokens_solve,
+                            _gen_seed(cfg.seed, step, 2))
         self._phase("judge")
         for kind in TASK_TYPES:
             idx = [j for j, r in enumerate(valid) if r.task == kind]
@@ -485,7 +616,7 @@ class Trainer:
             flat_items, answers = [], []
             for j in idx:
                 for c in outs[j]:
-                    a, _ = parse_answer(kind, _completion_text(c), self.prefix)
+                    a, _ = parse_answer(kind, c.text, prefixes[j])
                     flat_items.append(items[j])
                     answers.append(a)
             ok = self._exec(judge_answers, self.executor, flat_items, answers)
@@ -506,15 +637,15 @@ class Trainer:
         items: list[tuple[Task, Any]] = []
         for kind in cfg.task_types:
             for task in self.buffers[kind].sample(cfg.batch_size, self.rng, newest[kind]):
-                ids, full, held = self._solver_prompt(task)
+                ids, full, held, prefix, plan = self._solver_prompt(task)
                 if self._too_long(ids):
                     self._skipped_long += 1
                     continue
-                rolls.append(Rollout(kind, "solve", ids, full, None, item=task))
+                rolls.append(Rollout(kind, "solve", ids, full, None, item=task, prefix=prefix, plan=plan))
                 items.append((task, held))
         self._phase("solve")
-        outs = self._generate([r.prompt_ids for r in rolls], 1, cfg.max_new_tokens_solve,
-                              _gen_seed(cfg.seed, step, 3))
+        outs = self._sample([r.prompt_ids for r in rolls], [r.plan for r in rolls], 1, cfg.max_new_tokens_solve,
+                            _gen_seed(cfg.seed, step, 3))
         self._phase("judge")
         for kind in TASK_TYPES:
             idx = [i for i, r in enumerate(rolls) if r.task == kind]
@@ -524,8 +655,8 @@ class Trainer:
             for i in idx:
                 r = rolls[i]
                 r.completion = outs[i][0]
-                r.text = _completion_text(r.completion)
-                a, why = parse_answer(kind, r.text, self.prefix)
+                r.text = r.completion.text
+                a, why = parse_answer(kind, r.text, r.prefix)
                 answers.append(a)
                 r.reason = why
             ok = self._exec(judge_answers, self.executor, [items[i] for i in idx], answers)
@@ -554,7 +685,7 @@ class Trainer:
             return stats
         groups = np.array([-1 if r.dropped else rl.group_id(r.task, r.role) for r in train], np.int32)
         rewards = np.array([r.reward for r in train], np.float32)
-        lens = np.array([len(r.completion.token_ids) for r in train], np.int32)
+        lens = np.array([_n_sampled(r.completion) for r in train], np.int32)
         adv, _, _ = rl.advantages(rewards, groups, lens, n_groups=6, mode=cfg.advantage_mode, eps=cfg.adv_eps)
         N = len(train)
         rows = []
@@ -566,29 +697,32 @@ class Trainer:
                                    f"{old.shape} model_logprobs")
             if not r.prompt_ids:
                 raise ValueError("a rollout has an empty prompt; the first response token has no context")
-            rows.append((full, len(r.prompt_ids), old))
-        T = max(len(f) - 1 for f, _, _ in rows)
+            tm = getattr(r.completion, "train_mask", None)
+            tm = np.ones(len(old), np.uint8) if tm is None else np.asarray(tm, np.uint8)
+            if tm.shape != old.shape:
+                raise RuntimeError(f"a completion has {len(old)} tokens but a train_mask of shape {tm.shape}")
+            rows.append((full, len(r.prompt_ids), old, tm))
+        T = max(len(f) - 1 for f, _, _, _ in rows)
         ids = np.zeros((N, T), np.int32)
         tgt = np.zeros((N, T), np.int32)
         old_lp = np.zeros((N, T), np.float32)
         mask = np.zeros((N, T), np.uint8)
         lengths = np.zeros(N, np.int64)
-        for b, (full, P, old) in enumerate(rows):
+        for b, (full, P, old, tm) in enumerate(rows):
             L = len(full) - 1
             ids[b, :L] = full[:-1]
             tgt[b, :L] = full[1:]
             old_lp[b, P - 1:L] = old
-            mask[b, P - 1:L] = 0 if groups[b] < 0 else 1
+            mask[b, P - 1:L] = 0 if groups[b] < 0 else tm
             lengths[b] = L
         # micro-batches of similar lengths waste less padding
         order = [int(i) for i in np.argsort(lengths, kind="stable")]
-        mb = cfg.micro_batch
+        chunks = _micro_batches(order, lengths, cfg.micro_batch, cfg.micro_batch_tokens)
         need_fwd = cfg.entropy_coef > 0
         ref_lp = None
         if cfg.kl_coef > 0 and self.ref_model is not None:
             ref_lp = np.zeros((N, T), np.float32)
-            for s in range(0, N, mb):
-                sl = order[s:s + mb]
+            for sl in chunks:
                 Tm = int(lengths[sl].max())
                 lp, _ = self.ref_model.logprobs(ids[sl, :Tm], tgt[sl, :Tm], lengths[sl])
                 ref_lp[sl, :Tm] = lp
@@ -599,8 +733,7 @@ class Trainer:
             else:
                 cur = np.zeros((N, T), np.float32)
                 ent = np.zeros((N, T), np.float32)
-                for s in range(0, N, mb):
-                    sl = order[s:s + mb]
+                for sl in chunks:
                     Tm = int(lengths[sl].max())
                     lp, en = self.model.logprobs(ids[sl, :Tm], tgt[sl, :Tm], lengths[sl])
                     cur[sl, :Tm] = lp
@@ -617,9 +750,8 @@ class Trainer:
                 # gradient: skip the backward passes, keep the optimizer step
                 # (its momentum still moves the weights, as with the passes)
                 # (one pass still runs: the optimizer wants a backward first)
-                live = [s for s in range(0, N, mb) if np.any(w[order[s:s + mb]])] or [0]
-                for s in live:
-                    sl = order[s:s + mb]
+                live = [sl for sl in chunks if np.any(w[sl])] or chunks[:1]
+                for sl in live:
                     Tm = int(lengths[sl].max())
                     self.model.loss_and_backward(ids[sl, :Tm], tgt[sl, :Tm], np.ascontiguousarray(w[sl, :Tm]),
                                                  lengths[sl])
@@ -630,6 +762,9 @@ class Trainer:
                          kl=st.kl if ref_lp is not None else None,
                          trained_sequences=int(st.n_seqs), trained_tokens=int(st.n_tokens))
         stats["grad_norm"] = grad_norm
+        for m in (self.model, self.ref_model):
+            if m is not None and hasattr(m, "free_activations"):
+                m.free_activations()  # generation (KV cache) comes next; activations would double the peak
         self._times["update"] = time.perf_counter() - t0
         return stats
 
@@ -661,8 +796,21 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(metrics) + "\n")
+        if self.config.log_samples:
+            self._log_samples(step, rolls)
         self._emit("on_step", metrics)
         return metrics
+
+    def _log_samples(self, step: int, rolls: list[Rollout]) -> None:
+        """One JSON line per trained completion: what the model wrote (after the
+        response prefix), how it was judged, its reward and the task."""
+        with open(self.run_dir / "samples.jsonl", "a", encoding="utf-8") as f:
+            for r in rolls:
+                rec = {"step": step, "task": r.task, "role": r.role, "prefix": r.prefix, "text": r.text,
+                       "outcome": r.outcome, "reason": r.reason, "reward": r.reward, "acc": r.acc,
+                       "flags": [fl.monitor for fl in r.flags], "dropped": r.dropped,
+                       "item": r.item.to_dict() if r.item is not None else None}
+                f.write(json.dumps(rec) + "\n")
 
     def _metrics(self, step: int, rolls: list[Rollout], upd: dict[str, Any], total: float) -> dict[str, Any]:
         tasks: dict[str, dict[str, dict[str, Any]]] = {}
@@ -671,7 +819,7 @@ class Trainer:
             for role in ("propose", "solve"):
                 rs = [r for r in rolls if r.task == kind and r.role == role]
                 n = len(rs)
-                lens = [len(r.completion.token_ids) for r in rs if r.completion is not None]
+                lens = [_n_sampled(r.completion) for r in rs if r.completion is not None]
                 m: dict[str, Any] = {
                     "count": n,
                     "mean_reward": _nan_to_none(float(np.mean([r.reward for r in rs]))) if n else None,
@@ -840,8 +988,10 @@ class Trainer:
         tr.step_count = int(state["step"])
         tr.seeded = bool(state.get("seeded", True))
         tr.monitors.counts.update(state.get("monitor_counts", {}))
-        mpath = run / "metrics.jsonl"
-        if mpath.is_file():
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            mpath = run / name
+            if not mpath.is_file():
+                continue
             kept = []
             for line in mpath.read_text(encoding="utf-8").splitlines():
                 try:

@@ -235,7 +235,7 @@ class FakeExecutor:
 def make_config(tmp_path, **kw):
     base = dict(out=str(tmp_path / "run"), batch_size=3, n_learnability=4, k_references=2, micro_batch=4,
                 progress=False, induction_inputs=4, max_new_tokens_propose=400, max_new_tokens_solve=400,
-                seed_min=0, seed_rounds=0, max_prompt_tokens=0)
+                seed_min=0, seed_rounds=0, max_prompt_tokens=0, scaffold="think", temperature=1.0)
     base.update(kw)
     return TrainerConfig.preset("quickstart", **base)
 
@@ -381,8 +381,9 @@ def test_checkpoint_and_exact_resume(tmp_path):
     run_b = Path(b.config.out)
     assert (run_b / "checkpoints" / "latest").read_text() == "step_000002"
     # a partial step 3 logged after the checkpoint is discarded on resume
-    with open(run_b / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"step": 3, "partial": True}) + "\n")
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        with open(run_b / name, "a") as f:
+            f.write(json.dumps({"step": 3, "partial": True}) + "\n")
     del b
     c = Trainer.resume(run_b, model_loader=FakeModel.from_pretrained, executor=FakeExecutor(),
                        optimizer_factory=lambda m, cfg: FakeAdamW(m))
@@ -391,6 +392,12 @@ def test_checkpoint_and_exact_resume(tmp_path):
     resumed = [strip_volatile(json.loads(x)) for x in (run_b / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in resumed] == [1, 2, 3, 4]
     assert resumed[2:] == full[2:]
+    # samples.jsonl (log_samples) likewise: every trained completion, once, as in the uninterrupted run
+    samples_a = (Path(a.config.out) / "samples.jsonl").read_text().splitlines()
+    samples_c = (run_b / "samples.jsonl").read_text().splitlines()
+    assert samples_c == samples_a and len(samples_a) == 4 * 6 * a.config.batch_size
+    rec = json.loads(samples_a[0])
+    assert {"step", "task", "role", "text", "outcome", "reward", "item"} <= set(rec)
     np.testing.assert_array_equal(c.model.params["w"], a.model.params["w"])
     assert c.buffers.state_dict() == a.buffers.state_dict()
     assert c.optimizer.t == a.optimizer.t == 4
@@ -601,3 +608,130 @@ def test_long_prompts_drop_references_then_skip(tmp_path):
     tr.train(steps=2)
     exported = (Path(cfg.out) / "buffers" / "deduction.jsonl").read_text().splitlines()
     assert len(exported) == len(tr.buffers["deduction"])
+
+
+# ------------------------------------------------------------ answer scaffold
+class SpanModel(FakeModel):
+    """Writes only block bodies, as the ``answer`` scaffold asks: what it
+    writes depends on the fence the prompt ends with. Like the real engine,
+    ``token_ids`` include the characters of the stop string and ``text`` is cut
+    before it."""
+
+    def _body(self, text: str) -> str:
+        if text.endswith("```python\n"):
+            return "def f(x):\n    return x + 1\n"
+        if text.endswith("```message\n"):
+            return "adds one\n"
+        if text.endswith("```input\n"):
+            return "%d\n" % (text.rsplit("<answer>", 1)[1].count("```input") + 2)  # distinct for induction
+        if text.endswith("```output\n"):  # every third answer is wrong, so rewards differ
+            self.answers = getattr(self, "answers", 0) + 1
+            v = run_known(blocks(text, "python")[0], blocks(text, "input")[0])
+            return repr(v if self.answers % 3 else [v]) + "\n"
+        raise AssertionError("prompt does not end with a fence opener: " + text[-80:])
+
+    def generate(self, prompts, n=1, max_new_tokens=256, temperature=1.0, top_p=1.0, top_k=0, stop=None,
+                 seed=0, max_slots=None, kv_budget_mb=None, progress=False):
+        assert stop == ["```"]
+        self.gen_calls.append(dict(n=n, count=len(prompts), seed=seed, stop=stop, prompts=prompts))
+        outs = []
+        for ids in prompts:
+            group = []
+            for _ in range(n):
+                body = self._body("".join(map(chr, ids)))
+                toks = [ord(c) for c in body + "```"][:max_new_tokens]
+                done = len(toks) == len(body) + 3
+                lp = self._logp(toks)
+                group.append(SimpleNamespace(token_ids=list(toks), text=body if done else "".join(map(chr, toks)),
+                                             logprobs=lp, model_logprobs=lp.copy(),
+                                             finish_reason="stop" if done else "length"))
+            outs.append(group)
+        return outs
+
+
+def test_answer_scaffold_writes_tags_and_trains_only_sampled_tokens(tmp_path):
+    cfg = make_config(tmp_path, scaffold="answer", induction_inputs=3)
+    model = SpanModel()
+    rec = Recorder()
+    tr = make_trainer(cfg, model, callbacks=[rec])
+    m = tr.step()
+    rolls = rec.rollouts[0]
+    # deduction/abduction proposals: python then input; induction: message then 3 inputs
+    for kind in ("deduction", "abduction"):
+        assert m["tasks"][kind]["propose"]["valid_rate"] == 1.0
+    assert m["tasks"]["induction"]["propose"]["valid_rate"] == 1.0
+    for kind in tasks.TASK_TYPES:
+        assert m["tasks"][kind]["solve"]["format_error_rate"] == 0.0
+    assert 0 < m["tasks"]["deduction"]["solve"]["solve_acc"] < 1 or \
+        0 < m["tasks"]["deduction"]["propose"]["solve_acc"] < 1
+    ded = [r for r in rolls if r.task == "deduction" and r.role == "propose"][0]
+    assert ded.prompt_text.endswith("<think>\n</think>\n<answer>\n```python\n")
+    assert ded.prefix + ded.text == ("<think>\n</think>\n<answer>\n```python\ndef f(x):\n    return x + 1\n```"
+                                     "\n```input\n3\n```\n</answer>")
+    assert ded.item.program == "def f(x):\n    return x + 1" and ded.item.input == "3"
+    c = ded.completion
+    sampled = "def f(x):\n    return x + 1\n```"
+    scaffold = "\n```input\n"
+    assert "".join(map(chr, c.token_ids)) == sampled + scaffold + "3\n```"
+    assert c.train_mask.tolist() == [1] * len(sampled) + [0] * len(scaffold) + [1] * 5
+    assert np.all(c.model_logprobs[c.train_mask == 0] == 0)
+    # the second span's prompt is the first prompt + the first span + the scaffold text
+    later = [p for call in model.gen_calls[1:] for p in call["prompts"]]
+    assert ded.prompt_ids + c.token_ids[:len(sampled) + len(scaffold)] in later
+    ind = [r for r in rolls if r.task == "induction" and r.role == "propose"][0]
+    assert ind.item.message == "adds one" and len(ind.item.inputs) == 3
+    # scaffold tokens get zero loss weight; sampled ones do not (rewards differ across groups)
+    seen_zero = seen_live = False
+    for ids, tg, w, ln in model.lb_calls:
+        for b in range(ids.shape[0]):
+            full = ids[b, :ln[b]].tolist() + [int(tg[b, ln[b] - 1])]
+            for r in rolls:
+                if r.prompt_ids + list(r.completion.token_ids) == full:
+                    P = len(r.prompt_ids)
+                    wb = w[b, P - 1:ln[b]]
+                    assert np.all(wb[r.completion.train_mask == 0] == 0)
+                    seen_zero |= bool(np.any(r.completion.train_mask == 0))
+                    seen_live |= bool(np.any(wb[r.completion.train_mask == 1] != 0))
+    assert seen_zero and seen_live
+    # response lengths count sampled tokens only
+    assert m["tasks"]["deduction"]["propose"]["response_len_max"] == len(sampled) + 5
+
+
+def test_answer_scaffold_budget_cuts_the_response(tmp_path):
+    cfg = make_config(tmp_path, scaffold="answer", max_new_tokens_propose=30, roles=["propose"])
+    model = SpanModel()
+    rec = Recorder()
+    tr = make_trainer(cfg, model, callbacks=[rec])
+    m = tr.step()
+    ded = [r for r in rec.rollouts[0] if r.task == "deduction" and r.role == "propose"][0]
+    # the program (28 sampled tokens + 11 scaffold tokens) leaves no room for the input
+    assert len(ded.completion.token_ids) <= 30 + len("\n```input\n")
+    assert ded.outcome == "malformed" and ded.completion.finish_reason == "length"
+    assert m["tasks"]["deduction"]["propose"]["format_error_rate"] == 1.0
+
+
+def test_answer_scaffold_rejects_a_clashing_prefix(tmp_path):
+    cfg = make_config(tmp_path, scaffold="answer")
+    T = tasks.PromptTemplates(plain_wrapper="User: {prompt}\nAssistant: <think>Let me see")
+    with pytest.raises(ValueError, match="answer scaffold"):
+        make_trainer(cfg, SpanModel(), templates=T)
+
+
+def test_micro_batches_bound_rows_and_padded_tokens(tmp_path):
+    from azr.trainer import _micro_batches
+
+    lengths = np.array([5, 100, 7, 60, 60, 300, 8])
+    order = [int(i) for i in np.argsort(lengths, kind="stable")]
+    assert _micro_batches(order, lengths, 3, 0) == [[0, 2, 6], [3, 4, 1], [5]]
+    got = _micro_batches(order, lengths, 8, 130)
+    assert sorted(i for c in got for i in c) == list(range(7))
+    for c in got:  # rows x longest row within the budget, unless a row alone exceeds it
+        assert len(c) * lengths[c].max() <= 130 or len(c) == 1
+    assert got == [[0, 2, 6], [3, 4], [1], [5]]
+    # the trainer honours it: every loss_and_backward call stays within the budget
+    cfg = make_config(tmp_path, micro_batch=8, micro_batch_tokens=900)
+    model = FakeModel()
+    make_trainer(cfg, model).step()
+    assert model.lb_calls
+    for ids, _, _, ln in model.lb_calls:
+        assert ids.shape[0] * int(ln.max()) <= 900 or ids.shape[0] == 1
