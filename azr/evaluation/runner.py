@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -406,7 +405,7 @@ def evaluate(model: Any, tasks: str | Sequence[str], *, config: EvalConfig | Non
     style = _resolve_style(cfg, tokenizer)
     # fail early on missing data, before loading anything heavy
     for t in cfg.tasks:
-        task_file(t, cfg.data_dir)
+        task_file(t, cfg.data_dir, progress=cfg.progress)
 
     out_dir = Path(cfg.out_dir) if cfg.out_dir else None
     if out_dir is not None:
@@ -451,7 +450,10 @@ def _build_parser() -> argparse.ArgumentParser:
                     help=f"comma-separated, from: {','.join(TASKS)} (livecodebench: not available offline)")
     ap.add_argument("--out", default="results", help="output folder for results.json and samples/ (default: results)")
     ap.add_argument("--limit", type=int, default=None, help="first N problems of each task")
-    ap.add_argument("--data-dir", default=None, help="benchmark folder (default: $AZR_DATA_DIR)")
+    ap.add_argument("--data-dir", default=None,
+                    help="benchmark folder, only read (default: $AZR_DATA_DIR, else the cache "
+                         "~/.cache/azr/benchmarks or $AZR_CACHE_DIR/benchmarks, where missing files are "
+                         "downloaded from their pinned sources)")
     ap.add_argument("--prompt-style", default="auto", choices=PROMPT_STYLES + ("auto",),
                     help="azr: the paper's self-play template; chat: the tokenizer's chat template; "
                          "base: plain completion with --few-shot examples; auto: chat if the tokenizer has a "
@@ -476,11 +478,8 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     try:
         pass_k = tuple(int(k) for k in args.pass_k.split(",") if k.strip())
         tasks = _parse_tasks(args.tasks)
-        if args.data_dir is None and not os.environ.get("AZR_DATA_DIR"):
-            raise DataNotFoundError("no benchmark directory: pass --data-dir DIR or set AZR_DATA_DIR "
-                                    "(azr evaluates offline and does not download the benchmarks)")
-        for t in tasks:
-            task_file(t, args.data_dir)
+        for t in tasks:  # without --data-dir / AZR_DATA_DIR: fetched into the cache when missing
+            task_file(t, args.data_dir, progress=not args.no_progress)
     except (ValueError, DataNotFoundError) as e:
         print(f"azr eval: {e}", file=sys.stderr)
         return 2
