@@ -175,8 +175,11 @@ def test_code_tasks_need_an_executor(bench):
 
 def test_cli_main(bench, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("AZR_DATA_DIR", raising=False)
+    monkeypatch.setenv("AZR_CACHE_DIR", str(tmp_path / "cache"))  # empty cache, and no network in tests:
+    monkeypatch.setenv("AZR_OFFLINE", "1")                         # the download is refused, naming the ways out
     assert cli_main(["--model", "x", "--tasks", "gsm8k"]) == 2
-    assert "AZR_DATA_DIR" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "AZR_DATA_DIR" in err and "--data-dir" in err and "gsm8k/test.jsonl" in err
     assert cli_main(["--model", "x", "--tasks", "gsm8k,nope", "--data-dir", str(bench)]) == 2
     assert "unknown task 'nope'" in capsys.readouterr().err
     assert cli_main(["--model", "x", "--tasks", "livecodebench", "--data-dir", str(bench)]) == 2
