@@ -223,8 +223,8 @@ def _missing(task: str, data_dir: Path, candidates: list[str], src: str) -> Data
     return DataNotFoundError(
         f"{task}: expected {candidates[0]!r} under {str(data_dir)!r} (from {src})"
         + (f" (also tried {', '.join(repr(c) for c in candidates[1:])})" if len(candidates) > 1 else "")
-        + f"; azr does not download into a folder you chose: get it from {BENCHMARK_FILES[candidates[0]].describe()} "
-        f"and place it there, or point --data-dir / AZR_DATA_DIR at a folder that has it, or leave both unset "
+        + f"; azr does not download into a folder you chose: get it from {BENCHMARK_FILES[candidates[0]].url} "
+        f"({BENCHMARK_FILES[candidates[0]].describe()}) and place it there, or point --data-dir / AZR_DATA_DIR at a folder that has it, or leave both unset "
         f"to download it into the cache ({benchmark_cache_dir()})")
 
 
