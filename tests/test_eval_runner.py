@@ -161,18 +161,6 @@ def test_hostile_math_completions_do_not_affect_the_evaluator(bench, tmp_path):
     assert len(probs) == 3
 
 
-def test_code_tasks_need_an_executor(bench):
-    try:
-        from azr.evaluation.runner import _make_executor
-        _make_executor(EvalConfig()).close()
-        pytest.skip("azr.Executor exists: the runner creates one itself")
-    except RuntimeError:
-        pass
-    model = FakeModel(lambda p, j: "<answer>1</answer>")
-    with pytest.raises(RuntimeError, match="sandbox"):
-        evaluate(model, ["cruxeval-o"], data_dir=bench, limit=1, progress=False)
-
-
 def test_cli_main(bench, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("AZR_DATA_DIR", raising=False)
     monkeypatch.setenv("AZR_CACHE_DIR", str(tmp_path / "cache"))  # empty cache, and no network in tests:

@@ -163,15 +163,8 @@ def _task_file_name(task: str) -> str:
 
 
 def _make_executor(cfg: EvalConfig) -> Any:
-    try:
-        from azr import Executor  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from azr.executor import Executor  # type: ignore[no-redef]
-        except ImportError as e:
-            raise RuntimeError("the code tasks (cruxeval-i/o, humaneval+, mbpp+) run model-written code in the "
-                               "sandbox, but azr.Executor is not available in this build "
-                               f"({e}); evaluate the math tasks only, or pass executor=...") from None
+    from azr.executor import Executor
+
     return Executor(workers=cfg.workers, timeout=cfg.crux_timeout, memory_mb=cfg.memory_mb)
 
 
