@@ -735,3 +735,27 @@ def test_micro_batches_bound_rows_and_padded_tokens(tmp_path):
     assert model.lb_calls
     for ids, _, _, ln in model.lb_calls:
         assert ids.shape[0] * int(ln.max()) <= 900 or ids.shape[0] == 1
+
+
+def test_checkpoint_tree_writer_frees_its_arrays_at_once(tmp_path):
+    # a recursive closure in the writer once kept every optimizer-state copy
+    # alive until the cyclic collector ran: 1 GB per checkpoint on SmolLM2-135M
+    import gc
+    import weakref
+
+    from azr.trainer import _load_tree, _save_tree
+
+    state = {"exp_avg": np.arange(6, dtype=np.float32), "nested": [{"v": np.ones(3)}, (1, 2.5, "x")],
+             7: None}
+    refs = [weakref.ref(state["exp_avg"]), weakref.ref(state["nested"][0]["v"])]
+    gc.disable()
+    try:
+        _save_tree(state, tmp_path / "o.npz", tmp_path / "o.json")
+        back = _load_tree(tmp_path / "o.npz", tmp_path / "o.json")
+        np.testing.assert_array_equal(back["exp_avg"], state["exp_avg"])
+        np.testing.assert_array_equal(back["nested"][0]["v"], np.ones(3))
+        assert back["nested"][1] == [1, 2.5, "x"] and back[7] is None
+        del state, back
+        assert all(r() is None for r in refs)  # freed by reference counting alone
+    finally:
+        gc.enable()
