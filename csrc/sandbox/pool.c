@@ -104,7 +104,12 @@ static azr_status worker_spawn(azr_sbx_pool *p, worker *w) {
     w->seed = fresh_seed(p);
     char envbuf[64];
     snprintf(envbuf, sizeof envbuf, "PYTHONHASHSEED=%u", (unsigned)w->seed);
-    char *envp[] = {envbuf, NULL};
+    /* LD_BIND_NOW: the zygote resolves every symbol once at start-up, so its
+     * children do not each resolve (and copy-on-write the GOT pages of) the
+     * functions they call first. The zygote removes it from its environment
+     * before reporting; runs see only an empty environment. */
+    char bindnow[] = "LD_BIND_NOW=1";
+    char *envp[] = {envbuf, bindnow, NULL};
     char *argv_ns[] = {p->python, "-S", "-s", "-B", "-P", p->driver, p->ext_path, p->scratch,
                        p->config_json, "1", NULL};
     char *argv_plain[] = {p->python, "-S", "-s", "-B", "-P", p->driver, p->ext_path, p->scratch,

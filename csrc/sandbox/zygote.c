@@ -18,6 +18,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <math.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -61,6 +64,7 @@ struct azr_sbx_zygote {
     unsigned long long base_vm; /* bytes mapped by the zygote itself */
     unsigned long long nruns;
     int dropped; /* the zygote itself runs as the unprivileged run uid */
+    int seccomp_base; /* the base filter is on the zygote: children add the small child filter */
 };
 
 static double now_s(void) {
@@ -189,6 +193,7 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
     z->cfg = *cfg;
     snprintf(z->scratch, sizeof z->scratch, "%s", cfg->scratch);
     z->is_root = geteuid() == 0;
+    unsetenv("LD_BIND_NOW"); /* the supervisor's start-up hint, not for runs */
     char note[1024] = "";
     z->base_vm = read_vm_bytes();
 
@@ -285,6 +290,11 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
             snprintf(note, sizeof note, "could not switch to the run uid: %s", strerror(errno));
         }
     }
+    /* The seccomp policy's large part goes on the zygote itself, once, now
+     * that its privileged set-up is over; each child then adds only the small
+     * filter that takes back what a fork server needs (see layers.h). If the
+     * base cannot be installed, children install the full filter. */
+    if ((L & AZR_SBX_L_SECCOMP) && azr_sbx_seccomp_install_base(getpid()) == 0) z->seccomp_base = 1;
     z->layers = L;
     uint32_t hello[3] = {AZR_SBX_HELLO_MAGIC, L, (uint32_t)strlen(note)};
     if (write_all(cfg->ctl_fd, hello, sizeof hello) != 0 ||
@@ -394,8 +404,11 @@ static void child_setup(azr_sbx_zygote *z, const azr_sbx_req_hdr *h, int out_w, 
         if (azr_sbx_landlock_restrict(rfd) != 0) child_fail("landlock");
         close(rfd);
     }
-    if (L & AZR_SBX_L_SECCOMP)
-        if (azr_sbx_seccomp_install(getpid()) != 0) child_fail("seccomp");
+    if (L & AZR_SBX_L_SECCOMP) {
+        pid_t me = getpid();
+        if ((z->seccomp_base ? azr_sbx_seccomp_install_child(me) : azr_sbx_seccomp_install(me)) != 0)
+            child_fail("seccomp");
+    }
 }
 
 static const char *sig_name(int s) {
@@ -493,6 +506,11 @@ azr_status azr_sbx_zygote_serve(azr_sbx_zygote *z, azr_sbx_child_request *req, i
     if (!z || !req || !is_child) return azr_set_error(AZR_ERR_INVALID, "zygote_serve: NULL argument");
     *is_child = 0;
     const pid_t self = getpid();
+#ifdef __GLIBC__
+    /* Give free heap pages back before the first fork: every page still
+     * mapped is one more page-table entry copied at each fork. */
+    malloc_trim(0);
+#endif
     for (;;) {
         azr_sbx_req_hdr h;
         int r = read_all(z->cfg.ctl_fd, &h, sizeof h);
