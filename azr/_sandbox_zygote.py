@@ -97,6 +97,14 @@ def _collect(*args, **kwargs):
     return args, kwargs
 
 
+# The evaluation environments, made once in the zygote. A child uses them as
+# they are instead of copying them (a copy would touch, and so copy on write,
+# every page holding one of their values); each child is thrown away after
+# one request, so nothing it could do to them outlives it.
+_LITERAL_ENV = _literal_env()
+_ARGS_ENV = dict(_LITERAL_ENV, _=_collect)
+
+
 def _parse_value(text):
     """An answer or output: ast.literal_eval, or else only constructor calls
     of literals (dict(a=1), frozenset({1}), float('nan')) and the names nan
@@ -125,7 +133,7 @@ def _parse_value(text):
         raise ValueError(f"{t.__name__} is not allowed in a literal value")
     code = compile(tree, "<literal>", "eval")
     _check_literal_code(code, "a literal")
-    return eval(code, _literal_env())
+    return eval(code, _LITERAL_ENV)
 
 
 def _parse_args(src):
@@ -133,9 +141,7 @@ def _parse_args(src):
         return (), {}
     code = compile("_(\n" + src + "\n)", "<input>", "eval")
     _check_literal_code(code, "an input")
-    env = _literal_env()
-    env["_"] = _collect
-    return eval(code, env)
+    return eval(code, _ARGS_ENV)
 
 
 def _deny_check(tree, deny, ast):
