@@ -144,14 +144,30 @@ def _parse_args(src):
     return eval(code, _ARGS_ENV)
 
 
+# Deny-lists parsed in the zygote, by their exact JSON bytes: the Executor's
+# default one arrives in the zygote's configuration, so a child validating
+# against it neither parses JSON nor builds the sets (a third of a validate
+# run's cost in a fresh child). Any other deny-list is parsed in the child.
+_DENY_CACHE = {}
+
+
+def _deny_sets(raw):
+    """(modules, names, attributes) frozensets of a deny-list's JSON bytes."""
+    got = _DENY_CACHE.get(raw)
+    if got is None:
+        d = json.loads(raw.decode("utf-8") or "{}")
+        got = (frozenset(d.get("modules", ())), frozenset(d.get("names", ())),
+               frozenset(d.get("attributes", ())))
+    return got
+
+
 def _deny_check(tree, deny, ast):
-    """Return a message naming the first denied construct, or None.
+    """Return a message naming the first denied construct, or None. `deny`
+    is the (modules, names, attributes) triple of _deny_sets.
 
     One pass over the tree; only the few node types that matter are looked
     at (a dict dispatch on the exact type, not a chain of isinstance)."""
-    mods = frozenset(deny.get("modules", ()))
-    names = frozenset(deny.get("names", ()))
-    attrs = frozenset(deny.get("attributes", ()))
+    mods, names, attrs = deny
     attr_funcs = {"getattr", "setattr", "delattr", "hasattr"}
 
     def mod_denied(name):
@@ -270,7 +286,7 @@ def _handle(z, mode, a, b, c):
                 status, msg = z.SYNTAX, _describe(exc)
                 stage = None
             if stage and mode == z.MODE_VALIDATE:
-                why = _deny_check(tree, json.loads(c.decode("utf-8") or "{}"), ast)
+                why = _deny_check(tree, _deny_sets(c), ast)
                 if why:
                     status, msg = z.DENIED, why
                     stage = None
@@ -358,7 +374,7 @@ _WARM = (
         b"    return s[::-1], m, ' '.join(b), (1.5, None, True), {2, 3}",
      b"[3, 1, 2], ['a', 'bb'], -1, k={'q': (1,)}", b""),
     (1, b"import math\ndef f(x, y):\n    return [math.sqrt(i) * y for i in range(x)]", b"3, 2.0", _WARM_DENY),
-    (1, b"import os\ndef f(x):\n    return os.getcwd()", b"1", _WARM_DENY),
+    (1, b"import os\ndef f(x):\n    return x", b"1", _WARM_DENY),
     (2, b"[1, -2.5, 'x', (True, None), {1: b'2'}, {3}, frozenset(), float('nan'), 1e999]", b"", b""),
     (3, b"def add(a, b):\n    return a + b", b"def check(c):\n    assert c(1, 2) == 3", b"add"),
     (0, b"def f(x):\n    return 1 / x", b"0", b""),
@@ -378,6 +394,12 @@ def main():
     ext_path, scratch, cfg_json, in_pid_ns = sys.argv[1:5]
     z = _load_ext(ext_path)
     cfg = json.loads(cfg_json)
+    global _WARM
+    if isinstance(cfg.get("deny"), str):
+        raw = cfg["deny"].encode("utf-8")
+        _DENY_CACHE[raw] = _deny_sets(raw)
+        # Warm the validate path against the deny-list it will really see.
+        _WARM = tuple((m, a, b, raw if c == _WARM_DENY else c) for m, a, b, c in _WARM)
     for name in cfg.get("preload") or PRELOAD:
         try:
             __import__(name)
