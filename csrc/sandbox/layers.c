@@ -215,13 +215,18 @@ static int policy_rules(int policy, pid_t self, special *sp, int cap) {
             S(BPF_STMT(BPF_RET | BPF_K, KILL)),
             S(BPF_STMT(BPF_RET | BPF_K, ALLOW))}};
         if (ns < cap) sp[ns++] = c;
-        /* prlimit64: on ourselves (pid 0 or our pid), setting allowed. */
-        special q = {__NR_prlimit64, 5, {
+        /* prlimit64: reading (new == NULL) as the child filter decides;
+         * setting only on ourselves (pid 0 or our pid). */
+        special q = {__NR_prlimit64, 9, {
+            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(2))),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2)),
+            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_HI(2))),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 4, 0)),
             S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0))),
-            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0)),
-            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)self, 0, 1)),
-            S(BPF_STMT(BPF_RET | BPF_K, ALLOW)),
-            S(BPF_STMT(BPF_RET | BPF_K, KILL))}};
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 2, 0)),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)self, 1, 0)),
+            S(BPF_STMT(BPF_RET | BPF_K, KILL)),
+            S(BPF_STMT(BPF_RET | BPF_K, ALLOW))}};
         if (ns < cap) sp[ns++] = q;
         return ns;
     }

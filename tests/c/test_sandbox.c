@@ -113,6 +113,18 @@ static int do_server_work(void) {
     if (waitpid(c, &st, 0) != c || !WIFSIGNALED(st)) return 6;
     return 0;
 }
+/* Reading our own limits by our pid (not 0) is allowed by the full filter;
+ * the two stages must agree. Setting a limit by pid is not. */
+static int do_prlimit_read_self(void) {
+    struct rlimit r;
+    return prlimit(getpid(), RLIMIT_NOFILE, NULL, &r) == 0 ? 0 : 3;
+}
+static int do_prlimit_set_self(void) {
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0) return 3;
+    prlimit(getpid(), RLIMIT_NOFILE, &r, NULL);
+    return 2;
+}
 static int do_unshare(void) { return unshare(CLONE_NEWNET) == 0 ? 1 : 2; }
 
 static void test_seccomp(void) {
@@ -137,6 +149,14 @@ static void test_seccomp(void) {
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS);
     st = in_two_stage_child(do_allowed);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    st = in_filtered_child(do_prlimit_read_self);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    st = in_two_stage_child(do_prlimit_read_self);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    st = in_filtered_child(do_prlimit_set_self);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS);
+    st = in_two_stage_child(do_prlimit_set_self);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS);
     /* The base alone lets a fork server work but still refuses the rest. */
     st = base_only(do_server_work);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
