@@ -262,7 +262,7 @@ class Executor:
         self._scratch = tempfile.mkdtemp(prefix="azr-sandbox-")
         os.chmod(self._scratch, 0o711)
         cfg = {"run_uid": int(run_uid), "run_gid": int(run_uid), "namespaces": bool(namespaces),
-               "nproc": 512}
+               "nproc": 512, "deny": self.deny.to_json()}
         if preload is not None:
             cfg["preload"] = list(preload)
         try:

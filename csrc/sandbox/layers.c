@@ -167,33 +167,70 @@ static int gen_tree(prog_buf *p, const special *sp, int lo, int hi) {
 }
 #endif
 
-int azr_sbx_seccomp_install(pid_t self) {
-#ifndef AZR_AUDIT_ARCH
-    (void)self;
-    errno = ENOSYS;
-    return -1;
-#else
+#ifdef AZR_AUDIT_ARCH
+enum { POL_FULL, POL_BASE, POL_CHILD };
+
+/* Calls a fork server needs after its set-up but a run must not make: the
+ * full filter kills them, the base filter lets them through, the child
+ * filter kills them again. */
+static int server_call(uint32_t nr) {
+    if (nr == (uint32_t)__NR_setrlimit || nr == (uint32_t)__NR_capset) return 1;
+#ifdef __NR_pidfd_open
+    if (nr == (uint32_t)__NR_pidfd_open) return 1;
+#endif
+    return 0;
+}
+
+/* Fill sp with the rules of `policy`; returns how many. */
+static int policy_rules(int policy, pid_t self, special *sp, int cap) {
     const uint32_t KILL = SECCOMP_RET_KILL_PROCESS, ALLOW = SECCOMP_RET_ALLOW;
-    enum { NSP = 160 };
-    special sp[NSP];
     int ns = 0;
-    for (size_t i = 0; i < sizeof kill_list / sizeof kill_list[0] && ns < NSP; i++) {
-        sp[ns].nr = (uint32_t)kill_list[i];
+    for (size_t i = 0; i < sizeof kill_list / sizeof kill_list[0] && ns < cap; i++) {
+        uint32_t nr = (uint32_t)kill_list[i];
+        int srv = server_call(nr);
+        if ((policy == POL_BASE && srv) || (policy == POL_CHILD && !srv)) continue;
+        sp[ns].nr = nr;
         sp[ns].len = 1;
         sp[ns].code[0] = S(BPF_STMT(BPF_RET | BPF_K, KILL));
         ns++;
     }
 #ifdef __NR_clone3
     /* clone3 hides its flags behind a pointer: answer ENOSYS so libc falls
-     * back to clone, whose flags we can inspect. */
-    sp[ns].nr = __NR_clone3;
-    sp[ns].len = 1;
-    sp[ns].code[0] = S(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)));
-    ns++;
+     * back to clone, whose flags we can inspect. (Inherited by the child.) */
+    if (policy != POL_CHILD && ns < cap) {
+        sp[ns].nr = __NR_clone3;
+        sp[ns].len = 1;
+        sp[ns].code[0] = S(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)));
+        ns++;
+    }
 #endif
+    const uint32_t nsflags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
+                             CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP;
+    if (policy == POL_BASE) {
+        /* clone: new processes (the fork server's children) but never a
+         * namespace flag. */
+        special c = {__NR_clone, 4, {
+            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0))),
+            S(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, nsflags, 0, 1)),
+            S(BPF_STMT(BPF_RET | BPF_K, KILL)),
+            S(BPF_STMT(BPF_RET | BPF_K, ALLOW))}};
+        if (ns < cap) sp[ns++] = c;
+        /* prlimit64: reading (new == NULL) as the child filter decides;
+         * setting only on ourselves (pid 0 or our pid). */
+        special q = {__NR_prlimit64, 9, {
+            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(2))),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2)),
+            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_HI(2))),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 4, 0)),
+            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0))),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 2, 0)),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)self, 1, 0)),
+            S(BPF_STMT(BPF_RET | BPF_K, KILL)),
+            S(BPF_STMT(BPF_RET | BPF_K, ALLOW))}};
+        if (ns < cap) sp[ns++] = q;
+        return ns;
+    }
     {   /* clone: threads only (CLONE_THREAD set), never a namespace flag. */
-        const uint32_t nsflags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
-                                 CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP;
         special c = {__NR_clone, 6, {
             S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0))),
             S(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 1, 0)),
@@ -201,12 +238,12 @@ int azr_sbx_seccomp_install(pid_t self) {
             S(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, nsflags, 0, 1)),
             S(BPF_STMT(BPF_RET | BPF_K, KILL)),
             S(BPF_STMT(BPF_RET | BPF_K, ALLOW))}};
-        sp[ns++] = c;
+        if (ns < cap) sp[ns++] = c;
     }
     {   /* Signals: only to this process (its own pid / thread group). */
         const int self_first_arg[] = {__NR_kill, __NR_tgkill, __NR_rt_sigqueueinfo,
                                       __NR_rt_tgsigqueueinfo};
-        for (size_t i = 0; i < 4; i++) {
+        for (size_t i = 0; i < 4 && ns < cap; i++) {
             special c = {(uint32_t)self_first_arg[i], 4, {
                 S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0))),
                 S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)self, 0, 1)),
@@ -228,8 +265,16 @@ int azr_sbx_seccomp_install(pid_t self) {
             S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)self, 0, 1)),
             S(BPF_STMT(BPF_RET | BPF_K, ALLOW)),
             S(BPF_STMT(BPF_RET | BPF_K, KILL))}};
-        sp[ns++] = c;
+        if (ns < cap) sp[ns++] = c;
     }
+    return ns;
+}
+
+static int install_policy(int policy, pid_t self) {
+    const uint32_t KILL = SECCOMP_RET_KILL_PROCESS;
+    enum { NSP = 160 };
+    special sp[NSP];
+    int ns = policy_rules(policy, self, sp, NSP);
     qsort(sp, (size_t)ns, sizeof sp[0], cmp_special);
     struct sock_filter f[512];
     prog_buf p = {f, 0, 512};
@@ -247,6 +292,36 @@ int azr_sbx_seccomp_install(pid_t self) {
     struct sock_fprog prog = {.len = (unsigned short)p.n, .filter = f};
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
     return (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+}
+#endif
+
+int azr_sbx_seccomp_install(pid_t self) {
+#ifndef AZR_AUDIT_ARCH
+    (void)self;
+    errno = ENOSYS;
+    return -1;
+#else
+    return install_policy(POL_FULL, self);
+#endif
+}
+
+int azr_sbx_seccomp_install_base(pid_t self) {
+#ifndef AZR_AUDIT_ARCH
+    (void)self;
+    errno = ENOSYS;
+    return -1;
+#else
+    return install_policy(POL_BASE, self);
+#endif
+}
+
+int azr_sbx_seccomp_install_child(pid_t self) {
+#ifndef AZR_AUDIT_ARCH
+    (void)self;
+    errno = ENOSYS;
+    return -1;
+#else
+    return install_policy(POL_CHILD, self);
 #endif
 }
 

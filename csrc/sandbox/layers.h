@@ -22,6 +22,21 @@ int azr_sbx_seccomp_supported(void);
  * back to clone. Returns 0 or -1. */
 int azr_sbx_seccomp_install(pid_t self);
 
+/* The same policy in two stages, so a fork server pays for the large filter
+ * once instead of once per run:
+ *   - base (installed once by the fork server on itself, inherited by every
+ *     child): the full policy except for what a fork server still needs --
+ *     clone of new processes (never with a namespace flag), kill of any
+ *     process, pidfd_open, setrlimit/prlimit64 on itself, capset;
+ *   - child (installed by each run on top of the inherited base): exactly
+ *     those exceptions taken back (threads only, signals and prlimit64 read-
+ *     only to itself, setrlimit/pidfd_open/capset killed).
+ * base followed by child allows and kills the same calls as the full filter
+ * (the kernel applies the most restrictive answer of all filters). `self`
+ * as above. Both set no_new_privs. Return 0 or -1. */
+int azr_sbx_seccomp_install_base(pid_t self);
+int azr_sbx_seccomp_install_child(pid_t self);
+
 /* Landlock ABI version of the running kernel, 0 if unavailable. */
 int azr_sbx_landlock_abi(void);
 

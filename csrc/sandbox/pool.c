@@ -39,9 +39,9 @@ typedef struct {
     uint32_t seed;
     uint32_t layers;
     int alive;
-    int busy;
-    size_t req;
-    double deadline;
+    int busy;       /* requests sent and not answered yet (0..PIPELINE) */
+    size_t req[2];  /* their indices, oldest first: the zygote answers in order */
+    double deadline; /* outer deadline of req[0] */
     uint8_t *rbuf;
     size_t rlen, rcap;
 } worker;
@@ -56,6 +56,13 @@ struct azr_sbx_pool {
     uint64_t spawned;
     pid_t owner; /* the process that started the zygotes */
 };
+
+/* Requests a zygote may hold: the one it runs and one waiting in its socket,
+ * so it starts the next run without waiting for the supervisor to be
+ * scheduled. Only small requests wait (a large one could fill the socket
+ * buffer and block the supervisor). */
+#define PIPELINE 2
+#define PIPELINE_MAX_BYTES (32u << 10)
 
 static double now_s(void) {
     struct timespec ts;
@@ -104,7 +111,12 @@ static azr_status worker_spawn(azr_sbx_pool *p, worker *w) {
     w->seed = fresh_seed(p);
     char envbuf[64];
     snprintf(envbuf, sizeof envbuf, "PYTHONHASHSEED=%u", (unsigned)w->seed);
-    char *envp[] = {envbuf, NULL};
+    /* LD_BIND_NOW: the zygote resolves every symbol once at start-up, so its
+     * children do not each resolve (and copy-on-write the GOT pages of) the
+     * functions they call first. The zygote removes it from its environment
+     * before reporting; runs see only an empty environment. */
+    char bindnow[] = "LD_BIND_NOW=1";
+    char *envp[] = {envbuf, bindnow, NULL};
     char *argv_ns[] = {p->python, "-S", "-s", "-B", "-P", p->driver, p->ext_path, p->scratch,
                        p->config_json, "1", NULL};
     char *argv_plain[] = {p->python, "-S", "-s", "-B", "-P", p->driver, p->ext_path, p->scratch,
@@ -309,7 +321,7 @@ static int parse_reply(worker *w, azr_sbx_result *res) {
         return -1;
     size_t total = sizeof h + (size_t)h.payload_len + h.out_len + h.msg_len;
     if (w->rlen < total) return 0;
-    if (w->rlen > total) return -1;
+    if (w->busy < 2 && w->rlen > total) return -1; /* more than was asked for */
     const uint8_t *q = w->rbuf + sizeof h;
     res->status = h.status;
     res->exit_code = h.exit_code;
@@ -335,7 +347,9 @@ static int parse_reply(worker *w, azr_sbx_result *res) {
     res->msg[m] = '\0';
     res->zygote_id = w->zid;
     res->hash_seed = w->seed;
-    w->rlen = 0;
+    /* Keep what follows (the start of the next reply). */
+    memmove(w->rbuf, w->rbuf + total, w->rlen - total);
+    w->rlen -= total;
     return 1;
 }
 
@@ -376,6 +390,26 @@ static void set_error(azr_sbx_result *r, const char *msg) {
     snprintf(r->msg, sizeof r->msg, "%s", msg);
 }
 
+/* A zygote is being replaced: put its unanswered requests back in the
+ * queue. The one it was running (the oldest) counts as a try and fails
+ * after two; the ones waiting behind it never started and count nothing. */
+static void requeue_worker(worker *w, azr_sbx_result *results, uint8_t *state, uint32_t *ran_seed,
+                           uint8_t *tries, size_t *head, size_t *done) {
+    for (int k = 0; k < w->busy; k++) {
+        size_t i = w->req[k];
+        if (k == 0 && ++tries[i] >= 2) {
+            set_error(&results[i], "sandbox: the zygote running this request died twice");
+            state[i] = 2;
+            (*done)++;
+            continue;
+        }
+        state[i] = 0;
+        ran_seed[i] = 0;
+        if (i < *head) *head = i;
+    }
+    w->busy = 0;
+}
+
 azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t n,
                             azr_sbx_result *results, azr_sbx_cancel_fn cancel, void *ctx) {
     if (!p) return azr_set_error(AZR_ERR_INVALID, "sandbox: pool is NULL (closed?)");
@@ -414,28 +448,32 @@ azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t
             worker *w = &p->w[wi];
             if (!w->alive && worker_respawn(p, w) != 0) continue;
             any_alive = 1;
-            if (w->busy) continue;
-            while (head < n && state[head] != 0) head++;
-            size_t pick = n;
-            for (size_t i = head; i < n; i++) {
-                if (state[i] != 0) continue;
-                int64_t q = reqs[i].pair;
-                if (q >= 0 && ran_seed[q] != 0 && ran_seed[q] == w->seed) continue;
-                pick = i;
-                break;
+            while (w->alive && w->busy < PIPELINE) {
+                while (head < n && state[head] != 0) head++;
+                size_t pick = n;
+                for (size_t i = head; i < n; i++) {
+                    if (state[i] != 0) continue;
+                    int64_t q = reqs[i].pair;
+                    if (q >= 0 && ran_seed[q] != 0 && ran_seed[q] == w->seed) continue;
+                    pick = i;
+                    break;
+                }
+                if (pick == n) break;
+                if (w->busy && (size_t)reqs[pick].a_len + reqs[pick].b_len + reqs[pick].c_len > PIPELINE_MAX_BYTES)
+                    break;
+                if (send_request(w, &reqs[pick]) != 0) {
+                    /* The zygote is gone: its requests go back to the queue
+                     * (the one it was running counts as a try). */
+                    requeue_worker(w, results, state, ran_seed, tries, &head, &done);
+                    worker_kill(w);
+                    break;
+                }
+                state[pick] = 1;
+                last_progress = now_s();
+                ran_seed[pick] = w->seed;
+                if (w->busy == 0) w->deadline = now_s() + reqs[pick].timeout_ms / 1000.0 + 10.0;
+                w->req[w->busy++] = pick;
             }
-            if (pick == n) continue;
-            if (send_request(w, &reqs[pick]) != 0) {
-                /* The zygote is gone: replace it and try again later. */
-                worker_kill(w);
-                continue;
-            }
-            state[pick] = 1;
-            last_progress = now_s();
-            ran_seed[pick] = w->seed;
-            w->busy = 1;
-            w->req = pick;
-            w->deadline = now_s() + reqs[pick].timeout_ms / 1000.0 + 10.0;
         }
         if (!any_alive) {
             st = azr_set_error(AZR_ERR_SYSTEM, "sandbox: no zygote could be started: %s", azr_last_error());
@@ -470,26 +508,19 @@ azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t
             for (int k = 0; r > 0 && k < np; k++) {
                 if (!pf[k].revents) continue;
                 worker *w = &p->w[pw[k]];
-                size_t i = w->req;
                 int rr = worker_read(w);
-                int pr = parse_reply(w, &results[i]);
-                if (pr == 1) {
-                    state[i] = 2;
+                int pr = 0;
+                while (w->busy > 0 && (pr = parse_reply(w, &results[w->req[0]])) == 1) {
+                    state[w->req[0]] = 2;
                     done++;
                     last_progress = now_s();
-                    w->busy = 0;
-                    if (rr < 0) worker_kill(w);
-                } else if (rr < 0 || pr < 0) {
+                    w->req[0] = w->req[1];
+                    if (--w->busy > 0) w->deadline = now_s() + reqs[w->req[0]].timeout_ms / 1000.0 + 10.0;
+                }
+                if (pr == 0 && w->busy == 0 && w->rlen > 0) pr = -1; /* a reply nobody asked for */
+                if (rr < 0 || pr < 0) {
+                    requeue_worker(w, results, state, ran_seed, tries, &head, &done);
                     worker_kill(w);
-                    if (++tries[i] >= 2) {
-                        set_error(&results[i], "sandbox: the zygote running this request died twice");
-                        state[i] = 2;
-                        done++;
-                    } else {
-                        state[i] = 0;
-                        ran_seed[i] = 0;
-                        if (i < head) head = i;
-                    }
                 }
             }
         }
@@ -497,12 +528,15 @@ azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t
         for (int wi = 0; wi < p->nw; wi++) {
             worker *w = &p->w[wi];
             if (!w->alive || !w->busy || t < w->deadline) continue;
-            size_t i = w->req;
-            worker_kill(w);
+            size_t i = w->req[0];
             set_error(&results[i], "sandbox: the zygote did not answer within the outer deadline; replaced");
             results[i].status = AZR_SBX_TIMEOUT;
             state[i] = 2;
             done++;
+            w->req[0] = w->req[1];
+            w->busy--;
+            requeue_worker(w, results, state, ran_seed, tries, &head, &done);
+            worker_kill(w);
         }
         if (cancel && t >= next_cancel_check) {
             next_cancel_check = t + 0.1;

@@ -18,6 +18,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <math.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +32,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,6 +65,7 @@ struct azr_sbx_zygote {
     unsigned long long base_vm; /* bytes mapped by the zygote itself */
     unsigned long long nruns;
     int dropped; /* the zygote itself runs as the unprivileged run uid */
+    int seccomp_base; /* the base filter is on the zygote: children add the small child filter */
 };
 
 static double now_s(void) {
@@ -96,6 +101,40 @@ static int read_all(int fd, void *buf, size_t len) {
         got += (size_t)r;
     }
     return 1;
+}
+
+/* Fill the iovecs completely (EINTR and short reads handled). 0 or -1
+ * (error or end of file first). Advances iv in place. */
+static int readv_all(int fd, struct iovec *iv, int n) {
+    while (n > 0) {
+        if (iv->iov_len == 0) { iv++; n--; continue; }
+        ssize_t r = readv(fd, iv, n);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (r == 0) return -1;
+        size_t left = (size_t)r;
+        while (n > 0 && left >= iv->iov_len) { left -= iv->iov_len; iv++; n--; }
+        if (n > 0) { iv->iov_base = (char *)iv->iov_base + left; iv->iov_len -= left; }
+    }
+    return 0;
+}
+
+/* Write every iovec completely. 0 or -1. Advances iv in place. */
+static int writev_all(int fd, struct iovec *iv, int n) {
+    while (n > 0) {
+        if (iv->iov_len == 0) { iv++; n--; continue; }
+        ssize_t w = writev(fd, iv, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        size_t left = (size_t)w;
+        while (n > 0 && left >= iv->iov_len) { left -= iv->iov_len; iv++; n--; }
+        if (n > 0) { iv->iov_base = (char *)iv->iov_base + left; iv->iov_len -= left; }
+    }
+    return 0;
 }
 
 static int mkdir_p(const char *path, mode_t mode) {
@@ -181,6 +220,40 @@ static unsigned long long read_vm_bytes(void) {
     return pages * (unsigned long long)sysconf(_SC_PAGESIZE);
 }
 
+/* fork() copies page-table entries only for mappings that already hold a
+ * private (anonymous) page; for read-only file mappings -- the code and
+ * constants of libpython and libc -- it copies none, so every child took
+ * ~50 page faults re-mapping the same code pages the zygote had mapped.
+ * Rewriting one byte of each such mapping with its own value through
+ * /proc/self/mem (the debugger's forced copy-on-write, no protection change)
+ * gives the mapping an anonymous page, after which fork copies its present
+ * entries in bulk. Contents are unchanged. Best effort: any failure leaves
+ * the mapping as it was (children then fault as before). */
+static void share_file_ptes(void) {
+    FILE *maps = fopen("/proc/self/maps", "re");
+    if (!maps) return;
+    int mem = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+    if (mem < 0) {
+        fclose(maps);
+        return;
+    }
+    char line[4352];
+    while (fgets(line, sizeof line, maps)) {
+        unsigned long lo = 0, hi = 0;
+        char perms[8] = "";
+        int path_at = 0;
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &lo, &hi, perms, &path_at) < 3) continue;
+        /* Private, not writable, backed by a file (not [vdso]/[vvar]). */
+        if (perms[3] != 'p' || perms[1] == 'w' || perms[2] != 'x' || hi <= lo) continue;
+        if (path_at <= 0 || line[path_at] != '/') continue;
+        if (!strstr(line + path_at, "libpython") && !strstr(line + path_at, "/libc.so")) continue;
+        unsigned char v = *(volatile const unsigned char *)lo;
+        if (pwrite(mem, &v, 1, (off_t)lo) != 1) continue;
+    }
+    close(mem);
+    fclose(maps);
+}
+
 azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote **out) {
     if (!cfg || !out || !cfg->scratch || cfg->ctl_fd < 0)
         return azr_set_error(AZR_ERR_INVALID, "zygote_init: missing config, scratch or socket");
@@ -189,6 +262,7 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
     z->cfg = *cfg;
     snprintf(z->scratch, sizeof z->scratch, "%s", cfg->scratch);
     z->is_root = geteuid() == 0;
+    unsetenv("LD_BIND_NOW"); /* the supervisor's start-up hint, not for runs */
     char note[1024] = "";
     z->base_vm = read_vm_bytes();
 
@@ -267,6 +341,10 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
     }
     z->layers = L;
 
+    /* Before the uid change below: a non-dumpable process cannot open its own
+     * /proc/self/mem (it becomes root's). Every library is loaded by now. */
+    share_file_ptes();
+
     /* Drop the zygote itself to the run uid once its privileged set-up is
      * done: children then need no credential change, and the fork server
      * holds no root either. Non-dumpable, so a same-uid child could not
@@ -285,6 +363,11 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
             snprintf(note, sizeof note, "could not switch to the run uid: %s", strerror(errno));
         }
     }
+    /* The seccomp policy's large part goes on the zygote itself, once, now
+     * that its privileged set-up is over; each child then adds only the small
+     * filter that takes back what a fork server needs (see layers.h). If the
+     * base cannot be installed, children install the full filter. */
+    if ((L & AZR_SBX_L_SECCOMP) && azr_sbx_seccomp_install_base(getpid()) == 0) z->seccomp_base = 1;
     z->layers = L;
     uint32_t hello[3] = {AZR_SBX_HELLO_MAGIC, L, (uint32_t)strlen(note)};
     if (write_all(cfg->ctl_fd, hello, sizeof hello) != 0 ||
@@ -331,7 +414,12 @@ static void child_setup(azr_sbx_zygote *z, const azr_sbx_req_hdr *h, int out_w, 
     if (nul != 0) close(nul);
     if (dup2(out_w, 1) < 0 || dup2(out_w, 2) < 0) child_fail("stdout");
     if (out_w > 2 && out_w != AZR_SBX_RESULT_FD) close(out_w);
-    if (setsid() < 0) child_fail("setsid");
+    /* Its own process group, so the deadline kill reaches every thread and
+     * anything left of the run. Not a new session: the zygote's session has
+     * no controlling terminal and a run that is not a session leader can
+     * never acquire one, and setsid would also create (and at exit destroy)
+     * a scheduler autogroup per run, ~2% of all the CPU a trivial run costs. */
+    if (setpgid(0, 0) < 0) child_fail("process group");
     if (chdir(z->rundir) != 0) child_fail("scratch");
     int rfd = -1;
     if (L & AZR_SBX_L_LANDLOCK) {
@@ -394,8 +482,11 @@ static void child_setup(azr_sbx_zygote *z, const azr_sbx_req_hdr *h, int out_w, 
         if (azr_sbx_landlock_restrict(rfd) != 0) child_fail("landlock");
         close(rfd);
     }
-    if (L & AZR_SBX_L_SECCOMP)
-        if (azr_sbx_seccomp_install(getpid()) != 0) child_fail("seccomp");
+    if (L & AZR_SBX_L_SECCOMP) {
+        pid_t me = getpid();
+        if ((z->seccomp_base ? azr_sbx_seccomp_install_child(me) : azr_sbx_seccomp_install(me)) != 0)
+            child_fail("seccomp");
+    }
 }
 
 static const char *sig_name(int s) {
@@ -482,17 +573,21 @@ static int reply(azr_sbx_zygote *z, azr_sbx_rep_hdr *rh, const void *payload, co
                  const char *msg) {
     rh->magic = AZR_SBX_REP_MAGIC;
     rh->msg_len = (uint32_t)strlen(msg);
-    if (write_all(z->cfg.ctl_fd, rh, sizeof *rh) != 0) return -1;
-    if (rh->payload_len && write_all(z->cfg.ctl_fd, payload, rh->payload_len) != 0) return -1;
-    if (rh->out_len && write_all(z->cfg.ctl_fd, out, rh->out_len) != 0) return -1;
-    if (rh->msg_len && write_all(z->cfg.ctl_fd, msg, rh->msg_len) != 0) return -1;
-    return 0;
+    /* One system call for the whole reply in the usual case. */
+    struct iovec iv[4] = {{rh, sizeof *rh}, {(void *)payload, rh->payload_len}, {(void *)out, rh->out_len},
+                          {(void *)msg, rh->msg_len}};
+    return writev_all(z->cfg.ctl_fd, iv, 4);
 }
 
 azr_status azr_sbx_zygote_serve(azr_sbx_zygote *z, azr_sbx_child_request *req, int *is_child) {
     if (!z || !req || !is_child) return azr_set_error(AZR_ERR_INVALID, "zygote_serve: NULL argument");
     *is_child = 0;
     const pid_t self = getpid();
+#ifdef __GLIBC__
+    /* Give free heap pages back before the first fork: every page still
+     * mapped is one more page-table entry copied at each fork. */
+    malloc_trim(0);
+#endif
     for (;;) {
         azr_sbx_req_hdr h;
         int r = read_all(z->cfg.ctl_fd, &h, sizeof h);
@@ -500,16 +595,14 @@ azr_status azr_sbx_zygote_serve(azr_sbx_zygote *z, azr_sbx_child_request *req, i
         if (r < 0 || h.magic != AZR_SBX_REQ_MAGIC || h.a_len > AZR_SBX_MAX_FIELD ||
             h.b_len > AZR_SBX_MAX_FIELD || h.c_len > AZR_SBX_MAX_FIELD)
             return azr_set_error(AZR_ERR_FORMAT, "zygote_serve: bad request from supervisor");
-        char *a = malloc((size_t)h.a_len + 1), *b = malloc((size_t)h.b_len + 1),
-             *c = malloc((size_t)h.c_len + 1);
-        if (!a || !b || !c) {
-            free(a); free(b); free(c);
-            return azr_set_error(AZR_ERR_NOMEM, "zygote_serve: out of memory");
-        }
-        if ((h.a_len && read_all(z->cfg.ctl_fd, a, h.a_len) != 1) ||
-            (h.b_len && read_all(z->cfg.ctl_fd, b, h.b_len) != 1) ||
-            (h.c_len && read_all(z->cfg.ctl_fd, c, h.c_len) != 1)) {
-            free(a); free(b); free(c);
+        /* a, b, c in one buffer (one allocation, one read), each NUL-ended. */
+        const size_t body = (size_t)h.a_len + h.b_len + h.c_len;
+        char *a = malloc(body + 3);
+        if (!a) return azr_set_error(AZR_ERR_NOMEM, "zygote_serve: out of memory");
+        char *b = a + h.a_len + 1, *c = b + h.b_len + 1;
+        struct iovec iv[3] = {{a, h.a_len}, {b, h.b_len}, {c, h.c_len}};
+        if (body && readv_all(z->cfg.ctl_fd, iv, 3) != 0) {
+            free(a);
             return azr_set_error(AZR_ERR_FORMAT, "zygote_serve: truncated request");
         }
         a[h.a_len] = b[h.b_len] = c[h.c_len] = '\0';
@@ -529,7 +622,7 @@ azr_status azr_sbx_zygote_serve(azr_sbx_zygote *z, azr_sbx_child_request *req, i
             snprintf(msg, sizeof msg, "sandbox: cannot prepare the run (%s)", strerror(errno));
             if (out_p[0] >= 0) { close(out_p[0]); close(out_p[1]); }
             if (have_dir) cleanup_rundir(z);
-            free(a); free(b); free(c);
+            free(a);
             if (reply(z, &rh, NULL, NULL, msg) != 0) return AZR_OK;
             continue;
         }
@@ -550,10 +643,10 @@ azr_status azr_sbx_zygote_serve(azr_sbx_zygote *z, azr_sbx_child_request *req, i
             return AZR_OK;
         }
         if (z->cfg.after_fork_parent) z->cfg.after_fork_parent();
-        free(a); free(b); free(c);
         close(out_p[1]);
         close(res_p[1]);
         if (pid < 0) {
+            free(a);
             rh.status = AZR_SBX_ERROR;
             snprintf(msg, sizeof msg, "sandbox: fork failed (%s)", strerror(errno));
             close(out_p[0]); close(res_p[0]);
@@ -618,6 +711,9 @@ azr_status azr_sbx_zygote_serve(azr_sbx_zygote *z, azr_sbx_child_request *req, i
         close(out_p[0]);
         close(res_p[0]);
         cleanup_rundir(z);
+        /* Freed only now: while the child lived, writing the allocator's
+         * bookkeeping would have copied a page it still shared. */
+        free(a);
         rh.wall_time = now_s() - t0;
         rh.cpu_time = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
                       (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;

@@ -6,6 +6,7 @@
  * under the filter). */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,42 @@ static int in_filtered_child(int (*body)(void)) {
     pid_t pid = fork();
     if (pid == 0) {
         if (azr_sbx_seccomp_install(getpid()) != 0) _exit(90);
+        _exit(body());
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return st;
+}
+
+/* The same, with the two-stage policy: the base filter (what a fork server
+ * installs on itself), then the child filter on top. */
+static int in_two_stage_child(int (*body)(void)) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (azr_sbx_seccomp_install_base(getpid()) != 0) _exit(90);
+        /* A fork server under the base filter can still fork its runs. */
+        pid_t inner = fork();
+        if (inner == 0) {
+            if (azr_sbx_seccomp_install_child(getpid()) != 0) _exit(91);
+            _exit(body());
+        }
+        if (inner < 0) _exit(92);
+        int st = 0;
+        if (waitpid(inner, &st, 0) != inner) _exit(93);
+        /* Hand the grandchild's fate up unchanged. */
+        if (WIFSIGNALED(st)) kill(getpid(), WTERMSIG(st));
+        _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 94);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return st;
+}
+
+/* Only the base filter: what the fork server itself may and may not do. */
+static int base_only(int (*body)(void)) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (azr_sbx_seccomp_install_base(getpid()) != 0) _exit(90);
         _exit(body());
     }
     int st = 0;
@@ -61,6 +98,35 @@ static int do_allowed(void) {
     return 0;
 }
 
+static int do_server_work(void) {
+    /* libc fork (clone with SIGCHLD), setrlimit, kill of the forked child. */
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0 || setrlimit(RLIMIT_NOFILE, &r) != 0) return 3;
+    pid_t c = fork();
+    if (c == 0) {
+        pause();
+        _exit(0);
+    }
+    if (c < 0) return 4;
+    if (kill(c, SIGKILL) != 0) return 5;
+    int st = 0;
+    if (waitpid(c, &st, 0) != c || !WIFSIGNALED(st)) return 6;
+    return 0;
+}
+/* Reading our own limits by our pid (not 0) is allowed by the full filter;
+ * the two stages must agree. Setting a limit by pid is not. */
+static int do_prlimit_read_self(void) {
+    struct rlimit r;
+    return prlimit(getpid(), RLIMIT_NOFILE, NULL, &r) == 0 ? 0 : 3;
+}
+static int do_prlimit_set_self(void) {
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0) return 3;
+    prlimit(getpid(), RLIMIT_NOFILE, &r, NULL);
+    return 2;
+}
+static int do_unshare(void) { return unshare(CLONE_NEWNET) == 0 ? 1 : 2; }
+
 static void test_seccomp(void) {
     if (!azr_sbx_seccomp_supported()) {
         printf("seccomp unsupported here: skipped\n");
@@ -73,6 +139,33 @@ static void test_seccomp(void) {
     }
     int st = in_filtered_child(do_allowed);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* Two stages: the same verdicts as the full filter. */
+    for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++) {
+        st = in_two_stage_child(denied[i]);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS);
+        if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS)) fprintf(stderr, "two-stage case %zu: status %#x\n", i, st);
+    }
+    st = in_two_stage_child(do_unshare);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS);
+    st = in_two_stage_child(do_allowed);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    st = in_filtered_child(do_prlimit_read_self);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    st = in_two_stage_child(do_prlimit_read_self);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    st = in_filtered_child(do_prlimit_set_self);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS);
+    st = in_two_stage_child(do_prlimit_set_self);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS);
+    /* The base alone lets a fork server work but still refuses the rest. */
+    st = base_only(do_server_work);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) fprintf(stderr, "base server work: status %#x\n", st);
+    int (*base_denied[])(void) = {do_socket, do_exec, do_unshare};
+    for (size_t i = 0; i < sizeof base_denied / sizeof base_denied[0]; i++) {
+        st = base_only(base_denied[i]);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS);
+    }
 }
 
 static void test_landlock(void) {

@@ -199,17 +199,22 @@ static int enc_value(enc *e, PyObject *v) {
     return -1;
 }
 
+/* 10 ** AZR_ENC_MAX_DIGITS, made once (in the zygote, by init, so no child
+ * pays for the big multiplication). 0 or -1 with a Python error set. */
+static int digit_limit_ready(void) {
+    if (g_digit_limit) return 0;
+    PyObject *ten = PyLong_FromLong(10), *ex = PyLong_FromLong(AZR_ENC_MAX_DIGITS);
+    g_digit_limit = (ten && ex) ? PyNumber_Power(ten, ex, Py_None) : NULL;
+    Py_XDECREF(ten); Py_XDECREF(ex);
+    return g_digit_limit ? 0 : -1;
+}
+
 /* Encode v. Returns 0 and fills e->buf, or -1 with e->err / e->truncated /
  * a Python error set. */
 static int encode(PyObject *v, size_t limit, enc *e) {
     memset(e, 0, sizeof *e);
     e->limit = limit;
-    if (!g_digit_limit) {
-        PyObject *ten = PyLong_FromLong(10), *ex = PyLong_FromLong(AZR_ENC_MAX_DIGITS);
-        g_digit_limit = (ten && ex) ? PyNumber_Power(ten, ex, Py_None) : NULL;
-        Py_XDECREF(ten); Py_XDECREF(ex);
-        if (!g_digit_limit) return -1;
-    }
+    if (digit_limit_ready() < 0) return -1;
     return enc_value(e, v);
 }
 
@@ -308,6 +313,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_RuntimeError, "init: this zygote is already initialised");
         return NULL;
     }
+    if (digit_limit_ready() < 0) return NULL;
     char **rop = str_list(ro), **devp = str_list(dev);
     if (!rop || !devp) return NULL;
     azr_sbx_zygote_config cfg = {0};
