@@ -27,6 +27,11 @@ Semantics worth knowing:
   string of each token comes from ``tokenizer.token_bytes_table()`` when the
   tokenizer has it (exact for byte-level BPE tokens that hold partial UTF-8
   characters), else from ``tokenizer.decode([i])`` encoded as UTF-8.
+- The engine reads weights repacked for its kernels. The packed copy (about
+  the size of the parameters) is kept on the model between calls and
+  repacked only when the matrices changed: each call hashes them (one read
+  of the weights), so optimizer steps, loads and direct NumPy writes are
+  all seen. `release_weight_cache(model)` frees it.
 """
 from __future__ import annotations
 
@@ -313,7 +318,7 @@ def generate(model, prompts, n: int = 1, max_new_tokens: int = 256, temperature:
             model._engine, flat, offsets, int(n), int(max_new_tokens), float(temperature),
             float(top_p), int(top_k), int(seed), _eos_ids(model), stop_bytes, stop_off, tok_bytes,
             tok_off, pl.max_slots, pl.kv_blocks, pl.block_size, PREFILL_CHUNK, ctx, callback,
-            request_keys=request_keys(ids))
+            request_keys=request_keys(ids), weights=_weight_cache(model))
     finally:
         if bar is not None:
             bar.close()
@@ -332,6 +337,21 @@ def generate(model, prompts, n: int = 1, max_new_tokens: int = 256, temperature:
     return out
 
 
+def _weight_cache(model):
+    """The model's packed-weight cache (made on first use)."""
+    cache = model.__dict__.get("_gen_weights")
+    if cache is None:
+        cache = model.__dict__["_gen_weights"] = _core.gen_weights_new()
+    return cache
+
+
+def release_weight_cache(model) -> int:
+    """Free the packed weights `generate` keeps on ``model`` between calls;
+    returns the bytes freed. The next call repacks."""
+    cache = model.__dict__.pop("_gen_weights", None)
+    return 0 if cache is None else int(_core.gen_weights_info(cache)[0])
+
+
 def _text(tok, ids: list[int], reason: str, stops: list[bytes]) -> str:
     if tok is None:
         return ""
@@ -346,4 +366,5 @@ def _text(tok, ids: list[int], reason: str, stops: list[bytes]) -> str:
     return text
 
 
-__all__ = ["Completion", "GenerationPlan", "generate", "plan", "request_keys", "token_byte_table"]
+__all__ = ["Completion", "GenerationPlan", "generate", "plan", "release_weight_cache",
+           "request_keys", "token_byte_table"]

@@ -3,20 +3,33 @@
 float32, same machine, same run.
 
 Cases (new tokens are sampled at temperature 1, no EOS, so every system
-generates exactly the same number of tokens):
+generates exactly the same number of tokens; prefill is included):
   (a) 1 prompt  x 256 new tokens          -- decode latency, memory bound
   (b) 64 prompts x 256 new tokens         -- continuous batching
   (c) 8 prompts x 8 samples x 256 tokens  -- prefix sharing (n=8)
-Also printed: the memory-bandwidth bound for (a) (weight bytes read per token
-against a NumPy copy bandwidth measured in this run with as many threads).
+Also printed: the memory-bandwidth bound for (a): fp32 weight bytes read per
+token against a STREAM-like read bandwidth measured in this run with the same
+threads (best of 5), and what a `generate` call costs in fixed overhead (the
+packed-weight cache: a repack after a weight change, a hash check otherwise).
+
+llama.cpp gets an F32 GGUF written from the same weights (its default F16 KV
+cache) and is driven through the low-level API the way its batched example
+does: all sequences in one llama_batch per step, n_seq_max sequences, a
+prompt decoded once and its KV copied to its n samples (llama_memory_seq_cp),
+its own `dist` sampler. `--llama-kv both` also tries its unified KV buffer
+and reports the faster. When llama-cpp-python is not installed the llama.cpp
+columns are skipped with a note (it builds llama.cpp from source, so CI does
+not install it).
 
 The model is SmolLM2-135M's shape (hidden 576, 30 layers, 9 heads, 3 KV
-heads, intermediate 1536, vocab 49152, tied embeddings) with random weights
-unless --model points at a Hugging Face directory (config.json +
-safetensors). Speed does not depend on the weights' values.
+heads, intermediate 1536, vocab 49152, tied embeddings) with random weights,
+or --model (a Hugging Face directory or a name Model.from_pretrained knows,
+e.g. smollm2-135m-instruct, the default model dequantized to fp32). Speed
+does not depend on the weights' values.
 
 Usage:  python benchmarks/bench_generate.py [--quick] [--json out.json]
-                                             [--model DIR] [--threads N]
+            [--model DIR|NAME] [--threads N] [--cases abc] [--no-transformers]
+            [--llama-kv split|unified|both] [--repeat-a K]
 """
 from __future__ import annotations
 
@@ -25,7 +38,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,6 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import azr  # noqa: E402
+import azr.generate as gen  # noqa: E402
 from azr.model import Model, ModelConfig  # noqa: E402
 
 SMOLLM2 = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
@@ -55,27 +68,6 @@ def random_smollm2(path: Path, layers: int | None = None) -> Model:
             a[...] = 1.0
     m.save_pretrained(path)
     return m
-
-
-def copy_bandwidth(threads: int, mb: int = 512) -> float:
-    """Bytes/s of a NumPy copy split over `threads` Python threads (NumPy
-    releases the GIL), read + write counted, best of 5."""
-    n = mb * 2**20 // 4
-    src = np.ones(n, np.float32)
-    dst = np.empty_like(src)
-    parts = np.array_split(np.arange(n), threads)
-    bounds = [(int(p[0]), int(p[-1]) + 1) for p in parts if p.size]
-    best = 0.0
-    for _ in range(5):
-        ts = [threading.Thread(target=np.copyto, args=(dst[a:b], src[a:b])) for a, b in bounds]
-        t0 = time.perf_counter()
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        dt = time.perf_counter() - t0
-        best = max(best, 2 * src.nbytes / dt)
-    return best
 
 
 def prompts_for(k: int, vocab: int, seed: int, lo: int = 16, hi: int = 48) -> list[list[int]]:
@@ -100,7 +92,7 @@ def run_transformers(path: Path, prompts, n: int, new: int, threads: int) -> flo
         print(f"  transformers baseline skipped: {exc}")
         return None
     torch.set_num_threads(threads)
-    tm = transformers.AutoModelForCausalLM.from_pretrained(str(path), torch_dtype=torch.float32)
+    tm = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
     tm.eval()
     T = max(len(p) for p in prompts)
     ids = torch.zeros((len(prompts), T), dtype=torch.long)
@@ -174,26 +166,146 @@ def write_gguf_f32(m: Model, path: Path) -> None:
     w.close()
 
 
-def run_llamacpp(gguf_path: Path, prompts, n: int, new: int, threads: int) -> float:
-    """llama-cpp-python has no batched sampling API: prompts and samples run
-    one after another (its prompt cache reuses the shared prefix)."""
-    import llama_cpp
+class LlamaCpp:
+    """llama.cpp through llama-cpp-python's low-level bindings, used the way
+    its own batched example does: one context with n_seq_max sequences, one
+    llama_batch per step holding the next token of every running sequence,
+    prompts prefilled in batches of n_batch tokens, and for n samples per
+    prompt the prompt decoded once and its KV copied to the other samples
+    (llama_memory_seq_cp). Sampling is llama.cpp's own `dist` sampler (the
+    full softmax, temperature 1), called from C per sequence.
 
-    ctx = max(len(p) for p in prompts) + new + 8
-    llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=ctx, n_threads=threads,
-                          n_batch=512, verbose=False, seed=0)
-    toks = 0
-    t0 = time.perf_counter()
-    for p in prompts:
-        for _ in range(n):
-            llm.reset()
-            k = 0
-            for _tok in llm.generate(p, temp=1.0, top_k=0, top_p=1.0, reset=True):
+    kv_unified=False gives every sequence its own KV stream (llama.cpp's
+    advice for independent sequences: attention then reads only a
+    sequence's own cells); True is one shared buffer with masks."""
+
+    def __init__(self, gguf_path: Path, threads: int):
+        import llama_cpp as L
+
+        self.L = L
+        L.llama_backend_init()
+        L.llama_log_set(_llama_quiet_cb(L), None)
+        mp = L.llama_model_default_params()
+        self.model = L.llama_model_load_from_file(str(gguf_path).encode(), mp)
+        if not self.model:
+            raise RuntimeError(f"llama.cpp could not load {gguf_path}")
+        self.threads = threads
+
+    def close(self) -> None:
+        self.L.llama_model_free(self.model)
+
+    def run(self, prompts, n: int, new: int, kv_unified: bool = False, seed: int = 0,
+            return_tokens: bool = False, greedy: bool = False):
+        """tokens/s for `n` samples of each prompt, `new` tokens each (the
+        first from the prompt's logits, like azr), prefill included."""
+        L = self.L
+        S = len(prompts) * n
+        per_seq = max(len(p) for p in prompts) + new + 1
+        cp = L.llama_context_default_params()
+        cp.n_seq_max = S
+        cp.n_ctx = S * ((per_seq + 255) // 256 * 256)
+        cp.n_batch = max(512, S)
+        cp.n_ubatch = cp.n_batch
+        cp.n_threads = self.threads
+        cp.n_threads_batch = self.threads
+        cp.kv_unified = kv_unified
+        cp.no_perf = True
+        ctx = L.llama_init_from_model(self.model, cp)
+        if not ctx:
+            raise RuntimeError("llama.cpp could not create a context")
+        mem = L.llama_get_memory(ctx)
+        chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy() if greedy
+                                  else L.llama_sampler_init_dist(seed))
+        nb = cp.n_batch
+        batch = L.llama_batch_init(nb, 0, 1)
+        out = [[] for _ in range(S)]
+
+        def add(i, tok, pos, seq, logits):
+            batch.token[i] = tok
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq
+            batch.logits[i] = logits
+
+        def decode(k):
+            batch.n_tokens = k
+            rc = L.llama_decode(ctx, batch)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode returned {rc}")
+
+        t0 = time.perf_counter()
+        # prefill: prompt r in sequence r*n, n_batch tokens per decode call
+        k, pending = 0, []
+        for r, p in enumerate(prompts):
+            for j, tok in enumerate(p):
+                last = j == len(p) - 1
+                add(k, int(tok), j, r * n, last)
+                if last:
+                    pending.append((r, k))
                 k += 1
-                if k >= new:
-                    break
-            toks += k
-    return toks / (time.perf_counter() - t0)
+                if k == nb:
+                    decode(k)
+                    self._branch(mem, chain, ctx, pending, n, out)
+                    k, pending = 0, []
+        if k:
+            decode(k)
+            self._branch(mem, chain, ctx, pending, n, out)
+        # decode: one token of every sequence per step
+        plen = [len(prompts[s // n]) for s in range(S)]
+        for step in range(1, new):
+            for s in range(S):
+                add(s, out[s][-1], plen[s] + step - 1, s, True)
+            decode(S)
+            for s in range(S):
+                out[s].append(L.llama_sampler_sample(chain, ctx, s))
+        dt = time.perf_counter() - t0
+        L.llama_batch_free(batch)
+        L.llama_sampler_free(chain)
+        L.llama_free(ctx)
+        toks = sum(len(o) for o in out)
+        assert toks == S * new, (toks, S * new)
+        return (toks / dt, out) if return_tokens else toks / dt
+
+    def _branch(self, mem, chain, ctx, pending, n, out):
+        """After a prefill batch: copy each finished prompt's KV to its other
+        samples and draw every sample's first token from the prompt's logits."""
+        for r, idx in pending:
+            for i in range(1, n):
+                self.L.llama_memory_seq_cp(mem, r * n, r * n + i, -1, -1)
+            for i in range(n):
+                out[r * n + i].append(self.L.llama_sampler_sample(chain, ctx, idx))
+
+
+def _llama_quiet_cb(L):
+    """A log callback that drops llama.cpp's messages (kept alive on the module)."""
+    @L.llama_log_callback
+    def cb(level, text, user_data):  # noqa: ARG001
+        return None
+
+    _llama_quiet_cb.keep = cb
+    return cb
+
+
+def read_bandwidth(m: Model, tries: int = 5) -> float:
+    """Bytes/s of a STREAM-like read of the model's own parameter arena
+    (fp32, as many bytes as a decode step reads, allocated the way the
+    packed copy is), read once by the engine's OpenMP threads, each its run
+    as 4 prefetched streams like the decode product
+    (azr._core.gen_sum_floats), best of `tries`."""
+    a = m._params
+    azr._core.gen_sum_floats(a)
+    best = 0.0
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        azr._core.gen_sum_floats(a)
+        best = max(best, a.nbytes / (time.perf_counter() - t0))
+    return best
+
+
+def load_line() -> str:
+    la = os.getloadavg()
+    return f"load average {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f} (1/5/15 min)"
 
 
 def main() -> int:
@@ -202,17 +314,26 @@ def main() -> int:
                     help="short runs (under a minute): 4 of the 30 layers, 16 new tokens, "
                          "fewer prompts")
     ap.add_argument("--json", help="write results to this JSON file")
-    ap.add_argument("--model", help="Hugging Face model directory (default: random SmolLM2-135M shape)")
+    ap.add_argument("--model", help="Hugging Face model directory or a name Model.from_pretrained "
+                                    "knows (default: random weights in SmolLM2-135M's shape)")
     ap.add_argument("--threads", type=int, default=0, help="threads for every system (default: all)")
     ap.add_argument("--cases", default="abc", help="which of the cases a, b, c to run (default: abc)")
+    ap.add_argument("--no-transformers", action="store_true", help="skip the transformers baseline")
+    ap.add_argument("--repeat-a", type=int, default=1,
+                    help="run case (a) K times, each system and the bandwidth probe interleaved, "
+                         "and keep each one's best (fairer on a machine with a varying load)")
+    ap.add_argument("--llama-kv", choices=["split", "unified", "both"], default="split",
+                    help="llama.cpp KV layout: one stream per sequence (split, its advice for "
+                         "independent sequences), one unified buffer, or both (best reported)")
     args = ap.parse_args()
     threads = args.threads or azr.get_num_threads()
     azr.set_num_threads(threads)
 
     tmp = tempfile.TemporaryDirectory(prefix="azr_bench_gen_")
     if args.model:
-        path = Path(args.model)
-        m = Model.from_pretrained(path)
+        m = Model.from_pretrained(args.model)
+        path = Path(tmp.name) / "hf"
+        m.save_pretrained(path)
         m.tokenizer = None
         m.config.eos_token_id = None  # fixed-length runs for every system
     else:
@@ -230,49 +351,88 @@ def main() -> int:
         "c": ("(c) %d prompts x 8 samples x %d" % (2 if args.quick else 8, new),
               prompts_for(2 if args.quick else 8, V, 3), 8),
     }
+    llama = None
     try:
-        import llama_cpp  # noqa: F401
+        import llama_cpp
 
-        have_llama = True
-    except ImportError:
-        have_llama = False
-        print("note: llama-cpp-python is not installed; the llama.cpp baseline is skipped "
-              "(pip install llama-cpp-python to include it)")
-    gguf_path = Path(tmp.name) / "model-f32.gguf"
-    if have_llama:
+        gguf_path = Path(tmp.name) / "model-f32.gguf"
         write_gguf_f32(m, gguf_path)
+        llama = LlamaCpp(gguf_path, threads)
+        print(f"llama.cpp: llama-cpp-python {llama_cpp.__version__}, F32 GGUF written from the same "
+              f"weights, KV cache at its default precision (F16), {threads} threads")
+    except ImportError:
+        print("note: llama-cpp-python is not installed; the llama.cpp baseline is skipped "
+              "(pip install llama-cpp-python to include it; it builds llama.cpp from source)")
 
-    bw = copy_bandwidth(threads, 128 if args.quick else 512)
     weight_bytes = m.num_params * 4
+    bw = read_bandwidth(m)
     bound = bw / weight_bytes
-    print(f"machine: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), {threads} threads; NumPy copy bandwidth "
-          f"{bw / 1e9:.1f} GB/s; weights {weight_bytes / 1e6:.0f} MB")
-    print(f"memory-bandwidth bound for (a): {bound:.1f} tokens/s (one full weight read per token)")
+    print(f"machine: {os.cpu_count()} CPUs, {threads} threads, {load_line()} before the runs")
+    print(f"read bandwidth (STREAM-like read of the fp32 weights, {threads} threads): {bw / 1e9:.2f} GB/s; weights "
+          f"{weight_bytes / 1e6:.0f} MB (fp32) -> memory-bandwidth bound for (a): {bound:.1f} tokens/s")
+
+    # the packed-weight cache: what a call pays after a training step changed the weights
+    probe = prompts_for(1, V, 9)
+    gen.release_weight_cache(m)
+    t0 = time.perf_counter()
+    m.generate(probe, max_new_tokens=1, temperature=0.0)
+    t_pack = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    m.generate(probe, max_new_tokens=1, temperature=0.0)
+    t_hit = time.perf_counter() - t0
+    print(f"generate call overhead: {t_pack * 1e3:.0f} ms with a repack (after a weight change), "
+          f"{t_hit * 1e3:.0f} ms when the cache is current (1 prompt, 1 token)")
+    if llama is not None:
+        ours_g = m.generate(probe, max_new_tokens=8, temperature=0.0)[0][0].token_ids
+        _, lc_g = llama.run(probe, 1, 8, greedy=True, return_tokens=True)
+        same = sum(a == b for a, b in zip(ours_g, lc_g[0]))
+        print(f"same weights check: greedy tokens azr {ours_g} vs llama.cpp {lc_g[0]}: "
+              f"{same}/8 agree")
 
     results = []
     for key, (label, prompts, n) in cases.items():
         if key not in args.cases:
             continue
-        run_ours(m, prompts[:1], 1, 4)  # warm-up (page in weights)
-        ours = run_ours(m, prompts, n, new)
-        hf = run_transformers(path, prompts, n, new, threads)
+        run_ours(m, prompts[:1], 1, 4)  # warm-up
+        reps = max(1, args.repeat_a) if key == "a" else 1
+        ours, hf, lc, lc_mode = 0.0, None, None, ""
+        for _ in range(reps):
+            if key == "a":
+                bw = max(bw, read_bandwidth(m, tries=3))
+            ours = max(ours, run_ours(m, prompts, n, new))
+            if not args.no_transformers:
+                r = run_transformers(path, prompts, n, new, threads)
+                hf = r if hf is None or (r and r > hf) else hf
+            if llama is not None:
+                modes = {"split": [False], "unified": [True], "both": [False, True]}[args.llama_kv]
+                if n == 1 and len(prompts) == 1:
+                    modes = modes[:1]  # one sequence: the layouts are the same
+                for uni in modes:
+                    r = llama.run(prompts, n, new, kv_unified=uni)
+                    if lc is None or r > lc:
+                        lc, lc_mode = r, ("unified KV" if uni else "KV per sequence")
         line = f"{label}: azr {ours:8.1f} tok/s"
         if hf:
-            line += f" | transformers {hf:8.1f} tok/s (x{ours / hf:.2f})"
+            line += f" | transformers {hf:8.1f} tok/s (azr x{ours / hf:.2f})"
             results.append(dict(name=f"generate_{key}", unit="tokens/s", ours=ours, baseline=hf,
                                 baseline_name="transformers.generate (torch CPU)", ratio=ours / hf))
-        if have_llama:
-            lc = run_llamacpp(gguf_path, prompts, n, new, threads)
-            line += f" | llama.cpp {lc:8.1f} tok/s (x{ours / lc:.2f})"
+        if lc:
+            line += f" | llama.cpp ({lc_mode}) {lc:8.1f} tok/s (azr x{ours / lc:.2f})"
             results.append(dict(name=f"generate_{key}", unit="tokens/s", ours=ours, baseline=lc,
-                                baseline_name="llama.cpp (llama-cpp-python, F32 GGUF)",
+                                baseline_name=f"llama.cpp (llama-cpp-python, F32 GGUF, {lc_mode})",
                                 ratio=ours / lc))
         if key == "a":
-            line += f" | {100 * ours / bound:.0f}% of the bandwidth bound {bound:.1f}"
+            bound = bw / weight_bytes
+            line += (f" | {100 * ours / bound:.0f}% of the bandwidth bound {bound:.1f} "
+                     f"({bw / 1e9:.2f} GB/s)")
             results.append(dict(name="generate_a_vs_bandwidth_bound", unit="tokens/s", ours=ours,
-                                baseline=bound, baseline_name="memory-bandwidth bound (NumPy copy)",
+                                baseline=bound, baseline_name="memory-bandwidth bound (read)",
                                 ratio=ours / bound))
-        print(line, flush=True)
+        if reps > 1:
+            line += f" [best of {reps}]"
+        print(line + f" [{load_line()}]", flush=True)
+    if llama is not None:
+        llama.close()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -446,6 +446,71 @@ def test_small_kv_budget_still_completes_everything(small_blocks):
     assert [[c.token_ids for c in r] for r in big] == [[c.token_ids for c in r] for r in small]
 
 
+# ---- the packed-weight cache -----------------------------------------------------
+
+
+def _packs(m: Model) -> int:
+    return int(azr._core.gen_weights_info(m.__dict__["_gen_weights"])[1])
+
+
+def test_weight_cache_is_reused_and_follows_every_weight_change():
+    """The packed weights are kept between calls (no repack when nothing
+    changed) and every change is seen: an AdamW step, a NumPy write into
+    `parameters()`, even one changed element of the head; after each, greedy
+    output equals the naive recompute with the new weights."""
+    from azr.optim import AdamW
+
+    m = _model("llama", std=0.5)
+    prompts = _prompts(3, seed=41, lo=2, hi=12)
+
+    def check():
+        out = m.generate(prompts, max_new_tokens=6, temperature=0.0)
+        for p, (c,) in zip(prompts, out):
+            assert c.token_ids == _naive_greedy(m, p, 6)
+        return [c.token_ids for (c,) in out]
+
+    check()
+    assert _packs(m) == 1
+    check()
+    assert _packs(m) == 1  # unchanged weights: reused
+    # a training step
+    ids = np.array([prompts[0][:2] + [5, 6, 7]])
+    m.zero_grad()
+    m.loss_and_backward(ids[:, :-1], ids[:, 1:], np.ones((1, ids.shape[1] - 1), np.float32))
+    AdamW(m, lr=0.05, max_grad_norm=None).step()
+    after_step = check()
+    assert _packs(m) == 2
+    # a direct NumPy write, big enough to change the greedy tokens
+    p = m.parameters()
+    p["model.layers.1.mlp.down_proj.weight"][...] *= -3.0
+    after_write = check()
+    assert _packs(m) == 3
+    assert after_write != after_step  # so a stale cache would have been caught
+    # one element of one matrix, with its exact effect on the logits
+    old_hash = azr._core.gen_weights_hash(m._engine)
+    p["lm_head.weight"][7, 3] += 1.0
+    assert azr._core.gen_weights_hash(m._engine) != old_hash
+    check()
+    assert _packs(m) == 4
+    assert gen.release_weight_cache(m) > 0
+    check()  # a fresh cache packs again
+    assert _packs(m) == 1
+
+
+def test_weight_cache_is_per_model():
+    a, b = _model("llama", seed=1), _model("llama", seed=2)
+    prompts = _prompts(2, seed=43)
+    ra = a.generate(prompts, max_new_tokens=5, temperature=0.0)
+    rb = b.generate(prompts, max_new_tokens=5, temperature=0.0)
+    for m, r in ((a, ra), (b, rb)):
+        for p, (c,) in zip(prompts, r):
+            assert c.token_ids == _naive_greedy(m, p, 5)
+    with pytest.raises(TypeError, match="gen_weights_new"):
+        azr._core.generate(a._engine, np.array([1], np.int32), np.array([0, 1]), 1, 1, 1.0, 1.0, 0,
+                           0, np.zeros(0, np.int32), None, None, None, None, 1, 4, 16, 16, 256,
+                           None, weights=object())
+
+
 # ---- progress and cancellation -------------------------------------------------
 
 

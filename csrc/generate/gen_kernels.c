@@ -70,6 +70,14 @@ static int thread_id(void) {
 #endif
 }
 
+static int num_threads_in_team(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 static int num_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
@@ -213,12 +221,99 @@ static inline void panel_store(float *y, int64_t out, int64_t i0, int MR, int64_
     }
 }
 
+/* MR rows x NP panels at once (the small-M decode path): the same chain of
+ * fused multiply-adds per output as panel_kernel -- from 0, k increasing --
+ * so results are bit-identical to it; running NP panels side by side only
+ * gives the core 2*MR*NP independent chains to hide the FMA latency, which
+ * one panel with one row (2 chains) cannot. Weights stream from NP
+ * sequential places; the hardware prefetcher follows up to several streams,
+ * and an explicit prefetch a few cache lines ahead of each keeps the
+ * single-row decode at memory bandwidth. */
+static inline __attribute__((always_inline)) void multi_panel_kernel(int MR, int NP, const float *x,
+                                                                     int64_t in, const float *pw,
+                                                                     int64_t pstride,
+                                                                     v8f acc[4][4][2]) {
+    for (int p = 0; p < NP; p++)
+        for (int i = 0; i < MR; i++) {
+            acc[p][i][0] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+            acc[p][i][1] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+        }
+    for (int64_t k = 0; k < in; k++) {
+        v8f xb[4];
+        for (int i = 0; i < MR; i++) {
+            float xs = x[i * in + k];
+            xb[i] = (v8f){xs, xs, xs, xs, xs, xs, xs, xs};
+        }
+        for (int p = 0; p < NP; p++) {
+            const float *wk = pw + p * pstride + k * AZR_GEN_PANEL;
+#if defined(__GNUC__)
+            __builtin_prefetch(wk + 8 * AZR_GEN_PANEL, 0, 0);
+#endif
+            v8f w0 = ld8(wk), w1 = ld8(wk + 8);
+            for (int i = 0; i < MR; i++) {
+                acc[p][i][0] = fma8(xb[i], w0, acc[p][i][0]);
+                acc[p][i][1] = fma8(xb[i], w1, acc[p][i][1]);
+            }
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void multi_panel(int MR, int NP, float *y,
+                                                              const float *x, const float *wp,
+                                                              const float *b, int64_t in,
+                                                              int64_t out, int64_t p0,
+                                                              int accumulate) {
+    v8f acc[4][4][2];
+    int64_t pstride = AZR_GEN_PANEL * in;
+    multi_panel_kernel(MR, NP, x, in, wp + p0 * pstride, pstride, acc);
+    for (int p = 0; p < NP; p++) {
+        v8f one[6][2];
+        for (int i = 0; i < MR; i++) {
+            one[i][0] = acc[p][i][0];
+            one[i][1] = acc[p][i][1];
+        }
+        panel_store(y, out, 0, MR, (p0 + p) * AZR_GEN_PANEL, one, b, accumulate);
+    }
+}
+
+/* Panels [p0, p1) for M = MR rows (MR <= 3), NP panels at a time. */
+static void small_m_range(int MR, float *y, const float *x, const float *wp, const float *b,
+                          int64_t in, int64_t out, int64_t p0, int64_t p1, int accumulate) {
+    int64_t p = p0;
+    switch (MR) {
+    case 1:
+        for (; p + 4 <= p1; p += 4) multi_panel(1, 4, y, x, wp, b, in, out, p, accumulate);
+        for (; p + 2 <= p1; p += 2) multi_panel(1, 2, y, x, wp, b, in, out, p, accumulate);
+        for (; p < p1; p++) multi_panel(1, 1, y, x, wp, b, in, out, p, accumulate);
+        break;
+    case 2:
+        for (; p + 2 <= p1; p += 2) multi_panel(2, 2, y, x, wp, b, in, out, p, accumulate);
+        for (; p < p1; p++) multi_panel(2, 1, y, x, wp, b, in, out, p, accumulate);
+        break;
+    default:
+        for (; p + 2 <= p1; p += 2) multi_panel(3, 2, y, x, wp, b, in, out, p, accumulate);
+        for (; p < p1; p++) multi_panel(3, 1, y, x, wp, b, in, out, p, accumulate);
+        break;
+    }
+}
+
 void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const float *b, int64_t M,
                            int64_t in, int64_t out, int accumulate) {
     if (M <= 0 || out <= 0) return;
     int64_t panels = (out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL;
-    int64_t M6 = M - M % 6;
     int par = (M * in * out) > 32768;
+    if (M <= 3) {
+        /* decode of one to three rows: memory bound; each thread takes one
+         * contiguous run of panels (balanced to one panel) */
+#pragma omp parallel if (par)
+        {
+            int64_t T = num_threads_in_team(), t = thread_id();
+            int64_t p0 = panels * t / T, p1 = panels * (t + 1) / T;
+            small_m_range((int)M, y, x, wp, b, in, out, p0, p1, accumulate);
+        }
+        return;
+    }
+    int64_t M6 = M - M % 6;
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t p = 0; p < panels; p++) {
         const float *pw = wp + p * AZR_GEN_PANEL * in;
@@ -251,6 +346,116 @@ void azr_gen_matmul_naive(float *y, const float *x, const float *w, const float 
         }
 }
 
+/* ---- content hash ------------------------------------------------------------ */
+
+#define HASH_CHUNK 65536
+#define HASH_MUL 0x9E3779B1u
+
+typedef uint32_t v8u __attribute__((vector_size(32)));
+
+static inline uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t fold_lanes(const uint32_t lanes[32], uint64_t seed, int64_t chunk) {
+    uint64_t r = mix64(seed ^ ((uint64_t)chunk * 0x9E3779B97F4A7C15ULL));
+    for (int j = 0; j < 32; j += 2)
+        r = mix64(r ^ (((uint64_t)lanes[j + 1] << 32) | lanes[j]));
+    return r;
+}
+
+static void lanes_init(uint32_t lanes[32]) {
+    for (int j = 0; j < 32; j++) lanes[j] = 0x85EBCA6Bu * (uint32_t)(j + 1);
+}
+
+uint64_t azr_gen_hash_floats(const float *a, int64_t n, uint64_t seed) {
+    if (!a || n <= 0) return mix64(seed);
+    int64_t chunks = (n + HASH_CHUNK - 1) / HASH_CHUNK;
+    uint64_t total = mix64(seed ^ (uint64_t)n);
+#pragma omp parallel for schedule(static) reduction(+ : total) if (n > 4 * HASH_CHUNK)
+    for (int64_t c = 0; c < chunks; c++) {
+        const float *p = a + c * HASH_CHUNK;
+        int64_t len = n - c * HASH_CHUNK < HASH_CHUNK ? n - c * HASH_CHUNK : HASH_CHUNK;
+        uint32_t lanes[32];
+        lanes_init(lanes);
+        v8u h[4];
+        memcpy(h, lanes, sizeof h);
+        int64_t full = len & ~(int64_t)31;
+        for (int64_t w = 0; w < full; w += 32)
+            for (int q = 0; q < 4; q++) {
+                v8u x;
+                memcpy(&x, p + w + 8 * q, sizeof x);
+                h[q] = (h[q] ^ x) * HASH_MUL;
+            }
+        memcpy(lanes, h, sizeof h);
+        for (int64_t w = full; w < len; w++) {
+            uint32_t x;
+            memcpy(&x, p + w, sizeof x);
+            lanes[w & 31] = (lanes[w & 31] ^ x) * HASH_MUL;
+        }
+        total += fold_lanes(lanes, seed, c);
+    }
+    return total;
+}
+
+uint64_t azr_gen_hash_floats_naive(const float *a, int64_t n, uint64_t seed) {
+    if (!a || n <= 0) return mix64(seed);
+    uint64_t total = mix64(seed ^ (uint64_t)n);
+    for (int64_t c = 0; c * HASH_CHUNK < n; c++) {
+        uint32_t lanes[32];
+        lanes_init(lanes);
+        for (int64_t w = c * HASH_CHUNK; w < n && w < (c + 1) * HASH_CHUNK; w++) {
+            uint32_t x;
+            memcpy(&x, a + w, sizeof x);
+            int j = (int)((w - c * HASH_CHUNK) & 31);
+            lanes[j] = (lanes[j] ^ x) * HASH_MUL;
+        }
+        total += fold_lanes(lanes, seed, c);
+    }
+    return total;
+}
+
+/* ---- read bandwidth probe ------------------------------------------------------ */
+
+double azr_gen_sum_floats(const float *a, int64_t n) {
+    if (!a || n <= 0) return 0.0;
+    double total = 0.0;
+#pragma omp parallel reduction(+ : total)
+    {
+        /* each thread reads its run as 4 streams side by side, prefetched
+         * 512 bytes ahead: the access pattern of the decode product, which
+         * reads faster than one plain stream on the machines tried */
+        int64_t T = num_threads_in_team(), t = thread_id();
+        int64_t i0 = n * t / T, i1 = n * (t + 1) / T;
+        int64_t q = (i1 - i0) / 4 / 16 * 16;
+        const float *s0p = a + i0, *s1p = s0p + q, *s2p = s1p + q, *s3p = s2p + q;
+        v8f z = {0, 0, 0, 0, 0, 0, 0, 0};
+        v8f s0 = z, s1 = z, s2 = z, s3 = z, s4 = z, s5 = z, s6 = z, s7 = z;
+        for (int64_t k = 0; k < q; k += 16) {
+#if defined(__GNUC__)
+            __builtin_prefetch(s0p + k + 128, 0, 0);
+            __builtin_prefetch(s1p + k + 128, 0, 0);
+            __builtin_prefetch(s2p + k + 128, 0, 0);
+            __builtin_prefetch(s3p + k + 128, 0, 0);
+#endif
+            s0 += ld8(s0p + k);
+            s1 += ld8(s0p + k + 8);
+            s2 += ld8(s1p + k);
+            s3 += ld8(s1p + k + 8);
+            s4 += ld8(s2p + k);
+            s5 += ld8(s2p + k + 8);
+            s6 += ld8(s3p + k);
+            s7 += ld8(s3p + k + 8);
+        }
+        float tail = 0.0f;
+        for (int64_t i = i0 + 4 * q; i < i1; i++) tail += a[i];
+        total += (double)hsum8(((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) + tail;
+    }
+    return total;
+}
+
 /* ---- paged attention ---------------------------------------------------- */
 
 
@@ -261,6 +466,43 @@ static inline float dot_d(const float *a, const float *b, int D) {
     float t = 0.0f;
     for (int d = d8; d < D; d++) t = fma1(a[d], b[d], t);
     return hsum8(acc) + t;
+}
+
+/* o[0..nd) = sum over keys j < ctx of (p[j] * ih) * v_j[0..nd), v_j at
+ * vb + table[j / bs] * block_stride + (j % bs) * Dkv. NC = nd / 8 vector
+ * accumulators kept in registers (1..8), or NC = 0 for any nd (scalar
+ * lanes, the same fused chain per element). */
+static inline __attribute__((always_inline)) void pv_slice(int NC, float *o, const float *p,
+                                                           float ih, const float *vb,
+                                                           const int32_t *table,
+                                                           int64_t block_stride, int bs,
+                                                           int64_t Dkv, int64_t ctx, int nd) {
+    if (NC > 0) {
+        v8f acc[8];
+        for (int c = 0; c < NC; c++) acc[c] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t j0 = 0; j0 < ctx; j0 += bs) {
+            const float *b = vb + (int64_t)table[j0 / bs] * block_stride;
+            int64_t jn = ctx - j0 < bs ? ctx - j0 : bs;
+            for (int64_t jj = 0; jj < jn; jj++) {
+                float pj = p[j0 + jj] * ih;
+                v8f pb = {pj, pj, pj, pj, pj, pj, pj, pj};
+                const float *v = b + jj * Dkv;
+                for (int c = 0; c < NC; c++) acc[c] = fma8(pb, ld8(v + 8 * c), acc[c]);
+            }
+        }
+        for (int c = 0; c < NC; c++) memcpy(o + 8 * c, &acc[c], sizeof(v8f));
+        return;
+    }
+    for (int d = 0; d < nd; d++) o[d] = 0.0f;
+    for (int64_t j0 = 0; j0 < ctx; j0 += bs) {
+        const float *b = vb + (int64_t)table[j0 / bs] * block_stride;
+        int64_t jn = ctx - j0 < bs ? ctx - j0 : bs;
+        for (int64_t jj = 0; jj < jn; jj++) {
+            float pj = p[j0 + jj] * ih;
+            const float *v = b + jj * Dkv;
+            for (int d = 0; d < nd; d++) o[d] = fma1(pj, v[d], o[d]);
+        }
+    }
 }
 
 int64_t azr_gen_attention_scratch_floats(int Hq, int Hkv, int64_t max_ctx, int nthreads) {
@@ -290,13 +532,17 @@ void azr_gen_paged_attention(float *out, const float *q, int64_t q_stride, const
         float mx[64], inv[64];
         /* scores, one pass over the keys for all query heads of the group */
         for (int h = 0; h < group; h++) mx[h] = -INFINITY;
-        for (int64_t j = 0; j < ctx; j++) {
-            const float *k = kv + (int64_t)table[j / block_size] * block_stride +
-                             (j % block_size) * Dkv + (int64_t)g * D;
-            for (int h = 0; h < group; h++) {
-                float v = dot_d(qg + (int64_t)h * D, k, D) * scale;
-                s[h * (max_ctx + 8) + j] = v;
-                mx[h] = v > mx[h] ? v : mx[h];
+        /* keys block by block (no division per key) */
+        for (int64_t j0 = 0; j0 < ctx; j0 += block_size) {
+            const float *kb = kv + (int64_t)table[j0 / block_size] * block_stride + (int64_t)g * D;
+            int64_t jn = ctx - j0 < block_size ? ctx - j0 : block_size;
+            for (int64_t jj = 0; jj < jn; jj++) {
+                const float *k = kb + jj * Dkv;
+                for (int h = 0; h < group; h++) {
+                    float v = dot_d(qg + (int64_t)h * D, k, D) * scale;
+                    s[h * (max_ctx + 8) + j0 + jj] = v;
+                    mx[h] = v > mx[h] ? v : mx[h];
+                }
             }
         }
         for (int h = 0; h < group; h++) {
@@ -307,17 +553,29 @@ void azr_gen_paged_attention(float *out, const float *q, int64_t q_stride, const
                 sum += e;
             }
             inv[h] = 1.0f / sum;
-            float *o = out + r * Dq + (int64_t)(g * group + h) * D;
-            for (int d = 0; d < D; d++) o[d] = 0.0f;
         }
-        for (int64_t j = 0; j < ctx; j++) {
-            const float *v = kv + (int64_t)table[j / block_size] * block_stride + v_offset +
-                             (j % block_size) * Dkv + (int64_t)g * D;
-            for (int h = 0; h < group; h++) {
-                float p = s[h * (max_ctx + 8) + j] * inv[h];
-                float *o = out + r * Dq + (int64_t)(g * group + h) * D;
-#pragma omp simd
-                for (int d = 0; d < D; d++) o[d] += p * v[d];
+        /* out_h = sum_j p_j v_j: per head and 64-wide slice of the head
+         * dimension, the slice's accumulators stay in registers over all
+         * keys (one fused multiply-add chain per output, j increasing) */
+        const float *vbase = kv + v_offset + (int64_t)g * D;
+        for (int h = 0; h < group; h++) {
+            const float *ph = s + h * (max_ctx + 8);
+            float *o = out + r * Dq + (int64_t)(g * group + h) * D;
+            for (int d0 = 0; d0 < D; d0 += 64) {
+                int nd = D - d0 < 64 ? D - d0 : 64;
+#define PV(NC) pv_slice(NC, o + d0, ph, inv[h], vbase + d0, table, block_stride, block_size, Dkv, ctx, nd)
+                switch (nd % 8 ? 0 : nd / 8) {
+                case 8: PV(8); break;
+                case 7: PV(7); break;
+                case 6: PV(6); break;
+                case 5: PV(5); break;
+                case 4: PV(4); break;
+                case 3: PV(3); break;
+                case 2: PV(2); break;
+                case 1: PV(1); break;
+                default: PV(0); break;
+                }
+#undef PV
             }
         }
     }

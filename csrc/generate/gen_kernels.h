@@ -59,6 +59,25 @@ void azr_gen_pack(float *dst, const float *w, int64_t in, int64_t out);
 void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const float *b, int64_t M,
                            int64_t in, int64_t out, int accumulate);
 
+/* Content hash of n floats (their bit patterns), used to tell whether
+ * packed weights are still current. Words are dealt to 32 lanes (word w to
+ * lane w % 32 within chunks of 65536 words); each lane runs
+ * h = (h ^ word) * odd constant, a bijection of h for a fixed word, so any
+ * single changed word changes its lane and the result. Chunks are folded
+ * with their index by a 64-bit mixer and summed, so the result does not
+ * depend on the thread count. n <= 0 or a NULL a give the hash of nothing
+ * (a function of seed). */
+uint64_t azr_gen_hash_floats(const float *a, int64_t n, uint64_t seed);
+/* Reference: the same function, one word at a time. */
+uint64_t azr_gen_hash_floats_naive(const float *a, int64_t n, uint64_t seed);
+
+/* Sum of n floats read once, front to back, split over the OpenMP threads
+ * in contiguous runs: a STREAM-like read that the generate benchmark times
+ * to state the memory-bandwidth bound of a decode step honestly (same
+ * threads, same kind of sequential read the matrix products do). The
+ * rounding depends on the thread count. NULL or n <= 0 gives 0. */
+double azr_gen_sum_floats(const float *a, int64_t n);
+
 /* Attention of N token rows over a paged KV cache.
  *
  * Cache layout: block `blk` of `block_size` positions holds, for the layer

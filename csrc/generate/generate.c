@@ -18,6 +18,122 @@
 #include "../backend/cpu/kernels.h"
 #include "gen_kernels.h"
 
+/* ---- packed weights and their cache ------------------------------------------ */
+
+/* Floats of each packed matrix: per layer qkv, o, gate/up, down (in that
+ * order), then the head after the L layers. */
+typedef struct {
+    int64_t qkv, o, gu, down, layer, head, total;
+} pack_layout_t;
+
+static void pack_layout(const azr_model_config *c, pack_layout_t *lay) {
+    int64_t C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+    int64_t Dq = (int64_t)c->n_heads * D, Dqkv = Dq + 2 * (int64_t)c->n_kv_heads * D;
+    lay->qkv = azr_gen_packed_floats(C, Dqkv);
+    lay->o = azr_gen_packed_floats(Dq, C);
+    lay->gu = azr_gen_packed_floats(C, 2 * I);
+    lay->down = azr_gen_packed_floats(I, C);
+    lay->layer = lay->qkv + lay->o + lay->gu + lay->down;
+    lay->head = azr_gen_packed_floats(C, c->vocab_size);
+    lay->total = (int64_t)c->n_layers * lay->layer + lay->head;
+}
+
+static void pack_all(float *dst, azr_model *m, const pack_layout_t *lay) {
+    const azr_model_config *c = azr_model_cfg(m);
+    int64_t C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+    int64_t Dq = (int64_t)c->n_heads * D, Dqkv = Dq + 2 * (int64_t)c->n_kv_heads * D;
+    float *P = azr_model_params(m);
+    for (int l = 0; l < c->n_layers; l++) {
+        azr_layer_ptrs w = azr_model_layer(m, P, l);
+        float *d = dst + (int64_t)l * lay->layer;
+        azr_gen_pack(d, w.wqkv, C, Dqkv);
+        azr_gen_pack(d + lay->qkv, w.wo, Dq, C);
+        azr_gen_pack(d + lay->qkv + lay->o, w.wgu, C, 2 * I);
+        azr_gen_pack(d + lay->qkv + lay->o + lay->gu, w.wdown, I, C);
+    }
+    azr_gen_pack(dst + (int64_t)c->n_layers * lay->layer, azr_model_head_ptr(m, P), C,
+                 c->vocab_size);
+}
+
+struct azr_gen_weights {
+    float *packed;
+    int64_t floats; /* allocated */
+    int valid;
+    uint64_t hash;
+    azr_model_config cfg;  /* the shape it was packed for */
+    const float *arena;    /* azr_model_params of the model it was packed from */
+    int64_t packs;
+};
+
+azr_gen_weights *azr_gen_weights_new(void) {
+    azr_gen_weights *w = calloc(1, sizeof *w);
+    if (!w) azr_set_error(AZR_ERR_NOMEM, "generate: out of memory for a weight cache");
+    return w;
+}
+
+void azr_gen_weights_free(azr_gen_weights *w) {
+    if (!w) return;
+    azr_free(w->packed);
+    free(w);
+}
+
+int64_t azr_gen_weights_bytes(const azr_gen_weights *w) {
+    return w && w->valid ? w->floats * (int64_t)sizeof(float) : 0;
+}
+
+int64_t azr_gen_weights_packs(const azr_gen_weights *w) { return w ? w->packs : 0; }
+
+uint64_t azr_gen_weights_hash(azr_model *m) {
+    if (!m) return 0;
+    const azr_model_config *c = azr_model_cfg(m);
+    int64_t C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+    int64_t Dq = (int64_t)c->n_heads * D, Dqkv = Dq + 2 * (int64_t)c->n_kv_heads * D;
+    float *P = azr_model_params(m);
+    uint64_t h = 0x243F6A8885A308D3ULL;
+    for (int l = 0; l < c->n_layers; l++) {
+        azr_layer_ptrs w = azr_model_layer(m, P, l);
+        h = azr_gen_hash_floats(w.wqkv, Dqkv * C, h);
+        h = azr_gen_hash_floats(w.wo, C * Dq, h);
+        h = azr_gen_hash_floats(w.wgu, 2 * I * C, h);
+        h = azr_gen_hash_floats(w.wdown, C * I, h);
+    }
+    return azr_gen_hash_floats(azr_model_head_ptr(m, P), c->vocab_size * C, h);
+}
+
+static int same_shape(const azr_model_config *a, const azr_model_config *b) {
+    return a->hidden_size == b->hidden_size && a->intermediate_size == b->intermediate_size &&
+           a->vocab_size == b->vocab_size && a->n_layers == b->n_layers &&
+           a->n_heads == b->n_heads && a->n_kv_heads == b->n_kv_heads &&
+           a->head_dim == b->head_dim && a->tie_embeddings == b->tie_embeddings;
+}
+
+azr_status azr_gen_weights_sync(azr_gen_weights *w, azr_model *m, int *repacked) {
+    if (repacked) *repacked = 0;
+    if (!w || !m) return azr_set_error(AZR_ERR_INVALID, "generate: NULL weight cache or model");
+    const azr_model_config *c = azr_model_cfg(m);
+    uint64_t h = azr_gen_weights_hash(m);
+    if (w->valid && w->arena == azr_model_params(m) && same_shape(&w->cfg, c) && w->hash == h)
+        return AZR_OK;
+    pack_layout_t lay;
+    pack_layout(c, &lay);
+    w->valid = 0;
+    if (w->floats != lay.total) {
+        azr_free(w->packed);
+        w->floats = 0;
+        w->packed = azr_alloc((size_t)lay.total * sizeof(float), "the packed weights");
+        if (!w->packed) return AZR_ERR_NOMEM;
+        w->floats = lay.total;
+    }
+    pack_all(w->packed, m, &lay);
+    w->cfg = *c;
+    w->arena = azr_model_params(m);
+    w->hash = h;
+    w->valid = 1;
+    w->packs++;
+    if (repacked) *repacked = 1;
+    return AZR_OK;
+}
+
 enum { REQ_WAITING = 0, REQ_PREFILL, REQ_READY, REQ_DONE };
 
 typedef struct {
@@ -54,8 +170,9 @@ typedef struct {
     int nthreads;
     /* weights repacked into panels once per run (gen_kernels.h): per layer
      * qkv, o, gate/up, down, then the head */
-    float *packed;
-    int64_t pk_qkv, pk_o, pk_gu, pk_down, pk_layer;
+    const float *packed; /* the cache's or own_packed */
+    float *own_packed;
+    pack_layout_t lay;
     /* KV pool: (L, kv_blocks, 2, bs, Dkv) */
     float *kv;
     int64_t layer_stride, block_stride, nblocks_total;
@@ -151,7 +268,7 @@ static void blk_copy(gen_state *st, int32_t dst, int32_t src) {
 /* ---- setup / teardown --------------------------------------------------------- */
 
 static void gen_free(gen_state *st) {
-    azr_free(st->packed);
+    azr_free(st->own_packed);
     azr_free(st->kv);
     free(st->refcnt);
     free(st->free_stack);
@@ -322,26 +439,16 @@ static azr_status gen_init(gen_state *st) {
         }
     }
 
-    /* packed weights */
-    st->pk_qkv = azr_gen_packed_floats(st->C, st->Dqkv);
-    st->pk_o = azr_gen_packed_floats(st->Dq, st->C);
-    st->pk_gu = azr_gen_packed_floats(st->C, 2 * st->I);
-    st->pk_down = azr_gen_packed_floats(st->I, st->C);
-    st->pk_layer = st->pk_qkv + st->pk_o + st->pk_gu + st->pk_down;
-    ALLOC(st->packed, (int64_t)st->L * st->pk_layer + azr_gen_packed_floats(st->C, st->V),
-          "the packed weights");
-    {
-        float *P = azr_model_params(st->m);
-        for (int l = 0; l < st->L; l++) {
-            azr_layer_ptrs w = azr_model_layer(st->m, P, l);
-            float *d = st->packed + (int64_t)l * st->pk_layer;
-            azr_gen_pack(d, w.wqkv, st->C, st->Dqkv);
-            azr_gen_pack(d + st->pk_qkv, w.wo, st->Dq, st->C);
-            azr_gen_pack(d + st->pk_qkv + st->pk_o, w.wgu, st->C, 2 * st->I);
-            azr_gen_pack(d + st->pk_qkv + st->pk_o + st->pk_gu, w.wdown, st->I, st->C);
-        }
-        azr_gen_pack(st->packed + (int64_t)st->L * st->pk_layer, azr_model_head_ptr(st->m, P),
-                     st->C, st->V);
+    /* packed weights: the caller's cache, or a copy for this run */
+    pack_layout(c, &st->lay);
+    if (p->weights) {
+        azr_status rc = azr_gen_weights_sync(p->weights, st->m, NULL);
+        if (rc) return rc;
+        st->packed = p->weights->packed;
+    } else {
+        ALLOC(st->own_packed, st->lay.total, "the packed weights");
+        pack_all(st->own_packed, st->m, &st->lay);
+        st->packed = st->own_packed;
     }
 
     /* KV pool, allocated once */
@@ -428,8 +535,8 @@ static void forward(gen_state *st, int64_t n, int64_t nl) {
     azr_rope_table(st->cosb, st->sinb, st->row_pos, n, st->D, c->rope_theta);
     for (int l = 0; l < st->L; l++) {
         azr_layer_ptrs w = azr_model_layer(m, P, l);
-        const float *pq = st->packed + (int64_t)l * st->pk_layer, *po = pq + st->pk_qkv;
-        const float *pgu = po + st->pk_o, *pdown = pgu + st->pk_gu;
+        const float *pq = st->packed + (int64_t)l * st->lay.layer, *po = pq + st->lay.qkv;
+        const float *pgu = po + st->lay.o, *pdown = pgu + st->lay.gu;
         azr_rmsnorm_forward(st->xn, NULL, st->x, w.input_norm, n, C, c->rms_eps);
         azr_gen_matmul_packed(st->qkv, st->xn, pq, w.bqkv, n, C, Dqkv, 0);
         azr_rope_apply(st->qkv, n, st->Hq, st->D, Dqkv, st->cosb, st->sinb, 0);
@@ -456,7 +563,7 @@ static void forward(gen_state *st, int64_t n, int64_t nl) {
     for (int64_t j = 0; j < nl; j++)
         memcpy(st->xh + j * C, st->x + (int64_t)st->lrow_src[j] * C, (size_t)C * sizeof(float));
     azr_rmsnorm_forward(st->xhn, NULL, st->xh, azr_model_norm_ptr(m, P), nl, C, c->rms_eps);
-    azr_gen_matmul_packed(st->logits, st->xhn, st->packed + (int64_t)st->L * st->pk_layer, NULL,
+    azr_gen_matmul_packed(st->logits, st->xhn, st->packed + (int64_t)st->L * st->lay.layer, NULL,
                           nl, C, st->V, 0);
 }
 

@@ -26,8 +26,10 @@
  * its blocks return to the pool and the slot admits the next sample.
  *
  * ---- Memory --------------------------------------------------------------
- * Weights: one repacked copy of every matrix (gen_kernels.h) for the run,
- * about the size of the parameters. KV: kv_blocks blocks of block_size positions for every layer (bytes from
+ * Weights: one repacked copy of every matrix (gen_kernels.h), about the
+ * size of the parameters: kept between runs in an azr_gen_weights cache
+ * when the caller passes one (repacked only when the weights changed, see
+ * azr_gen_weights_sync), else made for the run and freed at its end. KV: kv_blocks blocks of block_size positions for every layer (bytes from
  * azr_gen_kv_bytes_per_block). A sample is admitted only when all the blocks
  * it can ever need are free (no preemption, so nothing is recomputed); a
  * request starts prefilling only if its prompt blocks plus one sample's
@@ -73,6 +75,37 @@ typedef struct {
  * undefined). */
 typedef int (*azr_gen_callback)(void *ctx, const azr_gen_progress *p);
 
+/* ---- packed-weight cache ----------------------------------------------------
+ * The packed form of a model's matrices, kept between runs. Whether it is
+ * still current is decided by content, not by a version counter: the
+ * parameters are plain memory that NumPy views, optimizers, loaders and
+ * users write directly, so no counter could see every write. A sync hashes
+ * the matrices (one sequential read of the weights: what one decode step
+ * of one sequence reads anyway, much less than packing them) and repacks
+ * only when the hash, the model's shape or its parameter arena differ from
+ * those the cache was packed from. The hash (32 lanes of a
+ * multiply-xor chain, folded in a fixed order whatever the thread count)
+ * always changes when any single weight word changes; several changes
+ * collide with probability about 2^-32 per lane and all 32 lanes see
+ * every update of a training step. */
+typedef struct azr_gen_weights azr_gen_weights;
+
+/* A new empty cache, or NULL (error set) when out of memory. */
+azr_gen_weights *azr_gen_weights_new(void);
+/* Free the cache and its packed copy; NULL is a no-op. */
+void azr_gen_weights_free(azr_gen_weights *w);
+/* Make w hold m's current matrices packed. *repacked (may be NULL) is set
+ * to 1 when it had to (re)pack, 0 when the cache was current. Errors: NULL
+ * w or m (INVALID); out of memory for the packed copy (NOMEM; the cache is
+ * then empty). */
+azr_status azr_gen_weights_sync(azr_gen_weights *w, azr_model *m, int *repacked);
+/* Bytes held by the packed copy (0 when empty or NULL), and how many times
+ * the cache has packed since it was made. */
+int64_t azr_gen_weights_bytes(const azr_gen_weights *w);
+int64_t azr_gen_weights_packs(const azr_gen_weights *w);
+/* The content hash of m's packed matrices as the cache computes it (0 for NULL). */
+uint64_t azr_gen_weights_hash(azr_model *m);
+
 typedef struct {
     int32_t n;              /* samples per request, >= 1 */
     int32_t max_new_tokens; /* >= 1 */
@@ -96,6 +129,10 @@ typedef struct {
     const int64_t *tok_off;
     azr_gen_callback callback; /* may be NULL */
     void *callback_ctx;
+    /* packed weights kept between runs: synced with the model at the start
+     * of the run (azr_gen_weights_sync); NULL packs for this run only. The
+     * caller must not use the same cache in two runs at once. */
+    azr_gen_weights *weights;
 } azr_gen_params;
 
 /* Caller-allocated outputs for S = R*n sequences. */

@@ -85,7 +85,12 @@ void azr_gen_sample(const float *z, int64_t V, const azr_gen_sampling *sp, doubl
         *model_lp = NAN;
         return;
     }
-    double lse = (double)m + log(sum_exp(z, V, 1.0f, m, NULL));
+    int full = (sp->top_k <= 0 || sp->top_k >= V) && !(sp->top_p < 1.0f);
+    /* temperature 1 without truncation: the sampling sum is the same sum as
+     * the model's (same scale, same shift, same order), so compute it once */
+    int same = full && sp->temperature == 1.0f;
+    double S1 = sum_exp(z, V, 1.0f, m, same ? work_f : NULL);
+    double lse = (double)m + log(S1);
     int32_t t = 0;
     if (!(sp->temperature > 0.0f)) {
         for (int64_t v = 0; v < V; v++)
@@ -100,9 +105,8 @@ void azr_gen_sample(const float *z, int64_t V, const azr_gen_sampling *sp, doubl
     }
     float inv_t = 1.0f / sp->temperature;
     float ms = m * inv_t; /* max of z * inv_t (rounding is monotonic) */
-    int full = (sp->top_k <= 0 || sp->top_k >= V) && !(sp->top_p < 1.0f);
     if (full) {
-        double S = sum_exp(z, V, inv_t, ms, work_f);
+        double S = same ? S1 : sum_exp(z, V, inv_t, ms, work_f);
         double target = u * S, cum = 0.0;
         int64_t last = 0;
         t = -1;

@@ -10,8 +10,94 @@
 
 #include <time.h>
 
+#include "../generate/gen_kernels.h"
 #include "../generate/generate.h"
 #include "py_model.h"
+
+/* ---- the packed-weight cache as a capsule ----
+ * A capsule named "azr.gen_weights" holding a gen_cache: the C cache plus
+ * a busy flag (set with the GIL held) so two runs never share it at once. */
+#define WEIGHTS_CAPSULE "azr.gen_weights"
+
+typedef struct {
+    azr_gen_weights *w;
+    int busy;
+} gen_cache;
+
+static void cache_destroy(PyObject *cap) {
+    gen_cache *c = PyCapsule_GetPointer(cap, WEIGHTS_CAPSULE);
+    if (!c) {
+        PyErr_Clear();
+        return;
+    }
+    azr_gen_weights_free(c->w);
+    PyMem_Free(c);
+}
+
+static gen_cache *cache_of(PyObject *o) {
+    if (!PyCapsule_IsValid(o, WEIGHTS_CAPSULE)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "generate: weights must be a cache made by azr._core.gen_weights_new()");
+        return NULL;
+    }
+    return PyCapsule_GetPointer(o, WEIGHTS_CAPSULE);
+}
+
+static PyObject *py_weights_new(PyObject *mod, PyObject *noargs) {
+    (void)mod;
+    (void)noargs;
+    gen_cache *c = PyMem_Calloc(1, sizeof *c);
+    if (!c) return PyErr_NoMemory();
+    c->w = azr_gen_weights_new();
+    if (!c->w) {
+        PyMem_Free(c);
+        return azr_py_raise(AZR_ERR_NOMEM, "gen_weights_new failed");
+    }
+    PyObject *cap = PyCapsule_New(c, WEIGHTS_CAPSULE, cache_destroy);
+    if (!cap) {
+        azr_gen_weights_free(c->w);
+        PyMem_Free(c);
+    }
+    return cap;
+}
+
+static PyObject *py_weights_info(PyObject *mod, PyObject *args) {
+    (void)mod;
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O:gen_weights_info", &cap)) return NULL;
+    gen_cache *c = cache_of(cap);
+    if (!c) return NULL;
+    return Py_BuildValue("(LL)", (long long)azr_gen_weights_bytes(c->w),
+                         (long long)azr_gen_weights_packs(c->w));
+}
+
+static PyObject *py_weights_hash(PyObject *mod, PyObject *args) {
+    (void)mod;
+    PyObject *model_o;
+    if (!PyArg_ParseTuple(args, "O:gen_weights_hash", &model_o)) return NULL;
+    azr_model *m = NULL;
+    if (azr_py_model_acquire(model_o, &m) < 0) return NULL;
+    uint64_t h;
+    Py_BEGIN_ALLOW_THREADS h = azr_gen_weights_hash(m);
+    Py_END_ALLOW_THREADS
+    azr_py_model_release(model_o);
+    return PyLong_FromUnsignedLongLong(h);
+}
+
+static PyObject *py_sum_floats(PyObject *mod, PyObject *args) {
+    (void)mod;
+    PyObject *o;
+    if (!PyArg_ParseTuple(args, "O:gen_sum_floats", &o)) return NULL;
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(o, NPY_FLOAT32, 1, 1, NPY_ARRAY_IN_ARRAY);
+    if (!a) return NULL;
+    double s;
+    const float *p = PyArray_DATA(a);
+    int64_t n = (int64_t)PyArray_DIM(a, 0);
+    Py_BEGIN_ALLOW_THREADS s = azr_gen_sum_floats(p, n);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(a);
+    return PyFloat_FromDouble(s);
+}
 
 typedef struct {
     PyObject *callback; /* callable or NULL */
@@ -67,20 +153,29 @@ static PyObject *py_generate(PyObject *mod, PyObject *args, PyObject *kw) {
                              "top_p", "top_k", "seed", "eos", "stop_bytes", "stop_offsets",
                              "token_bytes", "token_offsets", "max_slots", "kv_blocks",
                              "block_size", "prefill_chunk", "max_context", "callback",
-                             "callback_interval", "request_keys", NULL};
+                             "callback_interval", "request_keys", "weights", NULL};
     PyObject *model_o, *ids_o, *off_o, *eos_o, *sb_o, *so_o, *tb_o, *to_o, *cb_o;
     int n, max_new, top_k, max_slots, block_size, prefill_chunk, max_context;
     float temperature, top_p;
     unsigned long long seed;
     long long kv_blocks;
     double interval = 0.2;
-    PyObject *keys_o = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOiiffiKOOOOOiLiiiO|dO:generate", kwlist, &model_o,
+    PyObject *keys_o = Py_None, *weights_o = Py_None;
+    gen_cache *cache = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOiiffiKOOOOOiLiiiO|dOO:generate", kwlist, &model_o,
                                      &ids_o, &off_o, &n, &max_new, &temperature, &top_p, &top_k,
                                      &seed, &eos_o, &sb_o, &so_o, &tb_o, &to_o, &max_slots,
                                      &kv_blocks, &block_size, &prefill_chunk, &max_context, &cb_o,
-                                     &interval, &keys_o))
+                                     &interval, &keys_o, &weights_o))
         return NULL;
+    if (weights_o != Py_None) {
+        if (!(cache = cache_of(weights_o))) return NULL;
+        if (cache->busy) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "generate: this weight cache is in use by another generate call");
+            return NULL;
+        }
+    }
     if (cb_o != Py_None && !PyCallable_Check(cb_o)) {
         PyErr_SetString(PyExc_TypeError, "generate: callback must be callable or None");
         return NULL;
@@ -139,6 +234,7 @@ static PyObject *py_generate(PyObject *mod, PyObject *args, PyObject *kw) {
         m = NULL;
         goto done;
     }
+    if (cache) cache->busy = 1;
     const azr_model_config *cfg = azr_model_cfg(m);
     if (tb_o != Py_None) {
         if (!PyBytes_Check(tb_o)) {
@@ -204,6 +300,7 @@ static PyObject *py_generate(PyObject *mod, PyObject *args, PyObject *kw) {
         cb_state cs = {cb_o == Py_None ? NULL : cb_o, interval, now_s()};
         p.callback = step_callback;
         p.callback_ctx = &cs;
+        p.weights = cache ? cache->w : NULL;
         azr_gen_outputs o = {PyArray_DATA((PyArrayObject *)tokens),
                              PyArray_DATA((PyArrayObject *)lp),
                              PyArray_DATA((PyArrayObject *)mlp),
@@ -223,7 +320,10 @@ static PyObject *py_generate(PyObject *mod, PyObject *args, PyObject *kw) {
     }
     res = Py_BuildValue("(OOOOO)", tokens, lp, mlp, lens, fin);
 done:
-    if (m) azr_py_model_release(model_o);
+    if (m) {
+        azr_py_model_release(model_o);
+        if (cache) cache->busy = 0;
+    }
     Py_XDECREF(ids);
     Py_XDECREF(off);
     Py_XDECREF(eos);
@@ -264,9 +364,20 @@ static PyMethodDef gen_methods[] = {
     {"generate", (PyCFunction)(void (*)(void))py_generate, METH_VARARGS | METH_KEYWORDS,
      "generate(model, ids, offsets, n, max_new_tokens, temperature, top_p, top_k, seed, eos, "
      "stop_bytes, stop_offsets, token_bytes, token_offsets, max_slots, kv_blocks, block_size, "
-     "prefill_chunk, max_context, callback, callback_interval=0.2, request_keys=None)\n"
+     "prefill_chunk, max_context, callback, callback_interval=0.2, request_keys=None, "
+     "weights=None)\n"
      "-> (tokens (S, max_new) int32, logprobs, model_logprobs (S, max_new) float32, "
      "lengths (S,) int32, finish (S,) int8: 0 length, 1 eos, 2 stop)"},
+    {"gen_weights_new", py_weights_new, METH_NOARGS,
+     "gen_weights_new() -> a packed-weight cache for generate(weights=...): kept between "
+     "calls, repacked only when the model's matrices change (content hash)"},
+    {"gen_weights_info", py_weights_info, METH_VARARGS,
+     "gen_weights_info(cache) -> (bytes held, times packed)"},
+    {"gen_weights_hash", py_weights_hash, METH_VARARGS,
+     "gen_weights_hash(model) -> the content hash of the model's matrices (uint64)"},
+    {"gen_sum_floats", py_sum_floats, METH_VARARGS,
+     "gen_sum_floats(a) -> sum of a 1-D float32 array read once with the engine's threads "
+     "(the benchmark's memory-bandwidth probe)"},
     {"kv_bytes_per_block", py_kv_bytes_per_block, METH_VARARGS,
      "kv_bytes_per_block(model, block_size) -> bytes of one KV block (all layers)"},
     {"gen_blocks_for", py_blocks_for, METH_VARARGS,

@@ -7,6 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "azr_test.h"
 #include "generate/gen_kernels.h"
 #include "generate/generate.h"
@@ -64,6 +68,84 @@ static void test_matmul(void) {
     free(y);
     free(yr);
     free(y1);
+}
+
+/* The small-M decode path (several panels side by side, threads over
+ * contiguous panel runs) gives bit-identical rows to the 6-row blocks,
+ * whatever the thread count, and stays close to the naive reference. */
+static void test_matmul_small_m(void) {
+    int64_t M = 7, in = 19, out = AZR_GEN_PANEL * 9 + 5;
+    float *x = malloc(sizeof(float) * M * in), *w = malloc(sizeof(float) * out * in);
+    float *b = malloc(sizeof(float) * out), *y = malloc(sizeof(float) * M * out);
+    float *yr = malloc(sizeof(float) * M * out);
+    float *wp = malloc(sizeof(float) * azr_gen_packed_floats(in, out));
+    for (int64_t i = 0; i < M * in; i++) x[i] = frand();
+    for (int64_t i = 0; i < out * in; i++) w[i] = frand();
+    for (int64_t i = 0; i < out; i++) b[i] = frand();
+    azr_gen_pack(wp, w, in, out);
+    azr_gen_matmul_packed(y, x, wp, b, M, in, out, 0);
+    azr_gen_matmul_naive(yr, x, w, b, M, in, out, 0);
+    float err = 0.0f;
+    for (int64_t i = 0; i < M * out; i++) err = fmaxf(err, fabsf(y[i] - yr[i]));
+    CHECK(err < 1e-5f);
+    int same = 1;
+#ifdef _OPENMP
+    int old_threads = omp_get_max_threads();
+#endif
+    for (int threads = 1; threads <= 3; threads++) {
+#ifdef _OPENMP
+        omp_set_num_threads(threads);
+#endif
+        for (int64_t k = 1; k <= 3; k++)
+            for (int64_t i = 0; i + k <= M; i++) {
+                /* accumulate onto ones: y_old + value, as the residual adds do */
+                for (int64_t j = 0; j < k * out; j++) yr[j] = 1.0f;
+                azr_gen_matmul_packed(yr, x + i * in, wp, b, k, in, out, 1);
+                for (int64_t j = 0; j < k * out; j++)
+                    if (yr[j] != 1.0f + y[i * out + j]) same = 0;
+            }
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(old_threads);
+#endif
+    CHECK(same);
+    free(x);
+    free(w);
+    free(b);
+    free(y);
+    free(yr);
+    free(wp);
+}
+
+/* The content hash equals its one-word-at-a-time reference on sizes around
+ * the lane and chunk boundaries, and changes with any single word. */
+static void test_hash(void) {
+    int64_t n = 3 * 65536 + 45;
+    float *a = malloc(sizeof(float) * n);
+    for (int64_t i = 0; i < n; i++) a[i] = frand();
+    int64_t sizes[] = {0, 1, 31, 32, 33, 65536, 65537, n};
+    int ok = 1;
+    for (int k = 0; k < 8; k++)
+        if (azr_gen_hash_floats(a, sizes[k], 9) != azr_gen_hash_floats_naive(a, sizes[k], 9))
+            ok = 0;
+    CHECK(ok);
+    CHECK(azr_gen_hash_floats(a, n, 9) != azr_gen_hash_floats(a, n, 10));
+    CHECK(azr_gen_hash_floats(a, n - 1, 9) != azr_gen_hash_floats(a, n, 9));
+    uint64_t h = azr_gen_hash_floats(a, n, 9);
+    int64_t where[] = {0, 31, 32, 65535, 65536, n - 1};
+    for (int k = 0; k < 6; k++) {
+        float old = a[where[k]];
+        a[where[k]] = nextafterf(old, 2.0f);
+        if (azr_gen_hash_floats(a, n, 9) == h) ok = 0;
+        a[where[k]] = old;
+    }
+    CHECK(ok);
+    /* swapping two words of one lane changes it too */
+    float t = a[0];
+    a[0] = a[32];
+    a[32] = t;
+    CHECK(a[0] == a[32] || azr_gen_hash_floats(a, n, 9) != h);
+    free(a);
 }
 
 static void test_paged_attention(void) {
@@ -257,9 +339,55 @@ static void test_runs(void) {
     azr_model_free(m);
 }
 
+/* A run with a weight cache gives the run without one; the cache packs
+ * once, is reused while the weights stay, and repacks after a change. */
+static void test_weight_cache(void) {
+    azr_model *m = tiny_model();
+    int32_t prompt[] = {3, 1, 4, 1, 5};
+    int64_t off[] = {0, 5};
+    enum { NEW = 6 };
+    int32_t t0[NEW], t1[NEW], lens[1];
+    float lp[NEW], mlp[NEW];
+    int8_t fin[1];
+    azr_gen_outputs o = {t0, lp, mlp, lens, fin};
+    azr_gen_params p;
+    memset(&p, 0, sizeof p);
+    p.n = 1;
+    p.max_new_tokens = NEW;
+    p.sampling.top_p = 1.0f;
+    p.max_slots = 1;
+    p.kv_blocks = 8;
+    p.block_size = 4;
+    p.prefill_chunk = 8;
+    p.max_context = 64;
+    CHECK(azr_gen_run(m, prompt, off, 1, &p, &o) == AZR_OK);
+    azr_gen_weights *w = azr_gen_weights_new();
+    CHECK(w != NULL && azr_gen_weights_bytes(w) == 0);
+    p.weights = w;
+    for (int k = 0; k < 2; k++) {
+        o.tokens = t1;
+        CHECK(azr_gen_run(m, prompt, off, 1, &p, &o) == AZR_OK);
+        CHECK(memcmp(t0, t1, sizeof t0) == 0);
+    }
+    CHECK(azr_gen_weights_packs(w) == 1 && azr_gen_weights_bytes(w) > 0);
+    int repacked = -1;
+    CHECK(azr_gen_weights_sync(w, m, &repacked) == AZR_OK && repacked == 0);
+    azr_layer_ptrs l0 = azr_model_layer(m, azr_model_params(m), 0);
+    l0.wdown[0] += 0.5f;
+    CHECK(azr_gen_weights_sync(w, m, &repacked) == AZR_OK && repacked == 1);
+    CHECK(azr_gen_weights_packs(w) == 2);
+    CHECK(azr_gen_weights_sync(NULL, m, NULL) == AZR_ERR_INVALID);
+    azr_gen_weights_free(w);
+    azr_gen_weights_free(NULL);
+    azr_model_free(m);
+}
+
 int main(void) {
     test_matmul();
+    test_matmul_small_m();
+    test_hash();
     test_paged_attention();
     test_runs();
+    test_weight_cache();
     TEST_MAIN_END();
 }
