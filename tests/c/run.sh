@@ -15,7 +15,7 @@ blas_lib="$("$py" -c 'import scipy_openblas32 as s; print(s.get_lib_dir())')"
 blas_name="$("$py" -c 'import scipy_openblas32 as s; print(s.get_library())')"
 mapfile -t srcs < <(find "$root/csrc" -name '*.c' -not -path '*/python/*' -not -path '*/cuda/*' | sort)
 cflags=(-std=c11 -g -O1 -fopenmp -fsanitize=address,undefined -fno-sanitize-recover=undefined
-        -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration
+        -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -Wno-psabi -Werror=implicit-function-declaration
         -D_GNU_SOURCE -DAZR_BLAS_PREFIX_SCIPY -I"$root/csrc" -I"$blas_inc")
 ldflags=(-L"$blas_lib" -l"$blas_name" -Wl,-rpath,"$blas_lib" -lm -fsanitize=address,undefined -fopenmp)
 # The sandbox test forks; LeakSanitizer in forked children is noise.

@@ -248,7 +248,7 @@ static void test_decode_recipe(void) {
     int32_t ids[T] = {3, 1, 4, 1, 5, 9};
     float full[T * 13];
     CHECK(azr_model_run(m, ids, NULL, NULL, NULL, 1, T, NULL, NULL, full, NULL) == AZR_OK);
-    int64_t C = 16, I = 24, Dq = 16, Dkv = 8, Dqkv = Dq + 2 * Dkv, L = 2;
+    int64_t I = 24, Dq = 16, Dkv = 8, Dqkv = Dq + 2 * Dkv, L = 2;
     float *kc = calloc((size_t)(L * T * 2 * Dkv), sizeof(float)); /* per layer (T, [k|v]) */
     float x[16], xn[16], qkv[32], att[16], gu[48], h[24], logits[13], cs[2], sn[2], scratch[T];
     for (int t = 0; t < T; t++) {
