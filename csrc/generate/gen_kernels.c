@@ -132,7 +132,7 @@ void azr_gen_matmul(float *y, const float *x, const float *w, const float *b, in
     int64_t tasks = (out + OUT_BLOCK - 1) / OUT_BLOCK;
     int64_t M4 = M & ~(int64_t)3;
     int par = (M * in * out) > 32768;
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(guided, 1) if (par)
     for (int64_t t = 0; t < tasks; t++) {
         int64_t o0 = t * OUT_BLOCK, o1 = o0 + OUT_BLOCK < out ? o0 + OUT_BLOCK : out;
         float dots[4][4];
@@ -303,18 +303,23 @@ void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const floa
     int64_t panels = (out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL;
     int par = (M * in * out) > 32768;
     if (M <= 3) {
-        /* decode of one to three rows: memory bound; each thread takes one
-         * contiguous run of panels (balanced to one panel) */
-#pragma omp parallel if (par)
-        {
-            int64_t T = num_threads_in_team(), t = thread_id();
-            int64_t p0 = panels * t / T, p1 = panels * (t + 1) / T;
+        /* decode of one to three rows: memory bound. Runs of 4 panels are
+         * handed out guided (the first ones large, the last ones one run),
+         * so a thread that streams slower, or joins late, is not waited
+         * for at the end of the product: with a static split one of two
+         * threads idled ~6% of every decode step at this barrier. Each
+         * output is computed by one thread in the same order whatever the
+         * split, so the result does not depend on the schedule. */
+        int64_t runs = (panels + 3) / 4;
+#pragma omp parallel for schedule(guided, 1) if (par)
+        for (int64_t c = 0; c < runs; c++) {
+            int64_t p0 = c * 4, p1 = p0 + 4 < panels ? p0 + 4 : panels;
             small_m_range((int)M, y, x, wp, b, in, out, p0, p1, accumulate);
         }
         return;
     }
     int64_t M6 = M - M % 6;
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(guided, 1) if (par)
     for (int64_t p = 0; p < panels; p++) {
         const float *pw = wp + p * AZR_GEN_PANEL * in;
         int64_t o0 = p * AZR_GEN_PANEL;
@@ -468,6 +473,33 @@ static inline float dot_d(const float *a, const float *b, int D) {
     return hsum8(acc) + t;
 }
 
+/* dot_d of one query against four keys: four independent chains, each the
+ * same arithmetic as dot_d (bit-identical results), so the FMA latency of
+ * one chain no longer serialises the score loop. */
+static inline void dot4_d(const float *a, const float *k0, const float *k1, const float *k2,
+                          const float *k3, int D, float r[4]) {
+    int d8 = D & ~7;
+    v8f c0 = {0, 0, 0, 0, 0, 0, 0, 0}, c1 = c0, c2 = c0, c3 = c0;
+    for (int d = 0; d < d8; d += 8) {
+        v8f q = ld8(a + d);
+        c0 = fma8(q, ld8(k0 + d), c0);
+        c1 = fma8(q, ld8(k1 + d), c1);
+        c2 = fma8(q, ld8(k2 + d), c2);
+        c3 = fma8(q, ld8(k3 + d), c3);
+    }
+    float t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
+    for (int d = d8; d < D; d++) {
+        t0 = fma1(a[d], k0[d], t0);
+        t1 = fma1(a[d], k1[d], t1);
+        t2 = fma1(a[d], k2[d], t2);
+        t3 = fma1(a[d], k3[d], t3);
+    }
+    r[0] = hsum8(c0) + t0;
+    r[1] = hsum8(c1) + t1;
+    r[2] = hsum8(c2) + t2;
+    r[3] = hsum8(c3) + t3;
+}
+
 /* o[0..nd) = sum over keys j < ctx of (p[j] * ih) * v_j[0..nd), v_j at
  * vb + table[j / bs] * block_stride + (j % bs) * Dkv. NC = nd / 8 vector
  * accumulators kept in registers (1..8), or NC = 0 for any nd (scalar
@@ -487,6 +519,10 @@ static inline __attribute__((always_inline)) void pv_slice(int NC, float *o, con
                 float pj = p[j0 + jj] * ih;
                 v8f pb = {pj, pj, pj, pj, pj, pj, pj, pj};
                 const float *v = b + jj * Dkv;
+#if defined(__GNUC__)
+                if (jj + 8 < jn)
+                    for (int c = 0; c < NC; c += 2) __builtin_prefetch(v + 8 * Dkv + 8 * c, 0, 3);
+#endif
                 for (int c = 0; c < NC; c++) acc[c] = fma8(pb, ld8(v + 8 * c), acc[c]);
             }
         }
@@ -505,9 +541,142 @@ static inline __attribute__((always_inline)) void pv_slice(int NC, float *o, con
     }
 }
 
+/* For G heads (2..3) that share their keys: o_h[0..32) = sum over keys j <
+ * ctx of (p_h[j] * ih_h) * v_j[0..32), o_h at o + h * ostride, p_h at p + h *
+ * pstride. 4 vector accumulators per head; each output is the same fused
+ * chain (j increasing) as in pv_slice. */
+static inline __attribute__((always_inline)) void pv_heads(int G, float *o, int64_t ostride,
+                                                           const float *p, int64_t pstride,
+                                                           const float *ih, const float *vb,
+                                                           const int32_t *table,
+                                                           int64_t block_stride, int bs,
+                                                           int64_t Dkv, int64_t ctx) {
+    v8f acc[3][4];
+    for (int h = 0; h < G; h++)
+        for (int c = 0; c < 4; c++) acc[h][c] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t j0 = 0; j0 < ctx; j0 += bs) {
+        const float *b = vb + (int64_t)table[j0 / bs] * block_stride;
+        int64_t jn = ctx - j0 < bs ? ctx - j0 : bs;
+        for (int64_t jj = 0; jj < jn; jj++) {
+            const float *v = b + jj * Dkv;
+#if defined(__GNUC__)
+            if (jj + 8 < jn) __builtin_prefetch(v + 8 * Dkv, 0, 3);
+#endif
+            v8f v0 = ld8(v), v1 = ld8(v + 8), v2 = ld8(v + 16), v3 = ld8(v + 24);
+            for (int h = 0; h < G; h++) {
+                float pj = p[h * pstride + j0 + jj] * ih[h];
+                v8f pb = {pj, pj, pj, pj, pj, pj, pj, pj};
+                acc[h][0] = fma8(pb, v0, acc[h][0]);
+                acc[h][1] = fma8(pb, v1, acc[h][1]);
+                acc[h][2] = fma8(pb, v2, acc[h][2]);
+                acc[h][3] = fma8(pb, v3, acc[h][3]);
+            }
+        }
+    }
+    for (int h = 0; h < G; h++)
+        for (int c = 0; c < 4; c++) memcpy(o + h * ostride + 8 * c, &acc[h][c], sizeof(v8f));
+}
+
 int64_t azr_gen_attention_scratch_floats(int Hq, int Hkv, int64_t max_ctx, int nthreads) {
     if (nthreads < 1) nthreads = 1;
     return (int64_t)nthreads * (Hq / Hkv) * (max_ctx + 8);
+}
+
+/* One unit of the paged attention: row r, KV group g, its query heads
+ * [h0, h1). Every head's arithmetic is the same whichever unit holds it. */
+static inline __attribute__((always_inline)) void attend_unit(
+    float *out, const float *q, int64_t q_stride, const float *kv, int64_t block_stride,
+    int64_t v_offset, int block_size, const int32_t *tables, const int64_t *table_off,
+    const int32_t *pos, int Hkv, int D, float *s, int64_t max_ctx, int64_t r, int g, int h0,
+    int h1) {
+    int group = h1 - h0 > 0 ? h1 - h0 : 0;
+    int64_t Dkv = (int64_t)Hkv * D;
+    float scale = 1.0f / sqrtf((float)D);
+    int64_t ctx = (int64_t)pos[r] + 1;
+    const int32_t *table = tables + table_off[r];
+    const float *qg = q + r * q_stride + (int64_t)h0 * D;
+    float mx[64], inv[64];
+    /* scores, one pass over the keys for all query heads of the unit */
+    for (int h = 0; h < group; h++) mx[h] = -INFINITY;
+    /* keys block by block (no division per key) */
+    for (int64_t j0 = 0; j0 < ctx; j0 += block_size) {
+        const float *kb = kv + (int64_t)table[j0 / block_size] * block_stride + (int64_t)g * D;
+        int64_t jn = ctx - j0 < block_size ? ctx - j0 : block_size;
+        int64_t jj = 0;
+        for (; jj + 4 <= jn; jj += 4) {
+            const float *k = kb + jj * Dkv;
+#if defined(__GNUC__)
+            /* the keys two quads ahead (this block only: blocks are scattered) */
+            if (jj + 12 <= jn)
+                for (int i = 8; i < 12; i++)
+                    for (int d = 0; d < D; d += 16) __builtin_prefetch(k + i * Dkv + d, 0, 3);
+#endif
+            for (int h = 0; h < group; h++) {
+                float v4[4];
+                dot4_d(qg + (int64_t)h * D, k, k + Dkv, k + 2 * Dkv, k + 3 * Dkv, D, v4);
+                float *sh = s + h * (max_ctx + 8) + j0 + jj;
+                for (int i = 0; i < 4; i++) {
+                    float v = v4[i] * scale;
+                    sh[i] = v;
+                    mx[h] = v > mx[h] ? v : mx[h];
+                }
+            }
+        }
+        for (; jj < jn; jj++) {
+            const float *k = kb + jj * Dkv;
+            for (int h = 0; h < group; h++) {
+                float v = dot_d(qg + (int64_t)h * D, k, D) * scale;
+                s[h * (max_ctx + 8) + j0 + jj] = v;
+                mx[h] = v > mx[h] ? v : mx[h];
+            }
+        }
+    }
+    for (int h = 0; h < group; h++) {
+        float *sh = s + h * (max_ctx + 8), m = mx[h];
+        /* exponentials (vectorised), then their sum in 8 lanes */
+        for (int64_t j = 0; j < ctx; j++) sh[j] = exp_neg(sh[j] - m);
+        int64_t c8 = ctx & ~(int64_t)7;
+        v8f acc = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t j = 0; j < c8; j += 8) acc += ld8(sh + j);
+        float sum = hsum8(acc);
+        for (int64_t j = c8; j < ctx; j++) sum += sh[j];
+        inv[h] = 1.0f / sum;
+    }
+    /* out_h = sum_j p_j v_j: per head and 64-wide slice of the head
+     * dimension, the slice's accumulators stay in registers over all
+     * keys (one fused multiply-add chain per output, j increasing) */
+    const float *vbase = kv + v_offset + (int64_t)g * D;
+    if (group >= 2 && group <= 3 && D % 32 == 0) {
+        /* all the unit's heads in one pass over V (read once, not once per
+         * head); same per-output chain as pv_slice, so the same bits */
+        for (int d0 = 0; d0 < D; d0 += 32) {
+            if (group == 2) pv_heads(2, out + (int64_t)h0 * D + d0, D, s, max_ctx + 8, inv, vbase + d0,
+                                     table, block_stride, block_size, Dkv, ctx);
+            else pv_heads(3, out + (int64_t)h0 * D + d0, D, s, max_ctx + 8, inv, vbase + d0, table,
+                          block_stride, block_size, Dkv, ctx);
+        }
+        return;
+    }
+    for (int h = 0; h < group; h++) {
+        const float *ph = s + h * (max_ctx + 8);
+        float *o = out + (int64_t)(h0 + h) * D;
+        for (int d0 = 0; d0 < D; d0 += 64) {
+            int nd = D - d0 < 64 ? D - d0 : 64;
+#define PV(NC) pv_slice(NC, o + d0, ph, inv[h], vbase + d0, table, block_stride, block_size, Dkv, ctx, nd)
+            switch (nd % 8 ? 0 : nd / 8) {
+            case 8: PV(8); break;
+            case 7: PV(7); break;
+            case 6: PV(6); break;
+            case 5: PV(5); break;
+            case 4: PV(4); break;
+            case 3: PV(3); break;
+            case 2: PV(2); break;
+            case 1: PV(1); break;
+            default: PV(0); break;
+            }
+#undef PV
+        }
+    }
 }
 
 void azr_gen_paged_attention(float *out, const float *q, int64_t q_stride, const float *kv,
@@ -516,68 +685,34 @@ void azr_gen_paged_attention(float *out, const float *q, int64_t q_stride, const
                              const int32_t *pos, int64_t N, int Hq, int Hkv, int D,
                              float *scratch, int64_t max_ctx) {
     int group = Hq / Hkv;
-    int64_t Dkv = (int64_t)Hkv * D, Dq = (int64_t)Hq * D;
-    float scale = 1.0f / sqrtf((float)D);
-    int64_t units = N * Hkv;
+    int64_t Dq = (int64_t)Hq * D;
     int64_t per_thread = (int64_t)group * (max_ctx + 8);
-    (void)num_threads;
+    if (N * Hkv >= 4 * (int64_t)num_threads()) {
+        /* many rows: one unit per row and KV group, so each key is loaded
+         * once for all the group's query heads */
+        int64_t units = N * Hkv;
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t u = 0; u < units; u++) {
+            int64_t r = u / Hkv;
+            int g = (int)(u % Hkv);
+            attend_unit(out + r * Dq, q, q_stride, kv, block_stride, v_offset, block_size, tables,
+                        table_off, pos, Hkv, D, scratch + (int64_t)thread_id() * per_thread,
+                        max_ctx, r, g, g * group, (g + 1) * group);
+        }
+        return;
+    }
+    /* few rows (decode of one or two sequences): one unit per query head,
+     * so the threads share the work evenly (3 KV groups on 2 threads left
+     * one thread idle for a third of the attention). Bit-identical to the
+     * grouped path: each head is computed the same way in either. */
+    int64_t units = N * Hq;
 #pragma omp parallel for schedule(dynamic, 1) if (units > 1)
     for (int64_t u = 0; u < units; u++) {
-        int64_t r = u / Hkv;
-        int g = (int)(u % Hkv);
-        int64_t ctx = (int64_t)pos[r] + 1;
-        const int32_t *table = tables + table_off[r];
-        float *s = scratch + (int64_t)thread_id() * per_thread;
-        const float *qg = q + r * q_stride + (int64_t)g * group * D;
-        float mx[64], inv[64];
-        /* scores, one pass over the keys for all query heads of the group */
-        for (int h = 0; h < group; h++) mx[h] = -INFINITY;
-        /* keys block by block (no division per key) */
-        for (int64_t j0 = 0; j0 < ctx; j0 += block_size) {
-            const float *kb = kv + (int64_t)table[j0 / block_size] * block_stride + (int64_t)g * D;
-            int64_t jn = ctx - j0 < block_size ? ctx - j0 : block_size;
-            for (int64_t jj = 0; jj < jn; jj++) {
-                const float *k = kb + jj * Dkv;
-                for (int h = 0; h < group; h++) {
-                    float v = dot_d(qg + (int64_t)h * D, k, D) * scale;
-                    s[h * (max_ctx + 8) + j0 + jj] = v;
-                    mx[h] = v > mx[h] ? v : mx[h];
-                }
-            }
-        }
-        for (int h = 0; h < group; h++) {
-            float *sh = s + h * (max_ctx + 8), m = mx[h], sum = 0.0f;
-            for (int64_t j = 0; j < ctx; j++) {
-                float e = exp_neg(sh[j] - m);
-                sh[j] = e;
-                sum += e;
-            }
-            inv[h] = 1.0f / sum;
-        }
-        /* out_h = sum_j p_j v_j: per head and 64-wide slice of the head
-         * dimension, the slice's accumulators stay in registers over all
-         * keys (one fused multiply-add chain per output, j increasing) */
-        const float *vbase = kv + v_offset + (int64_t)g * D;
-        for (int h = 0; h < group; h++) {
-            const float *ph = s + h * (max_ctx + 8);
-            float *o = out + r * Dq + (int64_t)(g * group + h) * D;
-            for (int d0 = 0; d0 < D; d0 += 64) {
-                int nd = D - d0 < 64 ? D - d0 : 64;
-#define PV(NC) pv_slice(NC, o + d0, ph, inv[h], vbase + d0, table, block_stride, block_size, Dkv, ctx, nd)
-                switch (nd % 8 ? 0 : nd / 8) {
-                case 8: PV(8); break;
-                case 7: PV(7); break;
-                case 6: PV(6); break;
-                case 5: PV(5); break;
-                case 4: PV(4); break;
-                case 3: PV(3); break;
-                case 2: PV(2); break;
-                case 1: PV(1); break;
-                default: PV(0); break;
-                }
-#undef PV
-            }
-        }
+        int64_t r = u / Hq;
+        int h = (int)(u % Hq);
+        attend_unit(out + r * Dq, q, q_stride, kv, block_stride, v_offset, block_size, tables,
+                    table_off, pos, Hkv, D, scratch + (int64_t)thread_id() * per_thread, max_ctx,
+                    r, h / group, h, h + 1);
     }
 }
 

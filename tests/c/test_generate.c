@@ -148,27 +148,50 @@ static void test_hash(void) {
     free(a);
 }
 
-static void test_paged_attention(void) {
-    int Hq = 4, Hkv = 2, D = 6, bs = 3, nblk = 8;
-    int64_t Dkv = (int64_t)Hkv * D, block_stride = 2 * bs * Dkv;
+static void check_paged_attention(int Hq, int Hkv, int D) {
+    int bs = 3, nblk = 8;
+    int64_t Dkv = (int64_t)Hkv * D, block_stride = 2 * bs * Dkv, Dq = (int64_t)Hq * D;
     float *kv = malloc(sizeof(float) * nblk * block_stride);
     for (int64_t i = 0; i < nblk * block_stride; i++) kv[i] = frand();
     int32_t tables[2 * 4] = {5, 2, 7, 1, 0, 3, 6, 4};
     int64_t toff[3] = {0, 4, 0};
     int32_t pos[3] = {10, 4, 0};
-    float q[3 * 24], o1[3 * 24], o2[3 * 24];
-    for (int i = 0; i < 3 * 24; i++) q[i] = frand();
+    float *q = malloc(sizeof(float) * 3 * Dq), *o1 = malloc(sizeof(float) * 3 * Dq);
+    float *o2 = malloc(sizeof(float) * 3 * Dq), *o3 = malloc(sizeof(float) * 3 * Dq);
+    for (int64_t i = 0; i < 3 * Dq; i++) q[i] = frand();
     int64_t max_ctx = 11;
     float *scratch = malloc(sizeof(float) * azr_gen_attention_scratch_floats(Hq, Hkv, max_ctx, 64));
-    azr_gen_paged_attention(o1, q, 24, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3, Hq,
+    azr_gen_paged_attention(o1, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3, Hq,
                             Hkv, D, scratch, max_ctx);
-    azr_gen_paged_attention_naive(o2, q, 24, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3,
+    azr_gen_paged_attention_naive(o2, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3,
                                   Hq, Hkv, D);
     float err = 0.0f;
-    for (int i = 0; i < 3 * 24; i++) err = fmaxf(err, fabsf(o1[i] - o2[i]));
+    for (int64_t i = 0; i < 3 * Dq; i++) err = fmaxf(err, fabsf(o1[i] - o2[i]));
     CHECK(err < 1e-5f);
+    /* one thread takes the grouped path (a unit per row and KV group), many
+     * threads the per-head path; the results must be the same bits */
+    int old_threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    azr_gen_paged_attention(o1, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3, Hq,
+                            Hkv, D, scratch, max_ctx);
+    omp_set_num_threads(8);
+    azr_gen_paged_attention(o3, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3, Hq,
+                            Hkv, D, scratch, max_ctx);
+    omp_set_num_threads(old_threads);
+    CHECK(memcmp(o1, o3, sizeof(float) * 3 * Dq) == 0);
     free(kv);
+    free(q);
+    free(o1);
+    free(o2);
+    free(o3);
     free(scratch);
+}
+
+static void test_paged_attention(void) {
+    check_paged_attention(4, 2, 6);   /* odd head size: the scalar lanes */
+    check_paged_attention(6, 2, 64);  /* SmolLM2's head size, 3 heads per KV group */
+    check_paged_attention(4, 2, 32);  /* 2 heads per group */
+    check_paged_attention(8, 2, 16);  /* 4 heads per group: one head at a time */
 }
 
 static azr_model *tiny_model(void) {
