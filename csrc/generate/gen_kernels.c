@@ -303,18 +303,28 @@ void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const floa
     int64_t panels = (out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL;
     int par = (M * in * out) > 32768;
     if (M <= 3) {
-        /* decode of one to three rows: memory bound. Runs of 4 panels are
-         * handed out guided (the first ones large, the last ones one run),
-         * so a thread that streams slower, or joins late, is not waited
-         * for at the end of the product: with a static split one of two
-         * threads idled ~6% of every decode step at this barrier. Each
-         * output is computed by one thread in the same order whatever the
-         * split, so the result does not depend on the schedule. */
-        int64_t runs = (panels + 3) / 4;
-#pragma omp parallel for schedule(guided, 1) if (par)
-        for (int64_t c = 0; c < runs; c++) {
-            int64_t p0 = c * 4, p1 = p0 + 4 < panels ? p0 + 4 : panels;
-            small_m_range((int)M, y, x, wp, b, in, out, p0, p1, accumulate);
+        /* decode of one to three rows: memory bound. Threads take runs of
+         * panels from a shared counter, each run a share of what is left
+         * (large runs first, down to single panels at the end), so a thread
+         * that streams slower, or joins late, is not waited for at the end
+         * of the product: with a static split one of two threads idled ~6%
+         * of every decode step at this barrier. Each output is computed by
+         * one thread in the same order whatever the split, so the result
+         * does not depend on the schedule. */
+        int64_t next = 0;
+#pragma omp parallel if (par)
+        {
+            int64_t T2 = 2 * (int64_t)num_threads_in_team();
+            int64_t p0 = __atomic_load_n(&next, __ATOMIC_RELAXED);
+            while (p0 < panels) {
+                int64_t len = (panels - p0) / T2;
+                len = len < 1 ? 1 : len > 4 ? len & ~(int64_t)3 : len;
+                if (__atomic_compare_exchange_n(&next, &p0, p0 + len, 0, __ATOMIC_RELAXED,
+                                                __ATOMIC_RELAXED)) {
+                    small_m_range((int)M, y, x, wp, b, in, out, p0, p0 + len, accumulate);
+                    p0 = __atomic_load_n(&next, __ATOMIC_RELAXED);
+                }
+            }
         }
         return;
     }
