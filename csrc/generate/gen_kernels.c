@@ -652,21 +652,25 @@ static inline __attribute__((always_inline)) void attend_unit(
         for (int64_t j = c8; j < ctx; j++) sum += sh[j];
         inv[h] = 1.0f / sum;
     }
-    /* out_h = sum_j p_j v_j: per head and 64-wide slice of the head
-     * dimension, the slice's accumulators stay in registers over all
-     * keys (one fused multiply-add chain per output, j increasing) */
+    /* out_h = sum_j p_j v_j, one fused multiply-add chain per output (j
+     * increasing) with the accumulators in registers over all keys */
     const float *vbase = kv + v_offset + (int64_t)g * D;
     if (group >= 2 && group <= 3 && D % 32 == 0) {
         /* all the unit's heads in one pass over V (read once, not once per
-         * head); same per-output chain as pv_slice, so the same bits */
+         * head), 32-wide slices; the same chains as pv_slice, so the same bits */
+        float *o = out + (int64_t)h0 * D;
+        int64_t ps = max_ctx + 8;
         for (int d0 = 0; d0 < D; d0 += 32) {
-            if (group == 2) pv_heads(2, out + (int64_t)h0 * D + d0, D, s, max_ctx + 8, inv, vbase + d0,
-                                     table, block_stride, block_size, Dkv, ctx);
-            else pv_heads(3, out + (int64_t)h0 * D + d0, D, s, max_ctx + 8, inv, vbase + d0, table,
-                          block_stride, block_size, Dkv, ctx);
+            if (group == 2)
+                pv_heads(2, o + d0, D, s, ps, inv, vbase + d0, table, block_stride, block_size,
+                         Dkv, ctx);
+            else
+                pv_heads(3, o + d0, D, s, ps, inv, vbase + d0, table, block_stride, block_size,
+                         Dkv, ctx);
         }
         return;
     }
+    /* per head, 64-wide slices of the head dimension */
     for (int h = 0; h < group; h++) {
         const float *ph = s + h * (max_ctx + 8);
         float *o = out + (int64_t)(h0 + h) * D;

@@ -89,7 +89,9 @@ double azr_gen_sum_floats(const float *a, int64_t n);
  * has already written this row's own key/value). out (N, Hq*D) is
  * overwritten. scratch: (Hq/Hkv)*max_ctx floats per thread (pass
  * azr_gen_attention_scratch_floats(); max_ctx >= max(pos)+1). Threads split
- * rows x kv heads; each output is computed in one fixed order. */
+ * rows x kv heads, or rows x query heads when there are fewer than four
+ * (row, kv head) units per thread; each output is computed in one fixed
+ * order either way, so the result does not depend on N or the threads. */
 int64_t azr_gen_attention_scratch_floats(int Hq, int Hkv, int64_t max_ctx, int nthreads);
 void azr_gen_paged_attention(float *out, const float *q, int64_t q_stride, const float *kv,
                              int64_t block_stride, int64_t v_offset, int block_size,
