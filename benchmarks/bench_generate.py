@@ -14,8 +14,9 @@ decode steps, so over about as long as the decode runs, just before and just
 after each repetition of (a); the reported fraction is the median over the
 repetitions of each run against the reads around it (a single ~15 ms read on
 a machine whose bandwidth varies is a burst no sustained decode can match, so
-it is printed but not used), and what a `generate` call costs in fixed overhead (the
-packed-weight cache: a repack after a weight change, a hash check otherwise).
+it is printed but not used). Also printed: what a `generate` call costs in
+fixed overhead (the packed-weight cache: a repack after a weight change, a
+hash check otherwise).
 
 llama.cpp gets an F32 GGUF written from the same weights (its default F16 KV
 cache) and is driven through the low-level API the way its batched example
