@@ -382,6 +382,31 @@ _WARM = (
 )
 
 
+def _shift_wall_clock():
+    """Offset time.time() and time.time_ns() by a per-zygote amount (1 to
+    ~1000 s, from the zygote's hash seed). The determinism check runs a
+    program in two zygotes at the same moment: with the real clock, two
+    runs could read the same time.time() (one double step is ~0.24 us) and
+    a wall-clock dependence would pass as deterministic. Monotonic clocks
+    are shifted by the zygote's time namespace; the wall clock cannot be."""
+    import time
+
+    seed = int(os.environ.get("PYTHONHASHSEED", "0") or 0)
+    off_ns = 1_000_000_000 + (seed * 2654435761) % 1_000_000_000_000
+    off_s = off_ns / 1e9
+    real_time, real_time_ns = time.time, time.time_ns
+
+    def shifted_time():
+        return real_time() + off_s
+
+    def shifted_time_ns():
+        return real_time_ns() + off_ns
+
+    shifted_time.__name__ = shifted_time.__qualname__ = "time"
+    shifted_time_ns.__name__ = shifted_time_ns.__qualname__ = "time_ns"
+    time.time, time.time_ns = shifted_time, shifted_time_ns
+
+
 def _warm_up(z):
     for _ in range(16):  # > the adaptive interpreter's warm-up count
         for mode, a, b, c in _WARM:
@@ -405,6 +430,7 @@ def main():
             __import__(name)
         except Exception:  # noqa: BLE001 - a missing optional module is not fatal
             pass
+    _shift_wall_clock()
     out_streams = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
     run_uid = int(cfg.get("run_uid", 61000))
     layers = z.init(ctl_fd=3, scratch=scratch, ro_paths=_ro_paths(),

@@ -217,6 +217,17 @@ NONDET = {
 }
 
 
+def test_wall_clock_dependence_is_caught_every_time(ex):
+    """The two runs of a validation run at the same moment; without the
+    per-zygote wall-clock offset they sometimes read the same time.time()."""
+    prog = NONDET["time"]
+    r = ex.validate([prog] * 40, ["0"] * 40, deny=DenyList())
+    assert [x.status for x in r] == ["nondeterministic"] * 40, [(x.status, x.message) for x in r]
+    # the offset keeps the clock plausible: within ~17 minutes of the host's
+    out = ex.run([prog], ["0"])[0]
+    assert out.status == "ok" and 0 < out.value - time.time() < 1100, (out.status, out.message)
+
+
 def test_determinism_check_catches_each_source(ex):
     names = list(NONDET)
     inputs = {"hash": "'abc'", "id": "[1, 2]", "set_order": "30"}
