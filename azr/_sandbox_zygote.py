@@ -391,7 +391,8 @@ def _shift_wall_clock():
     are shifted by the zygote's time namespace; the wall clock cannot be."""
     import time
 
-    seed = int(os.environ.get("PYTHONHASHSEED", "0") or 0)
+    raw = os.environ.get("PYTHONHASHSEED", "")
+    seed = int(raw) if raw.isdigit() else 0
     off_ns = 1_000_000_000 + (seed * 2654435761) % 1_000_000_000_000
     off_s = off_ns / 1e9
     real_time, real_time_ns = time.time, time.time_ns
