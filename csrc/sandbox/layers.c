@@ -167,8 +167,9 @@ static int gen_tree(prog_buf *p, const special *sp, int lo, int hi) {
 }
 #endif
 
+enum { POL_FULL, POL_BASE, POL_CHILD }; /* the seccomp policies */
+
 #ifdef AZR_AUDIT_ARCH
-enum { POL_FULL, POL_BASE, POL_CHILD };
 
 /* Calls a fork server needs after its set-up but a run must not make: the
  * full filter kills them, the base filter lets them through, the child
@@ -295,35 +296,24 @@ static int install_policy(int policy, pid_t self) {
 }
 #endif
 
-int azr_sbx_seccomp_install(pid_t self) {
+/* Install `policy`'s filter, or fail with ENOSYS where seccomp filters are
+ * not built for this architecture. */
+static int install_or_enosys(int policy, pid_t self) {
 #ifndef AZR_AUDIT_ARCH
+    (void)policy;
     (void)self;
     errno = ENOSYS;
     return -1;
 #else
-    return install_policy(POL_FULL, self);
+    return install_policy(policy, self);
 #endif
 }
 
-int azr_sbx_seccomp_install_base(pid_t self) {
-#ifndef AZR_AUDIT_ARCH
-    (void)self;
-    errno = ENOSYS;
-    return -1;
-#else
-    return install_policy(POL_BASE, self);
-#endif
-}
+int azr_sbx_seccomp_install(pid_t self) { return install_or_enosys(POL_FULL, self); }
 
-int azr_sbx_seccomp_install_child(pid_t self) {
-#ifndef AZR_AUDIT_ARCH
-    (void)self;
-    errno = ENOSYS;
-    return -1;
-#else
-    return install_policy(POL_CHILD, self);
-#endif
-}
+int azr_sbx_seccomp_install_base(pid_t self) { return install_or_enosys(POL_BASE, self); }
+
+int azr_sbx_seccomp_install_child(pid_t self) { return install_or_enosys(POL_CHILD, self); }
 
 /* ------------------------------------------------------------------ */
 /* Landlock                                                            */

@@ -23,16 +23,21 @@
 #include "sandbox/layers.h"
 #include "sandbox/sandbox.h"
 
-/* Run `body` in a child after installing the filter; return its wait status. */
-static int in_filtered_child(int (*body)(void)) {
+/* Run `body` in a child after `install` succeeds; return its wait status. */
+static int under_filter(int (*install)(pid_t), int (*body)(void)) {
     pid_t pid = fork();
     if (pid == 0) {
-        if (azr_sbx_seccomp_install(getpid()) != 0) _exit(90);
+        if (install(getpid()) != 0) _exit(90);
         _exit(body());
     }
     int st = 0;
     waitpid(pid, &st, 0);
     return st;
+}
+
+/* Run `body` in a child under the full filter. */
+static int in_filtered_child(int (*body)(void)) {
+    return under_filter(azr_sbx_seccomp_install, body);
 }
 
 /* The same, with the two-stage policy: the base filter (what a fork server
@@ -61,14 +66,7 @@ static int in_two_stage_child(int (*body)(void)) {
 
 /* Only the base filter: what the fork server itself may and may not do. */
 static int base_only(int (*body)(void)) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (azr_sbx_seccomp_install_base(getpid()) != 0) _exit(90);
-        _exit(body());
-    }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return st;
+    return under_filter(azr_sbx_seccomp_install_base, body);
 }
 
 static int do_fork(void) { return (int)syscall(SYS_fork) >= 0 ? 1 : 2; }
