@@ -280,13 +280,16 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
          * zygote, so the determinism check also catches code that depends on
          * them (wall-clock time cannot be shifted). */
         if ((L & AZR_SBX_L_NS_PID) && unshare(CLONE_NEWTIME) == 0) {
-            unsigned off = 0;
+            unsigned seed = 0;
             for (char **e = environ; e && *e; e++)
-                if (!strncmp(*e, "PYTHONHASHSEED=", 15)) off = (unsigned)strtoul(*e + 15, NULL, 10);
-            off = 100000u + off % 10000000u;
+                if (!strncmp(*e, "PYTHONHASHSEED=", 15)) seed = (unsigned)strtoul(*e + 15, NULL, 10);
+            /* Whole seconds and a sub-second part, both from the seed: two
+             * zygotes read different clocks down to the nanosecond digits. */
+            unsigned off = 100000u + seed % 10000000u;
+            unsigned off_ns = (unsigned)(((unsigned long long)seed * 2654435761ull) % 1000000000ull);
             int tfd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
-            char buf[96];
-            int n = snprintf(buf, sizeof buf, "monotonic %u 0\nboottime %u 0\n", off, off);
+            char buf[128];
+            int n = snprintf(buf, sizeof buf, "monotonic %u %u\nboottime %u %u\n", off, off_ns, off, off_ns);
             if (tfd >= 0) {
                 if (write(tfd, buf, (size_t)n) == n) L |= AZR_SBX_L_NS_TIME;
                 close(tfd);
