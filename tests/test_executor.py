@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from azr.executor import DEFAULT_DENY, DenyList, Executor, canonical_repr, values_equal
+from zygote_helpers import load_zygote_module
 
 RUN_UID = 61000
 
@@ -367,25 +368,10 @@ def test_run_tests_humaneval_and_mbpp_style(ex):
 
 # ------------------------------------------------------------------ the codec
 
-def _zygote_module():
-    import importlib.machinery
-    import importlib.util
-
-    import azr
-
-    here = Path(azr.__file__).parent
-    path = str(sorted(here.glob("_zygote*.so"))[-1])
-    loader = importlib.machinery.ExtensionFileLoader("_zygote", path)
-    spec = importlib.util.spec_from_file_location("_zygote", path, loader=loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
-
-
 def test_codec_roundtrip_and_normalisation():
     from azr import _native
 
-    z = _zygote_module()
+    z = load_zygote_module()
     dec = _native._core.sandbox_decode
     calls = []
 
@@ -484,7 +470,7 @@ def test_decoder_rejects_garbage_without_crashing():
     from azr import _native
 
     dec = _native._core.sandbox_decode
-    z = _zygote_module()
+    z = load_zygote_module()
     good = z.encode({"a": [1, 2.5, (None, b"x")], "b": {1, 2}})
     import random
 
