@@ -1,9 +1,9 @@
 """Build script for azr's C extension `azr._core`.
 
-Compiles every C file under csrc/ (except the optional CUDA backend) into one
-extension, against NumPy's C API and the OpenBLAS shipped by the
-`scipy-openblas32` wheel (a build and runtime dependency, so no system BLAS is
-needed). Environment knobs:
+Compiles every C file under csrc/ (except the optional CUDA backend and the
+zygote module's own files) into one extension, against NumPy's C API and the
+OpenBLAS shipped by the `scipy-openblas32` wheel (a build and runtime
+dependency, so no system BLAS is needed). Environment knobs:
 
   AZR_PORTABLE=1   do not use -march=native (for wheels built for other CPUs)
   AZR_DEBUG=1      -O0 -g, plus AddressSanitizer/UBSan if AZR_SANITIZE=1
@@ -16,10 +16,15 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 
+# C files only the zygote module compiles (they need the CPython API and
+# `azr._core` has no use for them; zygote_module.c #includes them).
+ZYGOTE_ONLY = [os.path.join("csrc", "sandbox", "literal.c")]
+
+
 def _sources():
     files = sorted(glob.glob(os.path.join("csrc", "**", "*.c"), recursive=True))
     return [f for f in files if os.sep + "cuda" + os.sep not in f
-            and os.sep + "zygote" + os.sep not in f]
+            and os.sep + "zygote" + os.sep not in f and f not in ZYGOTE_ONLY]
 
 
 # The sandbox zygote's own small module: loaded by path inside each zygote, so

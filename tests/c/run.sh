@@ -2,8 +2,9 @@
 # Build and run the C-level tests under AddressSanitizer and UBSan.
 #
 # Every tests/c/test_*.c is linked against all of csrc/ except the Python
-# binding and the CUDA backend, and run; a test prints its own checks and
-# exits non-zero on failure. Usage: tests/c/run.sh [PYTHON]
+# binding, the CUDA backend and the zygote module's CPython-API input parser
+# (csrc/sandbox/literal.c, tested from Python), and run; a test prints its
+# own checks and exits non-zero on failure. Usage: tests/c/run.sh [PYTHON]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -13,7 +14,8 @@ mkdir -p "$build"
 blas_inc="$("$py" -c 'import scipy_openblas32 as s; print(s.get_include_dir())')"
 blas_lib="$("$py" -c 'import scipy_openblas32 as s; print(s.get_lib_dir())')"
 blas_name="$("$py" -c 'import scipy_openblas32 as s; print(s.get_library())')"
-mapfile -t srcs < <(find "$root/csrc" -name '*.c' -not -path '*/python/*' -not -path '*/cuda/*' | sort)
+mapfile -t srcs < <(find "$root/csrc" -name '*.c' -not -path '*/python/*' -not -path '*/cuda/*' \
+                      -not -path '*/sandbox/literal.c' | sort)
 cflags=(-std=c11 -g -O1 -fopenmp -fsanitize=address,undefined -fno-sanitize-recover=undefined
         -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -Wno-psabi -Werror=implicit-function-declaration
         -D_GNU_SOURCE -DAZR_BLAS_PREFIX_SCIPY -I"$root/csrc" -I"$blas_inc")

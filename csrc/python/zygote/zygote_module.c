@@ -2,8 +2,9 @@
  * zygote_module.c -- `azr._zygote`, the small extension module loaded (by
  * path, without importing the azr package) into every sandbox zygote.
  *
- * Owns: the Python face of the fork server (init, serve) and the child's
- * literal-only result encoder. The encoder reads exact builtin values and the
+ * Owns: the Python face of the fork server (init, serve), the child's
+ * literal-only result encoder, and the face of the input fast path
+ * (`parse_args`, grammar in csrc/sandbox/literal.c). The encoder reads exact builtin values and the
  * storage of builtin subclasses directly (never calling __eq__, __hash__,
  * __repr__, __iter__, __index__ or any other user method), rejects other
  * types, cycles and nesting deeper than AZR_ENC_MAX_DEPTH, and stops at the
@@ -19,6 +20,9 @@
 
 #include "../../sandbox/codec.h"
 #include "../../sandbox/sandbox.h"
+/* Compiled here, not in zygote_units.c: it needs the CPython API and is no
+   part of azr._core (setup.py and tests/c/run.sh leave it out there). */
+#include "../../sandbox/literal.c"
 
 static azr_sbx_zygote *g_zygote = NULL; /* one per process: the zygote itself */
 static PyObject *g_digit_limit = NULL;  /* 10 ** 4300 */
@@ -283,6 +287,26 @@ static PyObject *py_reply(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------- inputs */
+
+static PyObject *py_parse_args(PyObject *self, PyObject *src) {
+    if (!PyBytes_Check(src)) {
+        PyErr_Format(PyExc_TypeError, "parse_args: expected bytes, got %.100s", Py_TYPE(src)->tp_name);
+        return NULL;
+    }
+    PyObject *r = azr_lit_parse_args(PyBytes_AS_STRING(src), (size_t)PyBytes_GET_SIZE(src));
+    if (!r) Py_RETURN_NONE;
+    return r;
+}
+
+PyDoc_STRVAR(parse_args_doc,
+             "parse_args(src: bytes) -> (args: tuple, kwargs: dict) | None\n\n"
+             "Parse the UTF-8 text of a call's argument list made only of plain literals\n"
+             "(decimal numbers, simple quoted strings, True/False/None, lists, tuples, dicts,\n"
+             "sets, keyword arguments) without compile(). None when the text is outside that\n"
+             "subset or anything fails: the caller then parses it the general way. A result\n"
+             "is always what f(<src>) would receive.");
+
 /* ---------------------------------------------------------------- server */
 
 static char **str_list(PyObject *seq) {
@@ -363,6 +387,7 @@ static PyMethodDef methods[] = {
      "reply_value(value, cap) -> status; encode value (literal-only) and send it on the result pipe"},
     {"reply", py_reply, METH_VARARGS, "reply(status, message); send a non-ok result"},
     {"encode", py_encode, METH_VARARGS, "encode(value, cap=1MiB) -> bytes (tests)"},
+    {"parse_args", py_parse_args, METH_O, parse_args_doc},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_zygote",
