@@ -136,12 +136,27 @@ def _parse_value(text):
     return eval(code, _LITERAL_ENV)
 
 
-def _parse_args(src):
+def _parse_args_compiled(src):
+    """(args, kwargs) of an input's text, through compile(): the reference
+    for the C fast path, and the path for everything it refuses."""
     if not src.strip():
         return (), {}
     code = compile("_(\n" + src + "\n)", "<input>", "eval")
     _check_literal_code(code, "an input")
     return eval(code, _ARGS_ENV)
+
+
+def _parse_args(z, raw):
+    """(args, kwargs) of an input's UTF-8 bytes. Plain literals go through
+    the C fast path (z.parse_args, which never compiles: compile() touches,
+    and so copies on write, many of the zygote's pages); whatever it
+    refuses goes through _parse_args_compiled, which accepts or raises. The
+    two agree exactly on every input the fast path accepts
+    (tests/test_literal_fastpath.py)."""
+    got = z.parse_args(raw)
+    if got is not None:
+        return got
+    return _parse_args_compiled(raw.decode("utf-8", "surrogatepass"))
 
 
 # Deny-lists parsed in the zygote, by their exact JSON bytes: the Executor's
@@ -301,7 +316,7 @@ def _handle(z, mode, a, b, c):
                         stage = None
                 else:
                     try:
-                        args, kwargs = _parse_args(b.decode("utf-8", "surrogatepass"))
+                        args, kwargs = _parse_args(z, b)
                     except MemoryError:
                         raise
                     except BaseException as exc:  # noqa: BLE001
@@ -362,17 +377,20 @@ def _child(z, req, out_streams):
 
 
 # Our own requests, run in the zygote before it serves: they take the code
-# paths every child takes (compile, argument parsing, the deny-list walk,
-# literal parsing, test running, the encoder), so the interpreter's caches,
-# the adaptive bytecode of these functions and the allocator's pools are
-# already in the state a child needs, and children copy fewer pages on write.
+# paths every child takes (compile, argument parsing by the C fast path and
+# by the compile fallback, the deny-list walk, literal parsing, test
+# running, the encoder), so the interpreter's caches, the adaptive bytecode
+# of these functions and the allocator's pools are already in the state a
+# child needs, and children copy fewer pages on write.
 # Trusted constants only: no request from the supervisor ever runs here.
 _WARM_DENY = b'{"modules": ["os", "sys"], "names": ["eval", "open"], "attributes": ["__globals__"]}'
+_WARM_PROG = (b"def f(a, b='x', *c, **d):\n    s = sorted(a)\n    m = {k: len(k) for k in b}\n"
+              b"    return s[::-1], m, ' '.join(b), (1.5, None, True), {2, 3}")
 _WARM = (
     (0, b"def f(x):\n    return x + 1", b"5", b""),
-    (0, b"def f(a, b='x', *c, **d):\n    s = sorted(a)\n    m = {k: len(k) for k in b}\n"
-        b"    return s[::-1], m, ' '.join(b), (1.5, None, True), {2, 3}",
-     b"[3, 1, 2], ['a', 'bb'], -1, k={'q': (1,)}", b""),
+    (0, _WARM_PROG, b"[3, 1, 2], ['a', 'bb'], -1, k={'q': (1,)}", b""),
+    # The same through the fallback (an escape and a call: no fast path).
+    (0, _WARM_PROG, b"[3, 1, 2], 'a\\tb', -1, k=dict(q=(1,))", b""),
     (1, b"import math\ndef f(x, y):\n    return [math.sqrt(i) * y for i in range(x)]", b"3, 2.0", _WARM_DENY),
     (1, b"import os\ndef f(x):\n    return x", b"1", _WARM_DENY),
     (2, b"[1, -2.5, 'x', (True, None), {1: b'2'}, {3}, frozenset(), float('nan'), 1e999]", b"", b""),
