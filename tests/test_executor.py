@@ -231,6 +231,24 @@ def test_wall_clock_dependence_is_caught_every_time(ex):
     assert out.status == "ok" and 0 < out.value - time.time() < 1100, (out.status, out.message)
 
 
+def test_zygote_maps_few_libraries_yet_programs_get_accelerated_modules(ex):
+    """Each shared library in the zygote costs every fork and exit five
+    mappings: json's C accelerator and the rarely imported heapq/bisect/
+    random are not preloaded, but a program importing them gets the usual
+    C-accelerated modules."""
+    for pid in ex._worker_pids():
+        maps = open(f"/proc/{pid}/maps").read()
+        for lib in ("_json", "_heapq", "_bisect", "_random", "_sha512"):
+            assert f"/{lib}." not in maps, f"{lib} is mapped in zygote {pid}"
+    prog = ("import json, heapq, bisect, random\n"
+            "def f(x):\n"
+            "    return (json.decoder.c_scanstring is not None, json.loads('[1, 2]'),\n"
+            "            heapq.heappush.__module__, bisect.bisect.__module__, type(random.random()).__name__)")
+    r = ex.run([prog], ["0"])[0]
+    assert r.status == "ok", r.message
+    assert r.value == (True, [1, 2], "_heapq", "_bisect", "float")
+
+
 def test_determinism_check_catches_each_source(ex):
     names = list(NONDET)
     inputs = {"hash": "'abc'", "id": "[1, 2]", "set_order": "30"}
