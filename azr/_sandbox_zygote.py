@@ -458,11 +458,19 @@ def main():
         _DENY_CACHE[raw] = _deny_sets(raw)
         # Warm the validate path against the deny-list it will really see.
         _WARM = tuple((m, a, b, raw if c == _WARM_DENY else c) for m, a, b, c in _WARM)
+    # typing's C helper `_typing` (one function in 3.11, with a pure-Python
+    # fallback in typing.py) would be one more shared library in the zygote;
+    # where typing cannot do without it, it is imported after all.
+    sys.modules["_typing"] = None
     for name in cfg.get("preload") or PRELOAD:
-        try:
-            __import__(name)
-        except Exception:  # noqa: BLE001 - a missing optional module is not fatal
-            pass
+        for _try in (0, 1):
+            try:
+                __import__(name)
+                break
+            except Exception:  # noqa: BLE001 - a missing optional module is not fatal
+                sys.modules.pop("_typing", None)
+    if sys.modules.get("_typing", 0) is None:
+        del sys.modules["_typing"]
     _shift_wall_clock()
     out_streams = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
     run_uid = int(cfg.get("run_uid", 61000))

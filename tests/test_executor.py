@@ -231,6 +231,14 @@ def test_wall_clock_dependence_is_caught_every_time(ex):
     assert out.status == "ok" and 0 < out.value - time.time() < 1100, (out.status, out.message)
 
 
+def _typing_has_fallback() -> bool:
+    """typing.py imports its C helper with a pure-Python fallback (3.11)."""
+    import typing
+    src = open(typing.__file__).read()
+    at = src.find("from _typing import")
+    return at >= 0 and "except ImportError" in src[at:at + 200]
+
+
 def test_zygote_maps_few_libraries_yet_programs_get_accelerated_modules(ex):
     """Each shared library in the zygote costs every fork and exit five
     mappings: json's C accelerator and the rarely imported heapq/bisect/
@@ -238,15 +246,18 @@ def test_zygote_maps_few_libraries_yet_programs_get_accelerated_modules(ex):
     C-accelerated modules."""
     for pid in ex._worker_pids():
         maps = open(f"/proc/{pid}/maps").read()
-        for lib in ("_json", "_heapq", "_bisect", "_random", "_sha512"):
+        for lib in ("_json", "_heapq", "_bisect", "_random", "_sha512", "_typing")[:5 + _typing_has_fallback()]:
             assert f"/{lib}." not in maps, f"{lib} is mapped in zygote {pid}"
     prog = ("import json, heapq, bisect, random\n"
             "def f(x):\n"
+            "    from typing import List, NewType\n"
+            "    UserId = NewType('UserId', int)\n"
             "    return (json.decoder.c_scanstring is not None, json.loads('[1, 2]'),\n"
-            "            heapq.heappush.__module__, bisect.bisect.__module__, type(random.random()).__name__)")
+            "            heapq.heappush.__module__, bisect.bisect.__module__, type(random.random()).__name__,\n"
+            "            UserId(5), str(List[int]))")
     r = ex.run([prog], ["0"])[0]
     assert r.status == "ok", r.message
-    assert r.value == (True, [1, 2], "_heapq", "_bisect", "float")
+    assert r.value == (True, [1, 2], "_heapq", "_bisect", "float", 5, "typing.List[int]")
 
 
 def test_determinism_check_catches_each_source(ex):
