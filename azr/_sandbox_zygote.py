@@ -23,16 +23,20 @@ import errno
 import os
 import sys
 
-# The driver reads its configuration and deny-lists with json's pure-Python
-# code: the C accelerator `_json` would be one more shared library mapped in
-# the zygote, and each shared library is five mappings that every fork
-# copies and every exit tears down. json's own modules are then taken out of
-# sys.modules (the driver keeps its reference), so a program's `import json`
-# still loads the accelerated module, in that child only.
-sys.modules["_json"] = None
-import json  # noqa: E402
-for _name in ("_json", "json", "json.decoder", "json.scanner", "json.encoder"):
-    sys.modules.pop(_name, None)
+if __name__ == "__main__":
+    # A zygote reads its configuration and deny-lists with json's pure-Python
+    # code: the C accelerator `_json` would be one more shared library mapped
+    # in the zygote, and each shared library is five mappings that every fork
+    # copies and every exit tears down. json's own modules are then taken out
+    # of sys.modules (the driver keeps its reference), so a program's
+    # `import json` still loads the accelerated module, in that child only.
+    # (Imported as a module -- by the tests -- it leaves sys.modules alone.)
+    sys.modules["_json"] = None
+    import json
+    for _name in ("_json", "json", "json.decoder", "json.scanner", "json.encoder"):
+        sys.modules.pop(_name, None)
+else:
+    import json
 
 # Modules imported once in the zygote so every child starts with them warm.
 # Kept small on purpose: every page and every mapping the zygote owns is

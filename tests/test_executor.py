@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import sys
 import signal
 import threading
 import time
@@ -258,6 +259,14 @@ def test_zygote_maps_few_libraries_yet_programs_get_accelerated_modules(ex):
     r = ex.run([prog], ["0"])[0]
     assert r.status == "ok", r.message
     assert r.value == (True, [1, 2], "_heapq", "_bisect", "float", 5, "typing.List[int]")
+
+
+def test_importing_the_zygote_driver_leaves_json_alone():
+    """Only a zygote (the driver run as a script) trades json's C accelerator
+    away; a process importing the driver as a module keeps its json."""
+    import json
+    import azr._sandbox_zygote  # noqa: F401
+    assert sys.modules["json"] is json and sys.modules.get("_json") is not None
 
 
 def test_determinism_check_catches_each_source(ex):
