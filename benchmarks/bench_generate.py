@@ -297,7 +297,8 @@ def read_bandwidth(m: Model, tries: int = 5, reads: int = 1) -> float:
     """Bytes/s of a STREAM-like read of the model's own parameter arena
     (fp32, as many bytes as a decode step reads, allocated the way the
     packed copy is), read by the engine's OpenMP threads, each its run as 4
-    prefetched streams like the decode product (azr._core.gen_sum_floats).
+    long streams side by side like the decode product, the fastest read
+    pattern measured on this machine (azr._core.gen_sum_floats).
     `reads` back-to-back reads are timed together (reads=256: the bytes 256
     decode steps read, over about as long as they take); best of `tries`."""
     a = m._params

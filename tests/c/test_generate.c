@@ -72,9 +72,11 @@ static void test_matmul(void) {
 
 /* The small-M decode path (several panels side by side, threads over
  * contiguous panel runs) gives bit-identical rows to the 6-row blocks,
- * whatever the thread count, and stays close to the naive reference. */
-static void test_matmul_small_m(void) {
-    int64_t M = 7, in = 19, out = AZR_GEN_PANEL * 9 + 5;
+ * whatever the thread count, and stays close to the naive reference.
+ * `panels` decides the runs: 10 gives runs of 1 to 4 panels, 75 runs long
+ * enough that the panels walked side by side are several panels apart. */
+static void test_matmul_small_m(int64_t panels) {
+    int64_t M = 7, in = 19, out = AZR_GEN_PANEL * (panels - 1) + 5;
     float *x = malloc(sizeof(float) * M * in), *w = malloc(sizeof(float) * out * in);
     float *b = malloc(sizeof(float) * out), *y = malloc(sizeof(float) * M * out);
     float *yr = malloc(sizeof(float) * M * out);
@@ -174,11 +176,15 @@ static void check_paged_attention(int Hq, int Hkv, int D) {
     omp_set_num_threads(1);
     azr_gen_paged_attention(o1, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3, Hq,
                             Hkv, D, scratch, max_ctx);
-    omp_set_num_threads(8);
-    azr_gen_paged_attention(o3, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3, Hq,
-                            Hkv, D, scratch, max_ctx);
+    /* many threads: contiguous shares of the (row, head) pairs, cut
+     * wherever the thread count puts them (inside a group or not) */
+    for (int threads = 2; threads <= 8; threads++) {
+        omp_set_num_threads(threads);
+        azr_gen_paged_attention(o3, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3,
+                                Hq, Hkv, D, scratch, max_ctx);
+        CHECK(memcmp(o1, o3, sizeof(float) * 3 * Dq) == 0);
+    }
     omp_set_num_threads(old_threads);
-    CHECK(memcmp(o1, o3, sizeof(float) * 3 * Dq) == 0);
     free(kv);
     free(q);
     free(o1);
@@ -407,7 +413,8 @@ static void test_weight_cache(void) {
 
 int main(void) {
     test_matmul();
-    test_matmul_small_m();
+    test_matmul_small_m(10);
+    test_matmul_small_m(75);
     test_hash();
     test_paged_attention();
     test_runs();
