@@ -4,11 +4,11 @@
  *
  * Owns: the Python face of the fork server (init, serve), the child's
  * literal-only result encoder, and the face of the input fast path
- * (`parse_args`, grammar in csrc/sandbox/literal.c). The encoder reads exact builtin values and the
- * storage of builtin subclasses directly (never calling __eq__, __hash__,
- * __repr__, __iter__, __index__ or any other user method), rejects other
- * types, cycles and nesting deeper than AZR_ENC_MAX_DEPTH, and stops at the
- * size cap.
+ * (`parse_args`, grammar in csrc/sandbox/literal.c). The encoder reads
+ * exact builtin values and the storage of builtin subclasses directly (never
+ * calling __eq__, __hash__, __repr__, __iter__, __index__ or any other user
+ * method), rejects other types, cycles and nesting deeper than
+ * AZR_ENC_MAX_DEPTH, and stops at the size cap.
  * Must not: link NumPy, OpenBLAS or OpenMP (the zygote stays single-threaded
  * and small), or run user code itself.
  */
