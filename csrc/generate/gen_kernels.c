@@ -514,6 +514,18 @@ static inline void dot4_d(const float *a, const float *k0, const float *k1, cons
     r[3] = hsum8(c3) + t3;
 }
 
+/* The row of key i of a block (b; bn the next block, NULL if none), where i
+ * may run past this block's jn keys into the next one (of the `left` keys
+ * from this block's start on); NULL past the last key. For prefetching a
+ * few keys ahead across a block boundary: blocks are scattered, so no
+ * hardware prefetcher finds the next one. */
+static inline const float *v_ahead(const float *b, const float *bn, int64_t i, int64_t jn, int bs,
+                                   int64_t left, int64_t Dkv) {
+    if (i < jn) return b + i * Dkv;
+    if (bn && i < left && i - bs < bs) return bn + (i - bs) * Dkv;
+    return NULL;
+}
+
 /* o[0..nd) = sum over keys j < ctx of (p[j] * ih) * v_j[0..nd), v_j at
  * vb + table[j / bs] * block_stride + (j % bs) * Dkv. NC = nd / 8 vector
  * accumulators kept in registers (1..8), or NC = 0 for any nd (scalar
@@ -529,13 +541,15 @@ static inline __attribute__((always_inline)) void pv_slice(int NC, float *o, con
         for (int64_t j0 = 0; j0 < ctx; j0 += bs) {
             const float *b = vb + (int64_t)table[j0 / bs] * block_stride;
             int64_t jn = ctx - j0 < bs ? ctx - j0 : bs;
+            const float *bn = j0 + bs < ctx ? vb + (int64_t)table[j0 / bs + 1] * block_stride : NULL;
             for (int64_t jj = 0; jj < jn; jj++) {
                 float pj = p[j0 + jj] * ih;
                 v8f pb = {pj, pj, pj, pj, pj, pj, pj, pj};
                 const float *v = b + jj * Dkv;
 #if defined(__GNUC__)
-                if (jj + 8 < jn)
-                    for (int c = 0; c < NC; c += 2) __builtin_prefetch(v + 8 * Dkv + 8 * c, 0, 3);
+                const float *vp = v_ahead(b, bn, jj + 8, jn, bs, ctx - j0, Dkv);
+                if (vp)
+                    for (int c = 0; c < NC; c += 2) __builtin_prefetch(vp + 8 * c, 0, 3);
 #endif
                 for (int c = 0; c < NC; c++) acc[c] = fma8(pb, ld8(v + 8 * c), acc[c]);
             }
@@ -571,10 +585,12 @@ static inline __attribute__((always_inline)) void pv_heads(int G, float *o, int6
     for (int64_t j0 = 0; j0 < ctx; j0 += bs) {
         const float *b = vb + (int64_t)table[j0 / bs] * block_stride;
         int64_t jn = ctx - j0 < bs ? ctx - j0 : bs;
+        const float *bn = j0 + bs < ctx ? vb + (int64_t)table[j0 / bs + 1] * block_stride : NULL;
         for (int64_t jj = 0; jj < jn; jj++) {
             const float *v = b + jj * Dkv;
 #if defined(__GNUC__)
-            if (jj + 8 < jn) __builtin_prefetch(v + 8 * Dkv, 0, 3);
+            const float *vp = v_ahead(b, bn, jj + 8, jn, bs, ctx - j0, Dkv);
+            if (vp) __builtin_prefetch(vp, 0, 3);
 #endif
             v8f v0 = ld8(v), v1 = ld8(v + 8), v2 = ld8(v + 16), v3 = ld8(v + 24);
             for (int h = 0; h < G; h++) {
@@ -616,14 +632,21 @@ static inline __attribute__((always_inline)) void attend_unit(
     for (int64_t j0 = 0; j0 < ctx; j0 += block_size) {
         const float *kb = kv + (int64_t)table[j0 / block_size] * block_stride + (int64_t)g * D;
         int64_t jn = ctx - j0 < block_size ? ctx - j0 : block_size;
+        /* the next block's keys (blocks are scattered: no prefetcher finds
+         * them), for the prefetch below when it runs past this block */
+        const float *kn = j0 + block_size < ctx
+                              ? kv + (int64_t)table[j0 / block_size + 1] * block_stride + (int64_t)g * D
+                              : NULL;
         int64_t jj = 0;
         for (; jj + 4 <= jn; jj += 4) {
             const float *k = kb + jj * Dkv;
 #if defined(__GNUC__)
-            /* the keys two quads ahead (this block only: blocks are scattered) */
-            if (jj + 12 <= jn)
-                for (int i = 8; i < 12; i++)
-                    for (int d = 0; d < D; d += 16) __builtin_prefetch(k + i * Dkv + d, 0, 3);
+            /* the keys two quads ahead, in this block or the next */
+            for (int64_t i = jj + 8; i < jj + 12; i++) {
+                const float *kp = v_ahead(kb, kn, i, jn, block_size, ctx - j0, Dkv);
+                if (kp)
+                    for (int d = 0; d < D; d += 16) __builtin_prefetch(kp + d, 0, 3);
+            }
 #endif
             for (int h = 0; h < group; h++) {
                 float v4[4];
