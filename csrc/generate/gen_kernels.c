@@ -519,7 +519,7 @@ static inline void dot4_d(const float *a, const float *k0, const float *k1, cons
  * from this block's start on); NULL past the last key. For prefetching a
  * few keys ahead across a block boundary: blocks are scattered, so no
  * hardware prefetcher finds the next one. */
-static inline const float *v_ahead(const float *b, const float *bn, int64_t i, int64_t jn, int bs,
+static inline const float *row_ahead(const float *b, const float *bn, int64_t i, int64_t jn, int bs,
                                    int64_t left, int64_t Dkv) {
     if (i < jn) return b + i * Dkv;
     if (bn && i < left && i - bs < bs) return bn + (i - bs) * Dkv;
@@ -547,7 +547,7 @@ static inline __attribute__((always_inline)) void pv_slice(int NC, float *o, con
                 v8f pb = {pj, pj, pj, pj, pj, pj, pj, pj};
                 const float *v = b + jj * Dkv;
 #if defined(__GNUC__)
-                const float *vp = v_ahead(b, bn, jj + 8, jn, bs, ctx - j0, Dkv);
+                const float *vp = row_ahead(b, bn, jj + 8, jn, bs, ctx - j0, Dkv);
                 if (vp)
                     for (int c = 0; c < NC; c += 2) __builtin_prefetch(vp + 8 * c, 0, 3);
 #endif
@@ -589,7 +589,7 @@ static inline __attribute__((always_inline)) void pv_heads(int G, float *o, int6
         for (int64_t jj = 0; jj < jn; jj++) {
             const float *v = b + jj * Dkv;
 #if defined(__GNUC__)
-            const float *vp = v_ahead(b, bn, jj + 8, jn, bs, ctx - j0, Dkv);
+            const float *vp = row_ahead(b, bn, jj + 8, jn, bs, ctx - j0, Dkv);
             if (vp) __builtin_prefetch(vp, 0, 3);
 #endif
             v8f v0 = ld8(v), v1 = ld8(v + 8), v2 = ld8(v + 16), v3 = ld8(v + 24);
@@ -643,7 +643,7 @@ static inline __attribute__((always_inline)) void attend_unit(
 #if defined(__GNUC__)
             /* the keys two quads ahead, in this block or the next */
             for (int64_t i = jj + 8; i < jj + 12; i++) {
-                const float *kp = v_ahead(kb, kn, i, jn, block_size, ctx - j0, Dkv);
+                const float *kp = row_ahead(kb, kn, i, jn, block_size, ctx - j0, Dkv);
                 if (kp)
                     for (int d = 0; d < D; d += 16) __builtin_prefetch(kp + d, 0, 3);
             }
