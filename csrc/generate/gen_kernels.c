@@ -520,7 +520,7 @@ static inline void dot4_d(const float *a, const float *k0, const float *k1, cons
  * few keys ahead across a block boundary: blocks are scattered, so no
  * hardware prefetcher finds the next one. */
 static inline const float *row_ahead(const float *b, const float *bn, int64_t i, int64_t jn, int bs,
-                                   int64_t left, int64_t Dkv) {
+                                     int64_t left, int64_t Dkv) {
     if (i < jn) return b + i * Dkv;
     if (bn && i < left && i - bs < bs) return bn + (i - bs) * Dkv;
     return NULL;
