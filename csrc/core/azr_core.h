@@ -57,6 +57,14 @@ void *azr_alloc(size_t bytes, const char *what);
 void *azr_calloc(size_t bytes, const char *what);
 void azr_free(void *p);
 
+/* azr_alloc for a large buffer that is streamed end to end many times (the
+ * packed decode weights): 2 MiB-aligned, rounded up to 2 MiB, and marked
+ * for transparent huge pages where the kernel offers them (Linux
+ * madvise(MADV_HUGEPAGE), a hint that may be refused). With 4 KiB pages a
+ * weight stream crosses a page (a TLB miss, and a restart of the hardware
+ * prefetcher) every 4 KiB. Free with azr_free. */
+void *azr_alloc_streamed(size_t bytes, const char *what);
+
 /* Threads. azr_set_num_threads(n) with n >= 1 sets the number of OpenMP
  * threads azr uses; n <= 0 restores the default (OMP_NUM_THREADS if set,
  * else the number of online CPUs). azr_get_num_threads() reports it. */

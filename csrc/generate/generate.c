@@ -120,7 +120,7 @@ azr_status azr_gen_weights_sync(azr_gen_weights *w, azr_model *m, int *repacked)
     if (w->floats != lay.total) {
         azr_free(w->packed);
         w->floats = 0;
-        w->packed = azr_alloc((size_t)lay.total * sizeof(float), "the packed weights");
+        w->packed = azr_alloc_streamed((size_t)lay.total * sizeof(float), "the packed weights");
         if (!w->packed) return AZR_ERR_NOMEM;
         w->floats = lay.total;
     }
