@@ -671,7 +671,12 @@ static inline __attribute__((always_inline)) void attend_unit(
     for (int h = 0; h < group; h++) {
         float *sh = s + h * (max_ctx + 8), m = mx[h];
         /* exponentials (vectorised), then their sum in 8 lanes */
-        for (int64_t j = 0; j < ctx; j++) sh[j] = exp_neg(sh[j] - m);
+        int64_t j = 0;
+        for (; j + 8 <= ctx; j += 8) {
+            v8f e = exp_neg8(ld8(sh + j) - (v8f){m, m, m, m, m, m, m, m});
+            memcpy(sh + j, &e, sizeof e);
+        }
+        for (; j < ctx; j++) sh[j] = exp_neg(sh[j] - m);
         int64_t c8 = ctx & ~(int64_t)7;
         v8f acc = {0, 0, 0, 0, 0, 0, 0, 0};
         for (int64_t j = 0; j < c8; j += 8) acc += ld8(sh + j);

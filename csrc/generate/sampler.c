@@ -4,6 +4,11 @@
  * Owns: the sampling distribution and the log-probs reported for it.
  * Must not: allocate, print, or keep state between calls.
  */
+/* No implicit fused multiply-add contraction: exp_neg and exp_neg8 must
+ * round the same way (see fastmath.h). */
+#pragma GCC optimize("fp-contract=off")
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 #include "sampler.h"
 #include "fastmath.h"
 
@@ -19,22 +24,27 @@ static float row_max(const float *z, int64_t V) {
     return m;
 }
 
-/* sum of exp(z*scale - shift), in blocks of 256 floats summed in double */
+/* sum of exp(z*scale - shift), in blocks of 256 floats: 8 lanes over a
+ * block, their sum, blocks added in double */
 static double sum_exp(const float *z, int64_t V, float scale, float shift, float *store) {
     double total = 0.0;
+    azr_v8f vs = azr_splat8(scale), vh = azr_splat8(shift);
     for (int64_t b0 = 0; b0 < V; b0 += 256) {
         int64_t b1 = b0 + 256 < V ? b0 + 256 : V;
-        float s = 0.0f;
-        if (store) {
-#pragma omp simd reduction(+ : s)
-            for (int64_t v = b0; v < b1; v++) {
-                float e = exp_neg(z[v] * scale - shift);
-                store[v] = e;
-                s += e;
-            }
-        } else {
-#pragma omp simd reduction(+ : s)
-            for (int64_t v = b0; v < b1; v++) s += exp_neg(z[v] * scale - shift);
+        int64_t v = b0;
+        azr_v8f acc = azr_splat8(0.0f);
+        for (; v + 8 <= b1; v += 8) {
+            azr_v8f zv;
+            memcpy(&zv, z + v, sizeof zv);
+            azr_v8f e = exp_neg8(zv * vs - vh);
+            if (store) memcpy(store + v, &e, sizeof e);
+            acc += e;
+        }
+        float s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+        for (; v < b1; v++) {
+            float e = exp_neg(z[v] * scale - shift);
+            if (store) store[v] = e;
+            s += e;
         }
         total += (double)s;
     }

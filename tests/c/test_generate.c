@@ -12,6 +12,7 @@
 #endif
 
 #include "azr_test.h"
+#include "generate/fastmath.h"
 #include "generate/gen_kernels.h"
 #include "generate/generate.h"
 #include "model/model.h"
@@ -411,7 +412,46 @@ static void test_weight_cache(void) {
     azr_model_free(m);
 }
 
+/* exp_neg8 is exp_neg lane by lane, bit for bit (attention and the sampler
+ * mix the two in one loop), and both are within 3e-7 of exp. */
+static void test_exp_neg(void) {
+    int same = 1, close = 1;
+    float worst = 0.0f;
+    float xs[8];
+    for (int i = 0; i <= 200000; i += 8) {
+        for (int k = 0; k < 8; k++) {
+            int j = i + k;
+            xs[k] = j % 97 == 0 ? -(float)(j % 89) : -100.0f * (float)j / 200000.0f;
+        }
+        if (i == 0) {
+            xs[1] = -0.0f;
+            xs[2] = -87.0f;
+            xs[3] = -87.00001f;
+            xs[4] = -1e-30f;
+            xs[5] = -INFINITY;
+            xs[6] = -0.34657359f; /* about -ln2/2, where n changes */
+        }
+        azr_v8f v;
+        memcpy(&v, xs, sizeof v);
+        azr_v8f e = exp_neg8(v);
+        for (int k = 0; k < 8; k++) {
+            float a = e[k], b = exp_neg(xs[k]);
+            if (memcmp(&a, &b, sizeof a) != 0) same = 0;
+            if (xs[k] >= -87.0f) {
+                double ref = exp((double)xs[k]);
+                float rel = (float)(fabs((double)b - ref) / ref);
+                if (rel > worst) worst = rel;
+                if (rel > 3e-7f) close = 0;
+            }
+        }
+    }
+    if (!close) fprintf(stderr, "exp_neg: worst relative error %.2e\n", (double)worst);
+    CHECK(same);
+    CHECK(close);
+}
+
 int main(void) {
+    test_exp_neg();
     test_matmul();
     test_matmul_small_m(10);
     test_matmul_small_m(75);
