@@ -24,13 +24,17 @@ static float row_max(const float *z, int64_t V) {
     return m;
 }
 
-/* sum of exp(z*scale - shift), in blocks of 256 floats: 8 lanes over a
- * block, their sum, blocks added in double */
-static double sum_exp(const float *z, int64_t V, float scale, float shift, float *store) {
+#define SUM_BLOCK 256
+
+/* sum of exp(z*scale - shift), in blocks of SUM_BLOCK floats: 8 lanes over
+ * a block, their sum, blocks added in double. With store, the exponentials
+ * go to store and each block's sum to bsum. */
+static double sum_exp(const float *z, int64_t V, float scale, float shift, float *store,
+                      float *bsum) {
     double total = 0.0;
     azr_v8f vs = azr_splat8(scale), vh = azr_splat8(shift);
-    for (int64_t b0 = 0; b0 < V; b0 += 256) {
-        int64_t b1 = b0 + 256 < V ? b0 + 256 : V;
+    for (int64_t b0 = 0; b0 < V; b0 += SUM_BLOCK) {
+        int64_t b1 = b0 + SUM_BLOCK < V ? b0 + SUM_BLOCK : V;
         int64_t v = b0;
         azr_v8f acc = azr_splat8(0.0f);
         for (; v + 8 <= b1; v += 8) {
@@ -46,14 +50,39 @@ static double sum_exp(const float *z, int64_t V, float scale, float shift, float
             if (store) store[v] = e;
             s += e;
         }
+        if (store) bsum[b0 / SUM_BLOCK] = s;
         total += (double)s;
     }
     return total;
 }
 
+/* The inverse CDF over exponentials e (V) whose block sums bsum add up (in
+ * double, in order) to S: the first token at which the running sum passes
+ * u*S. Blocks are skipped by their sums, the same partial sums S was made
+ * of, so only one block is walked token by token; tokens with e = 0 are
+ * never chosen (if rounding leaves the target unpassed, the last token
+ * with e > 0). */
+static int32_t inverse_cdf(const float *e, const float *bsum, int64_t V, double u, double S) {
+    int64_t nb = (V + SUM_BLOCK - 1) / SUM_BLOCK, b = 0;
+    double target = u * S, cum = 0.0;
+    for (; b < nb; b++) {
+        if (bsum[b] > 0.0f && cum + (double)bsum[b] > target) break;
+        cum += (double)bsum[b];
+    }
+    if (b < nb)
+        for (int64_t v = b * SUM_BLOCK; v < V; v++) {
+            if (e[v] <= 0.0f) continue;
+            cum += (double)e[v];
+            if (cum > target) return (int32_t)v;
+        }
+    for (int64_t v = V - 1; v > 0; v--)
+        if (e[v] > 0.0f) return (int32_t)v;
+    return 0;
+}
+
 double azr_gen_logsumexp(const float *z, int64_t V) {
     float m = row_max(z, V);
-    return (double)m + log(sum_exp(z, V, 1.0f, m, NULL));
+    return (double)m + log(sum_exp(z, V, 1.0f, m, NULL, NULL));
 }
 
 static int cand_cmp(const void *a, const void *b) {
@@ -99,7 +128,8 @@ void azr_gen_sample(const float *z, int64_t V, const azr_gen_sampling *sp, doubl
     /* temperature 1 without truncation: the sampling sum is the same sum as
      * the model's (same scale, same shift, same order), so compute it once */
     int same = full && sp->temperature == 1.0f;
-    double S1 = sum_exp(z, V, 1.0f, m, same ? work_f : NULL);
+    float *bsum = (float *)work_c; /* unused by the full-vocabulary path */
+    double S1 = sum_exp(z, V, 1.0f, m, same ? work_f : NULL, bsum);
     double lse = (double)m + log(S1);
     int32_t t = 0;
     if (!(sp->temperature > 0.0f)) {
@@ -116,20 +146,8 @@ void azr_gen_sample(const float *z, int64_t V, const azr_gen_sampling *sp, doubl
     float inv_t = 1.0f / sp->temperature;
     float ms = m * inv_t; /* max of z * inv_t (rounding is monotonic) */
     if (full) {
-        double S = same ? S1 : sum_exp(z, V, inv_t, ms, work_f);
-        double target = u * S, cum = 0.0;
-        int64_t last = 0;
-        t = -1;
-        for (int64_t v = 0; v < V; v++) {
-            if (work_f[v] <= 0.0f) continue;
-            last = v;
-            cum += (double)work_f[v];
-            if (cum > target) {
-                t = (int32_t)v;
-                break;
-            }
-        }
-        if (t < 0) t = (int32_t)last;
+        double S = same ? S1 : sum_exp(z, V, inv_t, ms, work_f, bsum);
+        t = inverse_cdf(work_f, bsum, V, u, S);
         *tok = t;
         *lp = (float)((double)(z[t] * inv_t - ms) - log(S));
         *model_lp = (float)((double)z[t] - lse);
