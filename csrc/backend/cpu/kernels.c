@@ -162,20 +162,29 @@ void azr_linear_backward(float *dx, float *dw, float *db, const float *dy, const
 
 /* ---- RMSNorm ----------------------------------------------------------- */
 
+/* One row. Not inlined: the serial and the threaded call below run the same
+ * machine code, so a row's rounding does not depend on the batch size. */
+static __attribute__((noinline)) void rmsnorm_row(float *yr, float *rstd, const float *xr,
+                                                  const float *w, int64_t C, float eps) {
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t c = 0; c < C; c++) ss += xr[c] * xr[c];
+    float r = 1.0f / sqrtf(ss / (float)C + eps);
+    if (rstd) *rstd = r;
+#pragma omp simd
+    for (int64_t c = 0; c < C; c++) yr[c] = w[c] * (xr[c] * r);
+}
+
 void azr_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int64_t N,
                          int64_t C, float eps) {
-#pragma omp parallel for schedule(static) if (N * C > AZR_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const float *xr = x + n * C;
-        float *yr = y + n * C;
-        float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-        for (int64_t c = 0; c < C; c++) ss += xr[c] * xr[c];
-        float r = 1.0f / sqrtf(ss / (float)C + eps);
-        if (rstd) rstd[n] = r;
-#pragma omp simd
-        for (int64_t c = 0; c < C; c++) yr[c] = w[c] * (xr[c] * r);
+    /* small calls (a decode step's few rows) skip the OpenMP region: even
+     * one that runs serially costs ~0.5 us, several times the row */
+    if (N * C <= AZR_PAR_MIN) {
+        for (int64_t n = 0; n < N; n++) rmsnorm_row(y + n * C, rstd ? rstd + n : NULL, x + n * C, w, C, eps);
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) rmsnorm_row(y + n * C, rstd ? rstd + n : NULL, x + n * C, w, C, eps);
 }
 
 void azr_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
@@ -218,24 +227,33 @@ void azr_rope_table(float *cos_t, float *sin_t, const int32_t *pos, int64_t N, i
     }
 }
 
+static __attribute__((noinline)) void rope_row(float *xr, int nheads, int D, const float *cr,
+                                               const float *sr, float sgn) {
+    int half = D / 2;
+    for (int h = 0; h < nheads; h++) {
+        float *a = xr + (int64_t)h * D, *b = a + half;
+#pragma omp simd
+        for (int i = 0; i < half; i++) {
+            float c = cr[i], s = sgn * sr[i];
+            float x1 = a[i], x2 = b[i];
+            a[i] = x1 * c - x2 * s;
+            b[i] = x2 * c + x1 * s;
+        }
+    }
+}
+
 void azr_rope_apply(float *x, int64_t N, int nheads, int D, int64_t row_stride,
                     const float *cos_t, const float *sin_t, int inverse) {
     int half = D / 2;
     float sgn = inverse ? -1.0f : 1.0f;
-#pragma omp parallel for schedule(static) if (N * nheads * D > AZR_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const float *cr = cos_t + n * half, *sr = sin_t + n * half;
-        for (int h = 0; h < nheads; h++) {
-            float *a = x + n * row_stride + (int64_t)h * D, *b = a + half;
-#pragma omp simd
-            for (int i = 0; i < half; i++) {
-                float c = cr[i], s = sgn * sr[i];
-                float x1 = a[i], x2 = b[i];
-                a[i] = x1 * c - x2 * s;
-                b[i] = x2 * c + x1 * s;
-            }
-        }
+    if (N * nheads * D <= AZR_PAR_MIN) { /* see azr_rmsnorm_forward */
+        for (int64_t n = 0; n < N; n++)
+            rope_row(x + n * row_stride, nheads, D, cos_t + n * half, sin_t + n * half, sgn);
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        rope_row(x + n * row_stride, nheads, D, cos_t + n * half, sin_t + n * half, sgn);
 }
 
 /* ---- attention --------------------------------------------------------- */
@@ -415,17 +433,22 @@ void azr_attention_decode(float *out, const float *q, const float *kcache, const
 
 /* ---- SwiGLU ------------------------------------------------------------ */
 
-void azr_swiglu_forward(float *h, const float *gu, int64_t N, int64_t I) {
-#pragma omp parallel for schedule(static) if (N * I > AZR_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const float *g = gu + n * 2 * I, *u = g + I;
-        float *hr = h + n * I;
+static __attribute__((noinline)) void swiglu_row(float *hr, const float *g, int64_t I) {
+    const float *u = g + I;
 #pragma omp simd
-        for (int64_t i = 0; i < I; i++) {
-            float sg = 1.0f / (1.0f + fast_expf(-g[i]));
-            hr[i] = g[i] * sg * u[i];
-        }
+    for (int64_t i = 0; i < I; i++) {
+        float sg = 1.0f / (1.0f + fast_expf(-g[i]));
+        hr[i] = g[i] * sg * u[i];
     }
+}
+
+void azr_swiglu_forward(float *h, const float *gu, int64_t N, int64_t I) {
+    if (N * I <= AZR_PAR_MIN) { /* see azr_rmsnorm_forward */
+        for (int64_t n = 0; n < N; n++) swiglu_row(h + n * I, gu + n * 2 * I, I);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) swiglu_row(h + n * I, gu + n * 2 * I, I);
 }
 
 void azr_swiglu_backward(float *dgu, const float *dh, const float *gu, int64_t N, int64_t I) {
