@@ -11,10 +11,11 @@ Also printed: the memory-bandwidth bound for (a): fp32 weight bytes read per
 token against a STREAM-like read bandwidth measured in this run with the same
 threads, sustained: the weights read back to back as many times as (a) has
 decode steps, so over about as long as the decode runs, just before and just
-after each repetition of (a); the reported fraction is the median over the
-repetitions of each run against the reads around it (a single ~15 ms read on
-a machine whose bandwidth varies is a burst no sustained decode can match, so
-it is printed but not used). Also printed: what a `generate` call costs in
+after each of K runs of (a) made for this alone (no other system runs
+between a pair's reads); the reported fraction is the median over the K of
+each run against the reads around it (a single ~15 ms read on a machine
+whose bandwidth varies is a burst no sustained decode can match, so it is
+printed but not used). Also printed: what a `generate` call costs in
 fixed overhead (the packed-weight cache: a repack after a weight change, a
 hash check otherwise).
 
@@ -296,7 +297,8 @@ def _llama_quiet_cb(L):
 def read_bandwidth(m: Model, tries: int = 5, reads: int = 1) -> float:
     """Bytes/s of a STREAM-like read of the model's own parameter arena
     (fp32, as many bytes as a decode step reads, allocated the way the
-    packed copy is), read by the engine's OpenMP threads, each its run as 4
+    packed copy is: on transparent huge pages, which read ~5% faster than
+    4 KiB pages here, so the bound is the stricter one), read by the engine's OpenMP threads, each its run as 4
     long streams side by side like the decode product, the fastest read
     pattern measured on this machine (azr._core.gen_sum_floats).
     `reads` back-to-back reads are timed together (reads=256: the bytes 256
@@ -328,11 +330,12 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0, help="threads for every system (default: all)")
     ap.add_argument("--cases", default="abc", help="which of the cases a, b, c to run (default: abc)")
     ap.add_argument("--no-transformers", action="store_true", help="skip the transformers baseline")
-    ap.add_argument("--repeat-a", type=int, default=3,
-                    help="run case (a) K times, each system and the bandwidth probe interleaved: "
-                         "the tokens/s reported are each system's best, the fraction of the "
-                         "bandwidth bound the median of the K runs against the reads around each "
-                         "(default 3; fairer on a machine whose load or bandwidth varies)")
+    ap.add_argument("--repeat-a", type=int, default=5,
+                    help="run case (a) K times with each system, interleaved, and K more times "
+                         "alone between reads of the weights: the tokens/s reported are each "
+                         "system's best, the fraction of the bandwidth bound the median of the K "
+                         "runs against the reads around each (default 5; fairer on a machine "
+                         "whose load or bandwidth varies)")
     ap.add_argument("--llama-kv", choices=["split", "unified", "both"], default="split",
                     help="llama.cpp KV layout: one stream per sequence (split, its advice for "
                          "independent sequences), one unified buffer, or both (best reported)")
@@ -410,13 +413,18 @@ def main() -> int:
         reps = max(1, args.repeat_a) if key == "a" else 1
         ours, hf, lc, lc_mode = 0.0, None, None, ""
         pairs = []  # (a): (ours, the sustained read bandwidth just before and just after it)
-        for _ in range(reps):
-            if key == "a":
+        if key == "a":
+            # The bound's pairs first, back to back with nothing else in
+            # between: another runtime's threads can linger after its run
+            # (spinning, or its memory still being returned), which slowed
+            # whichever of our run and our read came next and scattered the
+            # pairs from ~70% to ~90%.
+            for _ in range(reps):
                 before = read_bandwidth(m, tries=1, reads=new)
                 r = run_ours(m, prompts, n, new)
                 pairs.append((r, (before + read_bandwidth(m, tries=1, reads=new)) / 2))
-            else:
-                r = run_ours(m, prompts, n, new)
+        for _ in range(reps):  # the systems' tokens/s: the best of K each, interleaved
+            r = run_ours(m, prompts, n, new)
             ours = max(ours, r)
             if not args.no_transformers:
                 r = run_transformers(path, prompts, n, new, threads)
