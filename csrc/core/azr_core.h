@@ -58,7 +58,7 @@ void *azr_calloc(size_t bytes, const char *what);
 void azr_free(void *p);
 
 /* azr_alloc for a large buffer that is streamed end to end many times (the
- * packed decode weights): 2 MiB-aligned, rounded up to 2 MiB, and marked
+ * parameter arena, the packed decode weights): 2 MiB-aligned, rounded up to 2 MiB, and marked
  * for transparent huge pages where the kernel offers them (Linux
  * madvise(MADV_HUGEPAGE), a hint that may be refused). With 4 KiB pages a
  * weight stream crosses a page (a TLB miss, and a restart of the hardware

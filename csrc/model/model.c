@@ -229,8 +229,8 @@ azr_status azr_model_new(const azr_model_config *cfg, azr_model **out) {
     add_tensor(m, "model.norm.weight", m->off_norm, 1, C, 0);
     if (!cfg->tie_embeddings) add_tensor(m, "lm_head.weight", m->off_head, 2, V, C);
 
-    /* on huge pages like the packed decode weights (read end to end by the
-     * weight hash, the benchmark's bandwidth probe and the products) */
+    /* on huge pages like the packed decode weights: read end to end by the
+     * training products, the weight hash and the benchmark's bandwidth probe */
     m->params = azr_alloc_streamed((size_t)m->n_params * sizeof(float), "the parameter arena");
     if (m->params) memset(m->params, 0, (size_t)m->n_params * sizeof(float));
     if (!m->params) {
