@@ -39,6 +39,12 @@ typedef int32_t azr_v8i __attribute__((vector_size(32)));
 
 static inline azr_v8f azr_splat8(float v) { return (azr_v8f){v, v, v, v, v, v, v, v}; }
 
+/* Sum of 8 lanes in one fixed order. */
+static inline float azr_hsum8(azr_v8f a) {
+    float s0 = a[0] + a[4], s1 = a[1] + a[5], s2 = a[2] + a[6], s3 = a[3] + a[7];
+    return (s0 + s2) + (s1 + s3);
+}
+
 /* exp_neg of 8 lanes (GCC vector extensions: AVX with -march=native). */
 static inline azr_v8f exp_neg8(azr_v8f x) {
     azr_v8f lo = azr_splat8(-87.0f);

@@ -56,11 +56,9 @@ static inline float fma1(float a, float b, float c) {
 #endif
 }
 
-/* The one lane reduction every path uses. */
-static inline float hsum8(v8f a) {
-    float s0 = a[0] + a[4], s1 = a[1] + a[5], s2 = a[2] + a[6], s3 = a[3] + a[7];
-    return (s0 + s2) + (s1 + s3);
-}
+/* The one lane reduction every path uses (fastmath.h, shared with the
+ * sampler). */
+#define hsum8 azr_hsum8
 
 static int thread_id(void) {
 #ifdef _OPENMP

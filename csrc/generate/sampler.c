@@ -44,7 +44,7 @@ static double sum_exp(const float *z, int64_t V, float scale, float shift, float
             if (store) memcpy(store + v, &e, sizeof e);
             acc += e;
         }
-        float s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+        float s = azr_hsum8(acc);
         for (; v < b1; v++) {
             float e = exp_neg(z[v] * scale - shift);
             if (store) store[v] = e;
