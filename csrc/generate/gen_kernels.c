@@ -186,6 +186,22 @@ void azr_gen_pack(float *dst, const float *w, int64_t in, int64_t out) {
     }
 }
 
+typedef struct {
+    const azr_gen_span *span;
+    int64_t n, per, next;  /* pieces, pieces per claim, the next unclaimed */
+} pf_job;
+
+/* Claim the job's next `per` pieces and prefetch them into L2. */
+static void pf_some(pf_job *pf) {
+    if (!pf || __atomic_load_n(&pf->next, __ATOMIC_RELAXED) >= pf->n) return;
+    int64_t i0 = __atomic_fetch_add(&pf->next, pf->per, __ATOMIC_RELAXED);
+    int64_t i1 = i0 + pf->per < pf->n ? i0 + pf->per : pf->n;
+    for (int64_t i = i0; i < i1; i++) {
+        const char *a = (const char *)pf->span[i].p;
+        for (int64_t o = 0; o < pf->span[i].bytes; o += 64) __builtin_prefetch(a + o, 0, 2);
+    }
+}
+
 /* MR rows x one 16-wide panel: acc[i][.] = fma chain over k. */
 static inline __attribute__((always_inline)) void panel_kernel(int MR, const float *x, int64_t in,
                                                                const float *wp, v8f acc[6][2]) {
@@ -280,24 +296,34 @@ static inline __attribute__((always_inline)) void multi_panel(int MR, int NP, fl
  * every stream jumped NP panels ahead after each one and the hardware
  * prefetcher had to find it again (~15% slower decode products). */
 static void small_m_range(int MR, float *y, const float *x, const float *wp, const float *b,
-                          int64_t in, int64_t out, int64_t p0, int64_t p1, int accumulate) {
+                          int64_t in, int64_t out, int64_t p0, int64_t p1, int accumulate,
+                          pf_job *pf) {
     int64_t n = p1 - p0, q, p;
     switch (MR) {
     case 1:
         q = n / 4;
-        for (int64_t i = 0; i < q; i++) multi_panel(1, 4, y, x, wp, b, in, out, p0 + i, q, accumulate);
+        for (int64_t i = 0; i < q; i++) {
+            multi_panel(1, 4, y, x, wp, b, in, out, p0 + i, q, accumulate);
+            pf_some(pf);
+        }
         p = p0 + 4 * q;
         for (; p + 2 <= p1; p += 2) multi_panel(1, 2, y, x, wp, b, in, out, p, 1, accumulate);
         for (; p < p1; p++) multi_panel(1, 1, y, x, wp, b, in, out, p, 1, accumulate);
         break;
     case 2:
         q = n / 2;
-        for (int64_t i = 0; i < q; i++) multi_panel(2, 2, y, x, wp, b, in, out, p0 + i, q, accumulate);
+        for (int64_t i = 0; i < q; i++) {
+            multi_panel(2, 2, y, x, wp, b, in, out, p0 + i, q, accumulate);
+            pf_some(pf);
+        }
         if (n % 2) multi_panel(2, 1, y, x, wp, b, in, out, p1 - 1, 1, accumulate);
         break;
     default:
         q = n / 2;
-        for (int64_t i = 0; i < q; i++) multi_panel(3, 2, y, x, wp, b, in, out, p0 + i, q, accumulate);
+        for (int64_t i = 0; i < q; i++) {
+            multi_panel(3, 2, y, x, wp, b, in, out, p0 + i, q, accumulate);
+            pf_some(pf);
+        }
         if (n % 2) multi_panel(3, 1, y, x, wp, b, in, out, p1 - 1, 1, accumulate);
         break;
     }
@@ -305,6 +331,12 @@ static void small_m_range(int MR, float *y, const float *x, const float *wp, con
 
 void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const float *b, int64_t M,
                            int64_t in, int64_t out, int accumulate) {
+    azr_gen_matmul_packed_pf(y, x, wp, b, M, in, out, accumulate, NULL, 0);
+}
+
+void azr_gen_matmul_packed_pf(float *y, const float *x, const float *wp, const float *b,
+                              int64_t M, int64_t in, int64_t out, int accumulate,
+                              const azr_gen_span *span, int64_t nspan) {
     if (M <= 0 || out <= 0) return;
     int64_t panels = (out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL;
     int par = (M * in * out) > 32768;
@@ -318,6 +350,13 @@ void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const floa
          * one thread in the same order whatever the split, so the result
          * does not depend on the schedule. */
         int64_t next = 0;
+        /* the prefetches: spread over about the first half of the panel
+         * groups (4 panels of one row, 2 of two or three) */
+        int64_t groups = panels / (M == 1 ? 4 : 2);
+        pf_job job = {span, nspan, 0, 0};
+        job.per = groups > 1 ? (2 * nspan + groups - 1) / groups : nspan;
+        if (job.per < 1) job.per = 1;
+        pf_job *pf = span && nspan > 0 ? &job : NULL;
 #pragma omp parallel if (par)
         {
             int64_t T2 = 2 * (int64_t)num_threads_in_team();
@@ -327,10 +366,11 @@ void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const floa
                 len = len < 1 ? 1 : len > 4 ? len & ~(int64_t)3 : len;
                 if (__atomic_compare_exchange_n(&next, &p0, p0 + len, 0, __ATOMIC_RELAXED,
                                                 __ATOMIC_RELAXED)) {
-                    small_m_range((int)M, y, x, wp, b, in, out, p0, p0 + len, accumulate);
+                    small_m_range((int)M, y, x, wp, b, in, out, p0, p0 + len, accumulate, pf);
                     p0 = __atomic_load_n(&next, __ATOMIC_RELAXED);
                 }
             }
+            while (pf && __atomic_load_n(&pf->next, __ATOMIC_RELAXED) < pf->n) pf_some(pf);
         }
         return;
     }

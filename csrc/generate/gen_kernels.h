@@ -58,6 +58,21 @@ void azr_gen_pack(float *dst, const float *w, int64_t in, int64_t out);
  * Same NULL / zero-size rules as azr_gen_matmul. */
 void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const float *b, int64_t M,
                            int64_t in, int64_t out, int accumulate);
+/* A piece of memory (at most AZR_GEN_PF_PIECE bytes) a product pulls
+ * toward the cache while it streams its weights. */
+#define AZR_GEN_PF_PIECE 4096
+typedef struct {
+    const void *p;
+    int64_t bytes;
+} azr_gen_span;
+/* azr_gen_matmul_packed that, for M <= 3 rows (the decode path), also
+ * prefetches the npf pieces pf[] into L2, a few after each group of panels
+ * over the first half of the product or so: memory the next step reads
+ * (the layer's KV cache for attention) arrives while the weights stream,
+ * instead of as cold misses afterwards. Results are unchanged. */
+void azr_gen_matmul_packed_pf(float *y, const float *x, const float *wp, const float *b,
+                              int64_t M, int64_t in, int64_t out, int accumulate,
+                              const azr_gen_span *pf, int64_t npf);
 
 /* Content hash of n floats (their bit patterns), used to tell whether
  * packed weights are still current. Words are dealt to 32 lanes (word w to

@@ -200,6 +200,7 @@ typedef struct {
      * vectorized sums see the same alignment for every row */
     int64_t Vp; /* V rounded up to 16 floats */
     float *work_z;
+    azr_gen_span *pf; /* a decode step's KV pieces, prefetched during the QKV product */
     float *work_f;
     azr_gen_cand *work_c;
     double *lrow_u;
@@ -210,6 +211,10 @@ typedef struct {
     char *tails;
     azr_gen_progress prog;
 } gen_state;
+
+/* Steps of up to this many rows (the products' decode path) prefetch the
+ * KV cache their attention reads (see forward). */
+#define KV_PREFETCH_ROWS 3
 
 static int max_threads(void) {
 #ifdef _OPENMP
@@ -295,6 +300,7 @@ static void gen_free(gen_state *st) {
     azr_free(st->logits);
     azr_free(st->attn_scratch);
     azr_free(st->work_z);
+    free(st->pf);
     azr_free(st->work_f);
     azr_free(st->work_c);
     free(st->lrow_u);
@@ -498,6 +504,9 @@ static azr_status gen_init(gen_state *st) {
           "attention scratch");
     st->Vp = (st->V + 15) / 16 * 16;
     ALLOC(st->work_z, (int64_t)st->nthreads * st->Vp, "sampler scratch");
+    int64_t pieces_per_half = ((int64_t)st->bs * st->Dkv * (int64_t)sizeof(float) + AZR_GEN_PF_PIECE - 1) /
+                              AZR_GEN_PF_PIECE;
+    CALLOC(st->pf, KV_PREFETCH_ROWS * st->maxb * 2 * pieces_per_half, "the KV prefetch list");
     ALLOC(st->work_f, (int64_t)st->nthreads * st->Vp, "sampler scratch");
     ALLOC(st->work_c, (int64_t)st->nthreads * st->Vp, "sampler scratch");
     CALLOC(st->lrow_u, Lr, "step rows");
@@ -523,6 +532,32 @@ static azr_status gen_init(gen_state *st) {
 
 /* ---- the KV-cached forward ------------------------------------------------- */
 
+/* The cached K and V (the positions before each row's own) that rows
+ * 0..n-1 attend to in one layer (kvl), as pieces for
+ * azr_gen_matmul_packed_pf; returns their count. */
+static int64_t kv_pieces(gen_state *st, const float *kvl, int64_t n) {
+    int64_t np = 0, bs = st->bs;
+    int64_t row_bytes = st->Dkv * (int64_t)sizeof(float);
+    for (int64_t r = 0; r < n; r++) {
+        int64_t pos = st->row_pos[r];
+        for (int64_t j = 0; j * bs < pos; j++) {
+            int64_t cnt = pos - j * bs < bs ? pos - j * bs : bs;
+            const char *k = (const char *)(kvl + (int64_t)st->tables[st->row_toff[r] + j] *
+                                                     st->block_stride);
+            for (int half = 0; half < 2; half++) { /* K, then V */
+                const char *a = k + half * bs * row_bytes;
+                for (int64_t o = 0; o < cnt * row_bytes; o += AZR_GEN_PF_PIECE) {
+                    st->pf[np].p = a + o;
+                    st->pf[np].bytes = cnt * row_bytes - o < AZR_GEN_PF_PIECE ? cnt * row_bytes - o
+                                                                              : AZR_GEN_PF_PIECE;
+                    np++;
+                }
+            }
+        }
+    }
+    return np;
+}
+
 /* Rows 0..n-1 (token, position, block table) through the model; their K/V
  * are written into the cache; logits (nl, V) for the rows in lrow_src. */
 static void forward(gen_state *st, int64_t n, int64_t nl) {
@@ -538,10 +573,14 @@ static void forward(gen_state *st, int64_t n, int64_t nl) {
         const float *pq = st->packed + (int64_t)l * st->lay.layer, *po = pq + st->lay.qkv;
         const float *pgu = po + st->lay.o, *pdown = pgu + st->lay.gu;
         azr_rmsnorm_forward(st->xn, NULL, st->x, w.input_norm, n, C, c->rms_eps);
-        azr_gen_matmul_packed(st->qkv, st->xn, pq, w.bqkv, n, C, Dqkv, 0);
+        float *kvl = st->kv + (int64_t)l * st->layer_stride;
+        /* decode of a few rows: while the QKV weights stream, pull in the
+         * K and V this layer's attention will read (otherwise cold misses,
+         * a third of the attention's time at ~150 positions) */
+        int64_t npf = n <= KV_PREFETCH_ROWS ? kv_pieces(st, kvl, n) : 0;
+        azr_gen_matmul_packed_pf(st->qkv, st->xn, pq, w.bqkv, n, C, Dqkv, 0, st->pf, npf);
         azr_rope_apply(st->qkv, n, st->Hq, st->D, Dqkv, st->cosb, st->sinb, 0);
         azr_rope_apply(st->qkv + Dq, n, st->Hkv, st->D, Dqkv, st->cosb, st->sinb, 0);
-        float *kvl = st->kv + (int64_t)l * st->layer_stride;
         for (int64_t r = 0; r < n; r++) {
             int64_t pos = st->row_pos[r];
             int32_t blk = st->tables[st->row_toff[r] + pos / bs];
