@@ -564,6 +564,13 @@ static inline __attribute__((always_inline)) void dot4_heads(int G, const float 
     }
 }
 
+/* How many keys ahead attention prefetches keys and values (at most a
+ * block: row_ahead looks into the next block only). In a decode, 16 rather
+ * than 8 and both lines of pv_heads' 32-float slice rather than the first
+ * took its value pass from 4.7 to 4.0 us per 3-head unit (~150 positions,
+ * timers inside the engine's decode). */
+#define KV_AHEAD 16
+
 /* The row of key i of a block (b; bn the next block, NULL if none), where i
  * may run past this block's jn keys into the next one (of the `left` keys
  * from this block's start on); NULL past the last key. For prefetching a
@@ -623,13 +630,6 @@ static inline __attribute__((always_inline)) void pv_slice(int NC, float *o, con
  * ctx of (p_h[j] * ih_h) * v_j[0..32), o_h at o + h * ostride, p_h at p + h *
  * pstride. 4 vector accumulators per head; each output is the same fused
  * chain (j increasing) as in pv_slice. */
-/* How many keys ahead attention prefetches keys and values (at most a
- * block: row_ahead looks into the next block only). In a decode, 16 rather
- * than 8 and both lines of pv_heads' 32-float slice rather than the first
- * took its value pass from 4.7 to 4.0 us per 3-head unit (~150 positions,
- * timers inside the engine's decode). */
-#define KV_AHEAD 16
-
 static inline __attribute__((always_inline)) void pv_heads(int G, float *o, int64_t ostride,
                                                            const float *p, int64_t pstride,
                                                            const float *ih, const float *vb,
@@ -701,7 +701,7 @@ static inline __attribute__((always_inline)) void attend_unit(
         for (; jj + 4 <= jn; jj += 4) {
             const float *k = kb + jj * Dkv;
 #if defined(__GNUC__)
-            /* the keys two quads ahead, in this block or the next */
+            /* the keys KV_AHEAD ahead (four quads), in this block or the next */
             for (int64_t i = jj + KV_AHEAD; i < jj + KV_AHEAD + 4; i++) {
                 const float *kp = row_ahead(kb, kn, i, jn, block_size, ctx - j0, Dkv);
                 if (kp)

@@ -575,8 +575,8 @@ static void forward(gen_state *st, int64_t n, int64_t nl) {
         azr_rmsnorm_forward(st->xn, NULL, st->x, w.input_norm, n, C, c->rms_eps);
         float *kvl = st->kv + (int64_t)l * st->layer_stride;
         /* decode of a few rows: while the QKV weights stream, pull in the
-         * K and V this layer's attention will read (otherwise cold misses,
-         * a third of the attention's time at ~150 positions) */
+         * K and V this layer's attention will read, which were cold misses
+         * (attention 0.68 -> 0.54 ms per step at 128 new tokens) */
         int64_t npf = n <= KV_PREFETCH_ROWS ? kv_pieces(st, kvl, n) : 0;
         azr_gen_matmul_packed_pf(st->qkv, st->xn, pq, w.bqkv, n, C, Dqkv, 0, st->pf, npf);
         azr_rope_apply(st->qkv, n, st->Hq, st->D, Dqkv, st->cosb, st->sinb, 0);
