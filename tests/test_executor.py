@@ -726,3 +726,16 @@ def test_ctrl_c_cancels_a_batch_and_the_pool_recovers():
         timer.join()
         r = e.run(["def f(x):\n    return x"] * 4, ["1", "2", "3", "4"])
         assert [x.value for x in r] == [1, 2, 3, 4]
+
+
+def test_object_addresses_differ_between_runs():
+    """Children of one zygote start from the same heap: without a per-run
+    shift, id() repeated run after run, so the two-run determinism check
+    missed an id()-based program whenever the two zygotes' layouts agreed
+    (about once in 125 executors for id(x) % 1000)."""
+    prog = "def f(x):\n    return id(x) % 1000\n"
+    with Executor(workers=2, timeout=5.0) as e:
+        vals = [r.value for r in e.run([prog] * 12, ["[1, 2]"] * 12)]
+    assert all(isinstance(v, int) for v in vals), vals
+    # one value per zygote before the shift; 12 draws from ~125 residues now
+    assert len(set(vals)) >= 4, vals
