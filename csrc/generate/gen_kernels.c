@@ -29,9 +29,9 @@
 #define AZR_GEN_HAVE_FMA 1
 #endif
 
-/* 8 float lanes; GCC lowers this to AVX (ymm) with -march=native on x86-64
- * and to pairs of SSE/NEON registers elsewhere. */
-typedef float v8f __attribute__((vector_size(32)));
+/* 8 float lanes (fastmath.h's type); GCC lowers this to AVX (ymm) with
+ * -march=native on x86-64 and to pairs of SSE/NEON registers elsewhere. */
+typedef azr_v8f v8f;
 
 static inline v8f ld8(const float *p) {
     v8f v;
@@ -340,7 +340,7 @@ void azr_gen_matmul_packed_pf(float *y, const float *x, const float *wp, const f
     if (M <= 0 || out <= 0) return;
     int64_t panels = (out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL;
     int par = (M * in * out) > 32768;
-    if (M <= 3) {
+    if (M <= AZR_GEN_DECODE_ROWS) {
         /* decode of one to three rows: memory bound. Threads take runs of
          * panels from a shared counter, each run a share of what is left
          * (large runs first, down to single panels at the end), so a thread
@@ -355,7 +355,6 @@ void azr_gen_matmul_packed_pf(float *y, const float *x, const float *wp, const f
         int64_t groups = panels / (M == 1 ? 4 : 2);
         pf_job job = {span, nspan, 0, 0};
         job.per = groups > 1 ? (2 * nspan + groups - 1) / groups : nspan;
-        if (job.per < 1) job.per = 1;
         pf_job *pf = span && nspan > 0 ? &job : NULL;
 #pragma omp parallel if (par)
         {
@@ -564,8 +563,9 @@ static inline __attribute__((always_inline)) void dot4_heads(int G, const float 
     }
 }
 
-/* How many keys ahead attention prefetches keys and values (at most a
- * block: row_ahead looks into the next block only). In a decode, 16 rather
+/* How many keys ahead attention prefetches keys and values, in the score
+ * loop and both value loops (at most a block: row_ahead looks into the next
+ * block only). In a decode, 16 rather
  * than 8 and both lines of pv_heads' 32-float slice rather than the first
  * took its value pass from 4.7 to 4.0 us per 3-head unit (~150 positions,
  * timers inside the engine's decode). */
@@ -604,7 +604,7 @@ static inline __attribute__((always_inline)) void pv_slice(int NC, float *o, con
                 v8f pb = {pj, pj, pj, pj, pj, pj, pj, pj};
                 const float *v = b + jj * Dkv;
 #if defined(__GNUC__)
-                const float *vp = row_ahead(b, bn, jj + 8, jn, bs, ctx - j0, Dkv);
+                const float *vp = row_ahead(b, bn, jj + KV_AHEAD, jn, bs, ctx - j0, Dkv);
                 if (vp)
                     for (int c = 0; c < NC; c += 2) __builtin_prefetch(vp + 8 * c, 0, 3);
 #endif
@@ -739,7 +739,7 @@ static inline __attribute__((always_inline)) void attend_unit(
         /* exponentials (vectorised), then their sum in 8 lanes */
         int64_t j = 0;
         for (; j + 8 <= ctx; j += 8) {
-            v8f e = exp_neg8(ld8(sh + j) - (v8f){m, m, m, m, m, m, m, m});
+            v8f e = exp_neg8(ld8(sh + j) - azr_splat8(m));
             memcpy(sh + j, &e, sizeof e);
         }
         for (; j < ctx; j++) sh[j] = exp_neg(sh[j] - m);

@@ -58,6 +58,9 @@ void azr_gen_pack(float *dst, const float *w, int64_t in, int64_t out);
  * Same NULL / zero-size rules as azr_gen_matmul. */
 void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const float *b, int64_t M,
                            int64_t in, int64_t out, int accumulate);
+/* Up to this many rows a product takes the decode path (several panels
+ * side by side, memory-bandwidth bound); more rows run register blocks. */
+#define AZR_GEN_DECODE_ROWS 3
 /* A piece of memory (at most AZR_GEN_PF_PIECE bytes) a product pulls
  * toward the cache while it streams its weights. */
 #define AZR_GEN_PF_PIECE 4096
@@ -65,7 +68,7 @@ typedef struct {
     const void *p;
     int64_t bytes;
 } azr_gen_span;
-/* azr_gen_matmul_packed that, for M <= 3 rows (the decode path), also
+/* azr_gen_matmul_packed that, for M <= AZR_GEN_DECODE_ROWS (the decode path), also
  * prefetches the npf pieces pf[] into L2, a few after each group of panels
  * over the first half of the product or so: memory the next step reads
  * (the layer's KV cache for attention) arrives while the weights stream,

@@ -212,10 +212,6 @@ typedef struct {
     azr_gen_progress prog;
 } gen_state;
 
-/* Steps of up to this many rows (the products' decode path) prefetch the
- * KV cache their attention reads (see forward). */
-#define KV_PREFETCH_ROWS 3
-
 static int max_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
@@ -506,7 +502,7 @@ static azr_status gen_init(gen_state *st) {
     ALLOC(st->work_z, (int64_t)st->nthreads * st->Vp, "sampler scratch");
     int64_t pieces_per_half = ((int64_t)st->bs * st->Dkv * (int64_t)sizeof(float) + AZR_GEN_PF_PIECE - 1) /
                               AZR_GEN_PF_PIECE;
-    CALLOC(st->pf, KV_PREFETCH_ROWS * st->maxb * 2 * pieces_per_half, "the KV prefetch list");
+    CALLOC(st->pf, AZR_GEN_DECODE_ROWS * st->maxb * 2 * pieces_per_half, "the KV prefetch list");
     ALLOC(st->work_f, (int64_t)st->nthreads * st->Vp, "sampler scratch");
     ALLOC(st->work_c, (int64_t)st->nthreads * st->Vp, "sampler scratch");
     CALLOC(st->lrow_u, Lr, "step rows");
@@ -577,7 +573,7 @@ static void forward(gen_state *st, int64_t n, int64_t nl) {
         /* decode of a few rows: while the QKV weights stream, pull in the
          * K and V this layer's attention will read, which were cold misses
          * (attention 0.68 -> 0.54 ms per step at 128 new tokens) */
-        int64_t npf = n <= KV_PREFETCH_ROWS ? kv_pieces(st, kvl, n) : 0;
+        int64_t npf = n <= AZR_GEN_DECODE_ROWS ? kv_pieces(st, kvl, n) : 0;
         azr_gen_matmul_packed_pf(st->qkv, st->xn, pq, w.bqkv, n, C, Dqkv, 0, st->pf, npf);
         azr_rope_apply(st->qkv, n, st->Hq, st->D, Dqkv, st->cosb, st->sinb, 0);
         azr_rope_apply(st->qkv + Dq, n, st->Hkv, st->D, Dqkv, st->cosb, st->sinb, 0);
