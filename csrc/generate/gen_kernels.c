@@ -21,6 +21,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <sched.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -188,14 +189,14 @@ void azr_gen_pack(float *dst, const float *w, int64_t in, int64_t out) {
 
 typedef struct {
     const azr_gen_span *span;
-    int64_t n, per, next;  /* pieces, pieces per claim, the next unclaimed */
+    int64_t n, per, next; /* pieces, pieces per call, the next not yet prefetched */
 } pf_job;
 
-/* Claim the job's next `per` pieces and prefetch them into L2. */
+/* Prefetch the job's next `per` pieces into L2 (a thread's own job). */
 static void pf_some(pf_job *pf) {
-    if (!pf || __atomic_load_n(&pf->next, __ATOMIC_RELAXED) >= pf->n) return;
-    int64_t i0 = __atomic_fetch_add(&pf->next, pf->per, __ATOMIC_RELAXED);
-    int64_t i1 = i0 + pf->per < pf->n ? i0 + pf->per : pf->n;
+    if (!pf || pf->next >= pf->n) return;
+    int64_t i0 = pf->next, i1 = i0 + pf->per < pf->n ? i0 + pf->per : pf->n;
+    pf->next = i1;
     for (int64_t i = i0; i < i1; i++) {
         const char *a = (const char *)pf->span[i].p;
         for (int64_t o = 0; o < pf->span[i].bytes; o += 64) __builtin_prefetch(a + o, 0, 2);
@@ -334,6 +335,97 @@ void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const floa
     azr_gen_matmul_packed_pf(y, x, wp, b, M, in, out, accumulate, NULL, 0);
 }
 
+/* A product's first claims: thread t of T starts on panels
+ * [t*len, (t+1)*len), 15/16 of its even share, so a thread knows where its
+ * next product starts and can prefetch that while it waits at the barrier
+ * before it; the last sixteenth is claimed from the shared counter, in
+ * shrinking runs, to even out the finish. (A quarter each for two threads,
+ * then shrinking runs, made more claims: each starts new weight streams
+ * that the hardware prefetcher must find again. In-process A/B of decode
+ * steps alternated one by one: 2-3% slower than 15/16.) */
+static int64_t first_claim(int64_t panels, int T) {
+    int64_t len = panels * 15 / (16 * (int64_t)T);
+    return len > 4 ? len & ~(int64_t)3 : len;
+}
+
+/* Streams of a decode-path run of `len` panels (small_m_range): 4 for one
+ * row, 2 for two or three, each q = len / streams panels long. */
+static int run_streams(int64_t M) { return M == 1 ? 4 : 2; }
+
+void azr_gen_matmul_team(float *y, const float *x, const float *wp, const float *b, int64_t M,
+                         int64_t in, int64_t out, int accumulate, const azr_gen_span *span,
+                         int64_t nspan, azr_gen_claims *cl, int t, int T) {
+    if (M <= 0 || out <= 0) return;
+    int64_t panels = (out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL;
+    /* Threads take runs of panels, a first one each (first_claim) and then
+     * from a shared counter, each run a share of what is left (large runs
+     * first, down to single panels at the end), so a thread that streams
+     * slower, or joins late, is not waited for at the end of the product:
+     * with a static split one of two threads idled ~6% of every decode step
+     * at this barrier. Each output is computed by one thread in the same
+     * order whatever the split, so the result does not depend on the
+     * schedule. The thread's prefetches: spread over about the first half
+     * of its panel groups (4 panels of one row, 2 of two or three). */
+    int64_t groups = panels / run_streams(M);
+    pf_job job = {span, nspan, groups > 1 ? (2 * nspan + groups - 1) / groups : nspan, 0};
+    pf_job *pf = span && nspan > 0 ? &job : NULL;
+    int64_t len0 = first_claim(panels, T), base = len0 * T, T2 = 2 * (int64_t)T;
+    if (len0 > 0)
+        small_m_range((int)M, y, x, wp, b, in, out, t * len0, (t + 1) * len0, accumulate, pf);
+    int64_t c = __atomic_load_n(&cl->next, __ATOMIC_RELAXED);
+    while (base + c < panels) {
+        int64_t len = (panels - base - c) / T2;
+        len = len < 1 ? 1 : len > 4 ? len & ~(int64_t)3 : len;
+        if (__atomic_compare_exchange_n(&cl->next, &c, c + len, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            small_m_range((int)M, y, x, wp, b, in, out, base + c, base + c + len, accumulate, pf);
+            c = __atomic_load_n(&cl->next, __ATOMIC_RELAXED);
+        }
+    }
+    while (pf && pf->next < pf->n) pf_some(pf);
+}
+
+void azr_gen_prefetch_first_claim(azr_gen_prefetch *pf) {
+    const azr_gen_next *nx = pf->next;
+    if (!nx || !nx->wp || pf->done) return;
+    int64_t panels = (nx->out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL;
+    int64_t len0 = first_claim(panels, pf->T);
+    int S = run_streams(nx->M);
+    int64_t q = len0 / S, bytes = q * AZR_GEN_PANEL * nx->in * (int64_t)sizeof(float);
+    int64_t cap = AZR_GEN_TEAM_PF_BYTES / S;
+    if (bytes > cap) bytes = cap;
+    if (pf->off >= bytes) {
+        pf->done = 1;
+        return;
+    }
+    for (int s = 0; s < S; s++) {
+        const char *a = (const char *)(nx->wp + (pf->t * len0 + s * q) * AZR_GEN_PANEL * nx->in);
+        __builtin_prefetch(a + pf->off, 0, 3);
+        __builtin_prefetch(a + pf->off + 64, 0, 3);
+    }
+    pf->off += 128;
+}
+
+void azr_gen_barrier_wait(azr_gen_barrier *bar, int T, int64_t *gen, azr_gen_prefetch *pf) {
+    if (T <= 1) return;
+    int64_t g = *gen;
+    *gen = g + 1;
+    if (__atomic_add_fetch(&bar->arrived, 1, __ATOMIC_ACQ_REL) == T) {
+        __atomic_store_n(&bar->arrived, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&bar->gen, g + 1, __ATOMIC_RELEASE);
+        return;
+    }
+    for (int64_t spins = 0; __atomic_load_n(&bar->gen, __ATOMIC_ACQUIRE) == g; spins++) {
+        if (pf) azr_gen_prefetch_first_claim(pf);
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        /* a long wait (the late thread was descheduled?): give the core
+         * away between looks */
+        if (spins > 2048) sched_yield();
+    }
+}
+
 void azr_gen_matmul_packed_pf(float *y, const float *x, const float *wp, const float *b,
                               int64_t M, int64_t in, int64_t out, int accumulate,
                               const azr_gen_span *span, int64_t nspan) {
@@ -341,35 +433,14 @@ void azr_gen_matmul_packed_pf(float *y, const float *x, const float *wp, const f
     int64_t panels = (out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL;
     int par = (M * in * out) > 32768;
     if (M <= AZR_GEN_DECODE_ROWS) {
-        /* decode of one to three rows: memory bound. Threads take runs of
-         * panels from a shared counter, each run a share of what is left
-         * (large runs first, down to single panels at the end), so a thread
-         * that streams slower, or joins late, is not waited for at the end
-         * of the product: with a static split one of two threads idled ~6%
-         * of every decode step at this barrier. Each output is computed by
-         * one thread in the same order whatever the split, so the result
-         * does not depend on the schedule. */
-        int64_t next = 0;
-        /* the prefetches: spread over about the first half of the panel
-         * groups (4 panels of one row, 2 of two or three) */
-        int64_t groups = panels / (M == 1 ? 4 : 2);
-        pf_job job = {span, nspan, 0, 0};
-        job.per = groups > 1 ? (2 * nspan + groups - 1) / groups : nspan;
-        pf_job *pf = span && nspan > 0 ? &job : NULL;
+        /* decode of one to three rows: memory bound (azr_gen_matmul_team) */
+        azr_gen_claims cl = {0};
 #pragma omp parallel if (par)
         {
-            int64_t T2 = 2 * (int64_t)num_threads_in_team();
-            int64_t p0 = __atomic_load_n(&next, __ATOMIC_RELAXED);
-            while (p0 < panels) {
-                int64_t len = (panels - p0) / T2;
-                len = len < 1 ? 1 : len > 4 ? len & ~(int64_t)3 : len;
-                if (__atomic_compare_exchange_n(&next, &p0, p0 + len, 0, __ATOMIC_RELAXED,
-                                                __ATOMIC_RELAXED)) {
-                    small_m_range((int)M, y, x, wp, b, in, out, p0, p0 + len, accumulate, pf);
-                    p0 = __atomic_load_n(&next, __ATOMIC_RELAXED);
-                }
-            }
-            while (pf && __atomic_load_n(&pf->next, __ATOMIC_RELAXED) < pf->n) pf_some(pf);
+            int t = thread_id(), T = num_threads_in_team();
+            int64_t s0 = nspan * t / T, s1 = nspan * (t + 1) / T;
+            azr_gen_matmul_team(y, x, wp, b, M, in, out, accumulate, span ? span + s0 : NULL,
+                                s1 - s0, &cl, t, T);
         }
         return;
     }
@@ -813,6 +884,17 @@ void azr_gen_paged_attention(float *out, const float *q, int64_t q_stride, const
         }
         return;
     }
+#pragma omp parallel if (N * Hq > 1)
+    azr_gen_paged_attention_share(out, q, q_stride, kv, block_stride, v_offset, block_size,
+                                  tables, table_off, pos, N, Hq, Hkv, D, scratch, max_ctx,
+                                  thread_id(), num_threads_in_team());
+}
+
+void azr_gen_paged_attention_share(float *out, const float *q, int64_t q_stride, const float *kv,
+                                   int64_t block_stride, int64_t v_offset, int block_size,
+                                   const int32_t *tables, const int64_t *table_off,
+                                   const int32_t *pos, int64_t N, int Hq, int Hkv, int D,
+                                   float *scratch, int64_t max_ctx, int t, int T) {
     /* few rows (decode of one or two sequences): the (row, query head)
      * pairs are cut into one contiguous share per thread, evenly (3 KV
      * groups on 2 threads as whole units left one thread idle for a third
@@ -821,21 +903,18 @@ void azr_gen_paged_attention(float *out, const float *q, int64_t q_stride, const
      * of that group (one unit per head read them once per head: a third of
      * the decode's attention time went to reading them again). Bit-identical
      * to the grouped path: each head is computed the same way in either. */
-    int64_t pairs = N * Hq;
-#pragma omp parallel if (pairs > 1)
-    {
-        int64_t T = num_threads_in_team(), t = thread_id();
-        int64_t a = pairs * t / T, b = pairs * (t + 1) / T;
-        float *s = scratch + t * per_thread;
-        while (a < b) {
-            int64_t r = a / Hq;
-            int h = (int)(a % Hq), g = h / group;
-            int h1 = (g + 1) * group;
-            if (h1 - h > b - a) h1 = h + (int)(b - a);
-            attend_unit(out + r * Dq, q, q_stride, kv, block_stride, v_offset, block_size, tables,
-                        table_off, pos, Hkv, D, s, max_ctx, r, g, h, h1);
-            a += h1 - h;
-        }
+    int group = Hq / Hkv;
+    int64_t Dq = (int64_t)Hq * D, pairs = N * Hq;
+    int64_t a = pairs * t / T, b = pairs * (t + 1) / T;
+    float *s = scratch + (int64_t)t * group * (max_ctx + 8);
+    while (a < b) {
+        int64_t r = a / Hq;
+        int h = (int)(a % Hq), g = h / group;
+        int h1 = (g + 1) * group;
+        if (h1 - h > b - a) h1 = h + (int)(b - a);
+        attend_unit(out + r * Dq, q, q_stride, kv, block_stride, v_offset, block_size, tables,
+                    table_off, pos, Hkv, D, s, max_ctx, r, g, h, h1);
+        a += h1 - h;
     }
 }
 

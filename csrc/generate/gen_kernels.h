@@ -69,13 +69,59 @@ typedef struct {
     int64_t bytes;
 } azr_gen_span;
 /* azr_gen_matmul_packed that, for M <= AZR_GEN_DECODE_ROWS (the decode path), also
- * prefetches the npf pieces pf[] into L2, a few after each group of panels
- * over the first half of the product or so: memory the next step reads
+ * prefetches the npf pieces pf[] into L2 (each thread an even share of
+ * them), a few after each group of its panels over the first half of its
+ * part of the product or so: memory the next step reads
  * (the layer's KV cache for attention) arrives while the weights stream,
  * instead of as cold misses afterwards. Results are unchanged. */
 void azr_gen_matmul_packed_pf(float *y, const float *x, const float *wp, const float *b,
                               int64_t M, int64_t in, int64_t out, int accumulate,
                               const azr_gen_span *pf, int64_t npf);
+
+/* ---- a decode step in one parallel region ----
+ * The engine runs a decode step of up to AZR_GEN_DECODE_ROWS rows as one
+ * OpenMP region whose threads meet at spin barriers (~0.04 us) between the
+ * phases, instead of opening a region per product (~1.3 us each, 150 a
+ * step). A thread that waits at a barrier prefetches the start of its first
+ * claim of the next product (azr_gen_next), so it streams from L2 when the
+ * barrier opens instead of waiting for DRAM. */
+typedef struct {
+    int64_t arrived __attribute__((aligned(64)));
+    int64_t gen __attribute__((aligned(64)));
+} azr_gen_barrier;
+/* One product's shared claim counters; zero before the product. */
+typedef struct {
+    int64_t next __attribute__((aligned(64))); /* panels claimed after the first claims */
+} azr_gen_claims;
+/* The product a barrier's waiting threads prefetch for. */
+typedef struct {
+    const float *wp;
+    int64_t M, in, out;
+} azr_gen_next;
+/* A thread's prefetch progress for `next` (reset when next changes). */
+typedef struct {
+    const azr_gen_next *next;
+    int64_t off;
+    int t, T, done;
+} azr_gen_prefetch;
+/* Bytes of its first claim a waiting thread prefetches at most (L2 is 512
+ * KiB a core on the machine this was tuned on). */
+#define AZR_GEN_TEAM_PF_BYTES (192 * 1024)
+/* Every thread t of a team of T calls this: its share of
+ * azr_gen_matmul_packed_pf (M <= AZR_GEN_DECODE_ROWS; same results, bit for
+ * bit, whatever T), prefetching the nspan pieces span[] (its own share of
+ * what the team prefetches). The caller zeroes cl before and has all
+ * threads meet at a barrier after it. */
+void azr_gen_matmul_team(float *y, const float *x, const float *wp, const float *b, int64_t M,
+                         int64_t in, int64_t out, int accumulate, const azr_gen_span *span,
+                         int64_t nspan, azr_gen_claims *cl, int t, int T);
+/* Spin until all T threads have arrived (gen: the thread's own count of
+ * barriers passed, 0 at the start). While waiting, prefetch pf's product
+ * (pf may be NULL). Yields the core after a long wait. */
+void azr_gen_barrier_wait(azr_gen_barrier *bar, int T, int64_t *gen, azr_gen_prefetch *pf);
+/* One step of pf: the next two cache lines of each of the first claim's
+ * streams (up to AZR_GEN_TEAM_PF_BYTES in all). */
+void azr_gen_prefetch_first_claim(azr_gen_prefetch *pf);
 
 /* Content hash of n floats (their bit patterns), used to tell whether
  * packed weights are still current. Words are dealt to 32 lanes (word w to
@@ -116,6 +162,13 @@ void azr_gen_paged_attention(float *out, const float *q, int64_t q_stride, const
                              const int32_t *tables, const int64_t *table_off,
                              const int32_t *pos, int64_t N, int Hq, int Hkv, int D,
                              float *scratch, int64_t max_ctx);
+/* Thread t of T's share of azr_gen_paged_attention for a few rows (every
+ * thread of a team calls it; same results as azr_gen_paged_attention). */
+void azr_gen_paged_attention_share(float *out, const float *q, int64_t q_stride, const float *kv,
+                                   int64_t block_stride, int64_t v_offset, int block_size,
+                                   const int32_t *tables, const int64_t *table_off,
+                                   const int32_t *pos, int64_t N, int Hq, int Hkv, int D,
+                                   float *scratch, int64_t max_ctx, int t, int T);
 /* Reference: plain loops, double accumulation. */
 void azr_gen_paged_attention_naive(float *out, const float *q, int64_t q_stride, const float *kv,
                                    int64_t block_stride, int64_t v_offset, int block_size,

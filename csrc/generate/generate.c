@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -201,6 +202,11 @@ typedef struct {
     int64_t Vp; /* V rounded up to 16 floats */
     float *work_z;
     azr_gen_span *pf; /* a decode step's KV pieces, prefetched during the QKV product */
+    int64_t pf_cap;   /* pieces in a list; forward_team gives each thread its own list */
+    float *xnt;       /* forward_team: each thread's copy of the normed rows */
+    azr_gen_claims *claims; /* a team step's products' claim counters (4 a layer + the head) */
+    azr_gen_barrier *bar;
+    int team; /* run decode steps as one parallel region (forward_team) */
     float *work_f;
     azr_gen_cand *work_c;
     double *lrow_u;
@@ -293,6 +299,9 @@ static void gen_free(gen_state *st) {
     azr_free(st->sinb);
     azr_free(st->xh);
     azr_free(st->xhn);
+    azr_free(st->claims);
+    azr_free(st->xnt);
+    azr_free(st->bar);
     azr_free(st->logits);
     azr_free(st->attn_scratch);
     azr_free(st->work_z);
@@ -502,9 +511,20 @@ static azr_status gen_init(gen_state *st) {
     ALLOC(st->work_z, (int64_t)st->nthreads * st->Vp, "sampler scratch");
     int64_t pieces_per_half = ((int64_t)st->bs * st->Dkv * (int64_t)sizeof(float) + AZR_GEN_PF_PIECE - 1) /
                               AZR_GEN_PF_PIECE;
-    CALLOC(st->pf, AZR_GEN_DECODE_ROWS * st->maxb * 2 * pieces_per_half, "the KV prefetch list");
+    st->pf_cap = AZR_GEN_DECODE_ROWS * st->maxb * 2 * pieces_per_half;
+    CALLOC(st->pf, st->nthreads * st->pf_cap, "the KV prefetch lists");
+    ALLOC(st->xnt, (int64_t)st->nthreads * AZR_GEN_DECODE_ROWS * st->C, "activations");
     ALLOC(st->work_f, (int64_t)st->nthreads * st->Vp, "sampler scratch");
     ALLOC(st->work_c, (int64_t)st->nthreads * st->Vp, "sampler scratch");
+    ALLOC(st->claims, 4 * (int64_t)st->L + 1, "decode step counters");
+    ALLOC(st->bar, 1, "decode step barrier");
+    {
+        /* decode steps in one region (forward_team), whose spin barriers
+         * need a core per thread: not when there are more threads than the
+         * cores this process may run on */
+        cpu_set_t cs;
+        st->team = !(sched_getaffinity(0, sizeof cs, &cs) == 0 && CPU_COUNT(&cs) < st->nthreads);
+    }
     CALLOC(st->lrow_u, Lr, "step rows");
     CALLOC(st->lrow_tok, Lr, "step rows");
     CALLOC(st->lrow_lp, Lr, "step rows");
@@ -531,7 +551,7 @@ static azr_status gen_init(gen_state *st) {
 /* The cached K and V (the positions before each row's own) that rows
  * 0..n-1 attend to in one layer (kvl), as pieces for
  * azr_gen_matmul_packed_pf; returns their count. */
-static int64_t kv_pieces(gen_state *st, const float *kvl, int64_t n) {
+static int64_t kv_pieces(gen_state *st, azr_gen_span *pf, const float *kvl, int64_t n) {
     int64_t np = 0, bs = st->bs;
     int64_t row_bytes = st->Dkv * (int64_t)sizeof(float);
     for (int64_t r = 0; r < n; r++) {
@@ -543,8 +563,8 @@ static int64_t kv_pieces(gen_state *st, const float *kvl, int64_t n) {
             for (int half = 0; half < 2; half++) { /* K, then V */
                 const char *a = k + half * bs * row_bytes;
                 for (int64_t o = 0; o < cnt * row_bytes; o += AZR_GEN_PF_PIECE) {
-                    st->pf[np].p = a + o;
-                    st->pf[np].bytes = cnt * row_bytes - o < AZR_GEN_PF_PIECE ? cnt * row_bytes - o
+                    pf[np].p = a + o;
+                    pf[np].bytes = cnt * row_bytes - o < AZR_GEN_PF_PIECE ? cnt * row_bytes - o
                                                                               : AZR_GEN_PF_PIECE;
                     np++;
                 }
@@ -554,9 +574,129 @@ static int64_t kv_pieces(gen_state *st, const float *kvl, int64_t n) {
     return np;
 }
 
+/* Floats [c0, c1) of each row's K (half 0) or V (half 1), in qkv after
+ * RoPE, into the layer's cache. */
+static void write_kv(gen_state *st, float *kvl, int64_t n, int half, int64_t c0, int64_t c1) {
+    for (int64_t r = 0; r < n; r++) {
+        int64_t pos = st->row_pos[r];
+        int32_t blk = st->tables[st->row_toff[r] + pos / st->bs];
+        float *dst = kvl + (int64_t)blk * st->block_stride + (pos % st->bs) * st->Dkv +
+                     half * (int64_t)st->bs * st->Dkv;
+        const float *src = st->qkv + r * st->Dqkv + st->Dq + half * st->Dkv;
+        memcpy(dst + c0, src + c0, (size_t)(c1 - c0) * sizeof(float));
+    }
+}
+
+/* The last hidden rows of lrow_src through the final norm into xhn. */
+static void head_norm(gen_state *st, int64_t nl) {
+    const azr_model_config *c = azr_model_cfg(st->m);
+    for (int64_t j = 0; j < nl; j++)
+        memcpy(st->xh + j * st->C, st->x + (int64_t)st->lrow_src[j] * st->C,
+               (size_t)st->C * sizeof(float));
+    azr_rmsnorm_forward(st->xhn, NULL, st->xh, azr_model_norm_ptr(st->m, azr_model_params(st->m)),
+                        nl, st->C, c->rms_eps);
+}
+
+/* forward() for a decode step of n <= AZR_GEN_DECODE_ROWS rows (and nl <= n
+ * logits rows): the same operations, giving the same bits, in one parallel
+ * region. Each thread norms the rows into its own copy (no wait for one
+ * thread to do it), RoPE, the KV writes and SwiGLU are split by heads or
+ * columns, products and attention are shared as in forward(); the phases
+ * meet at spin barriers, where a thread that waits prefetches the start of
+ * its first claim of the next product. */
+static void forward_team(gen_state *st, int64_t n, int64_t nl) {
+    azr_model *m = st->m;
+    const azr_model_config *c = azr_model_cfg(m);
+    float *P = azr_model_params(m);
+    int64_t C = st->C, I = st->I, Dq = st->Dq, Dkv = st->Dkv, Dqkv = st->Dqkv, L = st->L;
+    int D = st->D, Hq = st->Hq, HT = st->Hq + st->Hkv;
+    azr_model_embed(m, st->row_tok, n, st->x);
+    azr_rope_table(st->cosb, st->sinb, st->row_pos, n, D, c->rope_theta);
+    memset(st->claims, 0, (size_t)(4 * L + 1) * sizeof(azr_gen_claims));
+    memset(st->bar, 0, sizeof(azr_gen_barrier));
+    const float *phead = st->packed + L * st->lay.layer;
+#pragma omp parallel
+    {
+        int t = thread_id(), T = omp_get_num_threads();
+        int64_t gen = 0;
+        float *xn = st->xnt + (int64_t)t * AZR_GEN_DECODE_ROWS * C;
+        azr_gen_span *pfl = st->pf + t * st->pf_cap;
+        /* this thread's heads for RoPE (Q heads then K heads, contiguous in
+         * qkv) and its columns of SwiGLU (whole 16-float runs) */
+        int h0 = HT * t / T, h1 = HT * (t + 1) / T;
+        int64_t runs = I / 16, i0 = t == 0 ? 0 : runs * t / T * 16;
+        int64_t i1 = t == T - 1 ? I : runs * (t + 1) / T * 16;
+        azr_gen_next nx[2];
+        azr_gen_prefetch pf = {NULL, 0, t, T, 0};
+        int cur = 0;
+        /* wait at a barrier, prefetching for the product with packed weights WP */
+#define TEAM_WAIT(WP, IN, OUT)                                                     \
+    do {                                                                           \
+        const float *wp_ = (WP);                                                   \
+        if (!pf.next || pf.next->wp != wp_) {                                      \
+            cur ^= 1;                                                              \
+            nx[cur] = (azr_gen_next){wp_, n, (IN), (OUT)};                         \
+            pf = (azr_gen_prefetch){wp_ ? &nx[cur] : NULL, 0, t, T, 0};            \
+        }                                                                          \
+        azr_gen_barrier_wait(st->bar, T, &gen, &pf);                               \
+    } while (0)
+        for (int64_t l = 0; l < L; l++) {
+            azr_layer_ptrs w = azr_model_layer(m, P, (int)l);
+            const float *pq = st->packed + l * st->lay.layer, *po = pq + st->lay.qkv;
+            const float *pgu = po + st->lay.o, *pdown = pgu + st->lay.gu;
+            float *kvl = st->kv + l * st->layer_stride;
+            azr_rmsnorm_forward(xn, NULL, st->x, w.input_norm, n, C, c->rms_eps);
+            /* the thread's share of the KV pieces */
+            int64_t np = kv_pieces(st, pfl, kvl, n), p0 = np * t / T, p1 = np * (t + 1) / T;
+            azr_gen_matmul_team(st->qkv, xn, pq, w.bqkv, n, C, Dqkv, 0, pfl + p0, p1 - p0,
+                                &st->claims[4 * l], t, T);
+            TEAM_WAIT(NULL, 0, 0);
+            if (h1 > h0)
+                azr_rope_apply(st->qkv + (int64_t)h0 * D, n, h1 - h0, D, Dqkv, st->cosb, st->sinb,
+                               0);
+            if (h1 > Hq) /* its K heads into the cache */
+                write_kv(st, kvl, n, 0, (int64_t)(h0 > Hq ? h0 - Hq : 0) * D,
+                         (int64_t)(h1 - Hq) * D);
+            if (t == 0) write_kv(st, kvl, n, 1, 0, Dkv);
+            TEAM_WAIT(NULL, 0, 0);
+            azr_gen_paged_attention_share(st->att, st->qkv, Dqkv, kvl, st->block_stride,
+                                          (int64_t)st->bs * Dkv, st->bs, st->tables, st->row_toff,
+                                          st->row_pos, n, Hq, st->Hkv, D, st->attn_scratch,
+                                          st->max_ctx, t, T);
+            TEAM_WAIT(po, Dq, C);
+            azr_gen_matmul_team(st->x, st->att, po, NULL, n, Dq, C, 1, NULL, 0,
+                                &st->claims[4 * l + 1], t, T);
+            TEAM_WAIT(pgu, C, 2 * I);
+            azr_rmsnorm_forward(xn, NULL, st->x, w.post_norm, n, C, c->rms_eps);
+            azr_gen_matmul_team(st->gu, xn, pgu, NULL, n, C, 2 * I, 0, NULL, 0,
+                                &st->claims[4 * l + 2], t, T);
+            TEAM_WAIT(pdown, I, C);
+            azr_swiglu_forward_cols(st->h, st->gu, n, I, i0, i1);
+            TEAM_WAIT(pdown, I, C);
+            azr_gen_matmul_team(st->x, st->h, pdown, NULL, n, I, C, 1, NULL, 0,
+                                &st->claims[4 * l + 3], t, T);
+            if (l + 1 < L)
+                TEAM_WAIT(pq + st->lay.layer, C, Dqkv);
+            else
+                TEAM_WAIT(nl > 0 ? phead : NULL, C, st->V);
+        }
+        if (nl > 0) {
+            if (t == 0) head_norm(st, nl);
+            TEAM_WAIT(phead, C, st->V);
+            azr_gen_matmul_team(st->logits, st->xhn, phead, NULL, nl, C, st->V, 0, NULL, 0,
+                                &st->claims[4 * L], t, T);
+        }
+#undef TEAM_WAIT
+    }
+}
+
 /* Rows 0..n-1 (token, position, block table) through the model; their K/V
  * are written into the cache; logits (nl, V) for the rows in lrow_src. */
 static void forward(gen_state *st, int64_t n, int64_t nl) {
+    if (st->team && n <= AZR_GEN_DECODE_ROWS && nl <= n) {
+        forward_team(st, n, nl);
+        return;
+    }
     azr_model *m = st->m;
     const azr_model_config *c = azr_model_cfg(m);
     float *P = azr_model_params(m);
@@ -573,18 +713,12 @@ static void forward(gen_state *st, int64_t n, int64_t nl) {
         /* decode of a few rows: while the QKV weights stream, pull in the
          * K and V this layer's attention will read, which were cold misses
          * (attention 0.68 -> 0.54 ms per step at 128 new tokens) */
-        int64_t npf = n <= AZR_GEN_DECODE_ROWS ? kv_pieces(st, kvl, n) : 0;
+        int64_t npf = n <= AZR_GEN_DECODE_ROWS ? kv_pieces(st, st->pf, kvl, n) : 0;
         azr_gen_matmul_packed_pf(st->qkv, st->xn, pq, w.bqkv, n, C, Dqkv, 0, st->pf, npf);
         azr_rope_apply(st->qkv, n, st->Hq, st->D, Dqkv, st->cosb, st->sinb, 0);
         azr_rope_apply(st->qkv + Dq, n, st->Hkv, st->D, Dqkv, st->cosb, st->sinb, 0);
-        for (int64_t r = 0; r < n; r++) {
-            int64_t pos = st->row_pos[r];
-            int32_t blk = st->tables[st->row_toff[r] + pos / bs];
-            float *dst = kvl + (int64_t)blk * st->block_stride + (pos % bs) * Dkv;
-            const float *src = st->qkv + r * Dqkv + Dq;
-            memcpy(dst, src, (size_t)Dkv * sizeof(float));
-            memcpy(dst + (int64_t)bs * Dkv, src + Dkv, (size_t)Dkv * sizeof(float));
-        }
+        write_kv(st, kvl, n, 0, 0, Dkv);
+        write_kv(st, kvl, n, 1, 0, Dkv);
         azr_gen_paged_attention(st->att, st->qkv, Dqkv, kvl, st->block_stride, (int64_t)bs * Dkv,
                                 bs, st->tables, st->row_toff, st->row_pos, n, st->Hq, st->Hkv,
                                 st->D, st->attn_scratch, st->max_ctx);
@@ -595,9 +729,7 @@ static void forward(gen_state *st, int64_t n, int64_t nl) {
         azr_gen_matmul_packed(st->x, st->h, pdown, NULL, n, I, C, 1);
     }
     if (nl <= 0) return;
-    for (int64_t j = 0; j < nl; j++)
-        memcpy(st->xh + j * C, st->x + (int64_t)st->lrow_src[j] * C, (size_t)C * sizeof(float));
-    azr_rmsnorm_forward(st->xhn, NULL, st->xh, azr_model_norm_ptr(m, P), nl, C, c->rms_eps);
+    head_norm(st, nl);
     azr_gen_matmul_packed(st->logits, st->xhn, st->packed + (int64_t)st->L * st->lay.layer, NULL,
                           nl, C, st->V, 0);
 }

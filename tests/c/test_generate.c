@@ -12,6 +12,7 @@
 #endif
 
 #include "azr_test.h"
+#include "backend/cpu/kernels.h"
 #include "generate/fastmath.h"
 #include "generate/gen_kernels.h"
 #include "generate/generate.h"
@@ -131,6 +132,80 @@ static void test_matmul_small_m(int64_t panels) {
     free(y);
     free(yr);
     free(wp);
+}
+
+/* A decode step's team (forward_team): products run by every thread of one
+ * region with claim counters and spin barriers between them -- waiting
+ * threads prefetching the next product's first claim -- give the same bits
+ * as the products run one by one, at 1 to 3 threads, for 1 to 3 rows, over
+ * many barriers in a row (a barrier that let a thread through early would
+ * show as a wrong sum). SwiGLU split by threads into 16-float runs gives the
+ * same bits as whole rows. */
+static void test_team(void) {
+    int64_t in = 40, mid = AZR_GEN_PANEL * 23 + 7, rounds = 30;
+    float *w1 = malloc(sizeof(float) * mid * in), *w2 = malloc(sizeof(float) * in * mid);
+    float *p1 = malloc(sizeof(float) * azr_gen_packed_floats(in, mid));
+    float *p2 = malloc(sizeof(float) * azr_gen_packed_floats(mid, in));
+    float x[3 * 40], xr[3 * 40], h[3 * AZR_GEN_PANEL * 24], hr[3 * AZR_GEN_PANEL * 24];
+    for (int64_t i = 0; i < mid * in; i++) w1[i] = 0.1f * frand();
+    for (int64_t i = 0; i < mid * in; i++) w2[i] = 0.1f * frand();
+    azr_gen_pack(p1, w1, in, mid);
+    azr_gen_pack(p2, w2, mid, in);
+    azr_gen_claims *cl = malloc(sizeof(azr_gen_claims) * 2 * rounds);
+    azr_gen_barrier bar;
+    int same = 1;
+    int old_threads = omp_get_max_threads();
+    for (int64_t M = 1; M <= 3; M++) {
+        /* reference: x += (x W1^T) W2^T, `rounds` times, one product at a time */
+        for (int64_t i = 0; i < M * in; i++) xr[i] = x[i] = frand();
+        for (int64_t r = 0; r < rounds; r++) {
+            azr_gen_matmul_packed(hr, xr, p1, NULL, M, in, mid, 0);
+            azr_gen_matmul_packed(xr, hr, p2, NULL, M, mid, in, 1);
+        }
+        for (int threads = 1; threads <= 3; threads++) {
+            omp_set_num_threads(threads);
+            float xt[3 * 40];
+            memcpy(xt, x, sizeof(float) * M * in);
+            memset(cl, 0, sizeof(azr_gen_claims) * 2 * rounds);
+            memset(&bar, 0, sizeof bar);
+#pragma omp parallel
+            {
+                int t = omp_get_thread_num(), T = omp_get_num_threads();
+                int64_t gen = 0;
+                azr_gen_next n1 = {p1, M, in, mid}, n2 = {p2, M, mid, in};
+                for (int64_t r = 0; r < rounds; r++) {
+                    azr_gen_matmul_team(h, xt, p1, NULL, M, in, mid, 0, NULL, 0, &cl[2 * r], t, T);
+                    azr_gen_prefetch pf = {&n2, 0, t, T, 0};
+                    azr_gen_barrier_wait(&bar, T, &gen, &pf);
+                    azr_gen_matmul_team(xt, h, p2, NULL, M, mid, in, 1, NULL, 0, &cl[2 * r + 1], t,
+                                        T);
+                    azr_gen_prefetch pf1 = {&n1, 0, t, T, 0};
+                    azr_gen_barrier_wait(&bar, T, &gen, &pf1);
+                }
+            }
+            if (memcmp(xt, xr, sizeof(float) * M * in) != 0) same = 0;
+        }
+    }
+    omp_set_num_threads(old_threads);
+    CHECK(same);
+    /* SwiGLU in column runs */
+    int64_t I = AZR_GEN_PANEL * 24;
+    float *gu = malloc(sizeof(float) * 3 * 2 * I);
+    for (int64_t i = 0; i < 3 * 2 * I; i++) gu[i] = 4.0f * frand();
+    azr_swiglu_forward(hr, gu, 3, I);
+    for (int parts = 1; parts <= 5; parts++) {
+        memset(h, 0, sizeof(float) * 3 * I);
+        for (int k = 0; k < parts; k++)
+            azr_swiglu_forward_cols(h, gu, 3, I, I / 16 * k / parts * 16,
+                                    k == parts - 1 ? I : I / 16 * (k + 1) / parts * 16);
+        CHECK(memcmp(h, hr, sizeof(float) * 3 * I) == 0);
+    }
+    free(gu);
+    free(cl);
+    free(w1);
+    free(w2);
+    free(p1);
+    free(p2);
 }
 
 /* The content hash equals its one-word-at-a-time reference on sizes around
@@ -468,6 +543,7 @@ int main(void) {
     test_matmul();
     test_matmul_small_m(10);
     test_matmul_small_m(75);
+    test_team();
     test_hash();
     test_paged_attention();
     test_runs();

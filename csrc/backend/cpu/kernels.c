@@ -433,13 +433,23 @@ void azr_attention_decode(float *out, const float *q, const float *kcache, const
 
 /* ---- SwiGLU ------------------------------------------------------------ */
 
-static __attribute__((noinline)) void swiglu_row(float *hr, const float *g, int64_t I) {
-    const float *u = g + I;
+/* h = silu(g) * u over n elements (one code path for whole rows and for
+ * the column ranges of azr_swiglu_forward_cols, so both give the same bits) */
+static __attribute__((noinline)) void swiglu_span(float *hr, const float *g, const float *u,
+                                                  int64_t n) {
 #pragma omp simd
-    for (int64_t i = 0; i < I; i++) {
+    for (int64_t i = 0; i < n; i++) {
         float sg = 1.0f / (1.0f + fast_expf(-g[i]));
         hr[i] = g[i] * sg * u[i];
     }
+}
+
+static void swiglu_row(float *hr, const float *g, int64_t I) { swiglu_span(hr, g, g + I, I); }
+
+void azr_swiglu_forward_cols(float *h, const float *gu, int64_t N, int64_t I, int64_t i0,
+                             int64_t i1) {
+    for (int64_t n = 0; n < N; n++)
+        swiglu_span(h + n * I + i0, gu + n * 2 * I + i0, gu + n * 2 * I + I + i0, i1 - i0);
 }
 
 void azr_swiglu_forward(float *h, const float *gu, int64_t N, int64_t I) {

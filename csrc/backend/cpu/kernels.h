@@ -133,6 +133,10 @@ void azr_attention_decode(float *out, const float *q, const float *kcache, const
 
 /* gu (N, 2*inter) rows [gate | up]; h (N, inter) overwritten. */
 void azr_swiglu_forward(float *h, const float *gu, int64_t N, int64_t inter);
+/* Columns [i0, i1) of azr_swiglu_forward (serial; the same bits as the
+ * whole row when i0 is a multiple of 16, so threads can split a row). */
+void azr_swiglu_forward_cols(float *h, const float *gu, int64_t N, int64_t inter, int64_t i0,
+                             int64_t i1);
 void azr_swiglu_forward_naive(float *h, const float *gu, int64_t N, int64_t inter);
 /* dgu (N, 2*inter) overwritten from dh (N, inter) and the forward's gu. */
 void azr_swiglu_backward(float *dgu, const float *dh, const float *gu, int64_t N, int64_t inter);
