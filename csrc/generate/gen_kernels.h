@@ -115,9 +115,10 @@ typedef struct {
 void azr_gen_matmul_team(float *y, const float *x, const float *wp, const float *b, int64_t M,
                          int64_t in, int64_t out, int accumulate, const azr_gen_span *span,
                          int64_t nspan, azr_gen_claims *cl, int t, int T);
-/* Spin until all T threads have arrived (gen: the thread's own count of
- * barriers passed, 0 at the start). While waiting, prefetch pf's product
- * (pf may be NULL). Yields the core after a long wait. */
+/* Spin until all T threads have arrived (bar zeroed before the region;
+ * gen: the thread's own count of barriers passed, 0 at the start). While
+ * waiting, prefetch pf's product (pf may be NULL). Yields the core after a
+ * long wait. */
 void azr_gen_barrier_wait(azr_gen_barrier *bar, int T, int64_t *gen, azr_gen_prefetch *pf);
 /* One step of pf: the next two cache lines of each of the first claim's
  * streams (up to AZR_GEN_TEAM_PF_BYTES in all). */

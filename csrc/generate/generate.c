@@ -615,7 +615,8 @@ static void forward_team(gen_state *st, int64_t n, int64_t nl) {
     memset(st->claims, 0, (size_t)(4 * L + 1) * sizeof(azr_gen_claims));
     memset(st->bar, 0, sizeof(azr_gen_barrier));
     const float *phead = st->packed + L * st->lay.layer;
-#pragma omp parallel
+    /* at most the threads the per-thread buffers were sized for */
+#pragma omp parallel num_threads(st->nthreads)
     {
         int t = thread_id(), T = omp_get_num_threads();
         int64_t gen = 0;
