@@ -385,25 +385,19 @@ void azr_gen_matmul_team(float *y, const float *x, const float *wp, const float 
     while (pf && pf->next < pf->n) pf_some(pf);
 }
 
-void azr_gen_prefetch_first_claim(azr_gen_prefetch *pf) {
-    const azr_gen_next *nx = pf->next;
-    if (!nx || !nx->wp || pf->done) return;
-    int64_t panels = (nx->out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL;
-    int64_t len0 = first_claim(panels, pf->T);
-    int S = run_streams(nx->M);
-    int64_t q = len0 / S, bytes = q * AZR_GEN_PANEL * nx->in * (int64_t)sizeof(float);
-    int64_t cap = AZR_GEN_TEAM_PF_BYTES / S;
-    if (bytes > cap) bytes = cap;
-    if (pf->off >= bytes) {
-        pf->done = 1;
-        return;
-    }
-    for (int s = 0; s < S; s++) {
-        const char *a = (const char *)(nx->wp + (pf->t * len0 + s * q) * AZR_GEN_PANEL * nx->in);
-        __builtin_prefetch(a + pf->off, 0, 3);
-        __builtin_prefetch(a + pf->off + 64, 0, 3);
-    }
-    pf->off += 128;
+void azr_gen_prefetch_init(azr_gen_prefetch *pf, const float *wp, int64_t M, int64_t in,
+                           int64_t out, int t, int T) {
+    memset(pf, 0, sizeof *pf);
+    pf->wp = wp;
+    if (!wp) return;
+    int64_t len0 = first_claim((out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL, T);
+    int S = run_streams(M);
+    int64_t q = len0 / S, cap = AZR_GEN_TEAM_PF_BYTES / S;
+    pf->bytes = q * AZR_GEN_PANEL * in * (int64_t)sizeof(float);
+    if (pf->bytes > cap) pf->bytes = cap;
+    pf->streams = S;
+    for (int s = 0; s < S; s++)
+        pf->stream[s] = (const char *)(wp + (t * len0 + s * q) * AZR_GEN_PANEL * in);
 }
 
 void azr_gen_barrier_wait(azr_gen_barrier *bar, int T, int64_t *gen, azr_gen_prefetch *pf) {
@@ -416,7 +410,13 @@ void azr_gen_barrier_wait(azr_gen_barrier *bar, int T, int64_t *gen, azr_gen_pre
         return;
     }
     for (int64_t spins = 0; __atomic_load_n(&bar->gen, __ATOMIC_ACQUIRE) == g; spins++) {
-        if (pf) azr_gen_prefetch_first_claim(pf);
+        if (pf && pf->off < pf->bytes) {
+            for (int s = 0; s < pf->streams; s++) {
+                __builtin_prefetch(pf->stream[s] + pf->off, 0, 3);
+                __builtin_prefetch(pf->stream[s] + pf->off + 64, 0, 3);
+            }
+            pf->off += 128;
+        }
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
@@ -869,7 +869,7 @@ void azr_gen_paged_attention(float *out, const float *q, int64_t q_stride, const
                              float *scratch, int64_t max_ctx) {
     int group = Hq / Hkv;
     int64_t Dq = (int64_t)Hq * D;
-    int64_t per_thread = (int64_t)group * (max_ctx + 8);
+    int64_t per_thread = azr_gen_attention_scratch_floats(Hq, Hkv, max_ctx, 1);
     if (N * Hkv >= 4 * (int64_t)num_threads()) {
         /* many rows: one unit per row and KV group, so each key is loaded
          * once for all the group's query heads */
@@ -906,7 +906,7 @@ void azr_gen_paged_attention_share(float *out, const float *q, int64_t q_stride,
     int group = Hq / Hkv;
     int64_t Dq = (int64_t)Hq * D, pairs = N * Hq;
     int64_t a = pairs * t / T, b = pairs * (t + 1) / T;
-    float *s = scratch + (int64_t)t * group * (max_ctx + 8);
+    float *s = scratch + t * azr_gen_attention_scratch_floats(Hq, Hkv, max_ctx, 1);
     while (a < b) {
         int64_t r = a / Hq;
         int h = (int)(a % Hq), g = h / group;

@@ -83,8 +83,8 @@ void azr_gen_matmul_packed_pf(float *y, const float *x, const float *wp, const f
  * OpenMP region whose threads meet at spin barriers (~0.04 us) between the
  * phases, instead of opening a region per product (~1.3 us each, 150 a
  * step). A thread that waits at a barrier prefetches the start of its first
- * claim of the next product (azr_gen_next), so it streams from L2 when the
- * barrier opens instead of waiting for DRAM. */
+ * claim of the next product (azr_gen_prefetch), so it streams from L2 when
+ * the barrier opens instead of waiting for DRAM. */
 typedef struct {
     int64_t arrived __attribute__((aligned(64)));
     int64_t gen __attribute__((aligned(64)));
@@ -93,16 +93,13 @@ typedef struct {
 typedef struct {
     int64_t next __attribute__((aligned(64))); /* panels claimed after the first claims */
 } azr_gen_claims;
-/* The product a barrier's waiting threads prefetch for. */
+/* What a thread waiting at a barrier prefetches: the start of each weight
+ * stream of its first claim of the next product (azr_gen_prefetch_init). */
 typedef struct {
-    const float *wp;
-    int64_t M, in, out;
-} azr_gen_next;
-/* A thread's prefetch progress for `next` (reset when next changes). */
-typedef struct {
-    const azr_gen_next *next;
-    int64_t off;
-    int t, T, done;
+    const float *wp;        /* the product's packed weights (NULL: nothing) */
+    const char *stream[4];  /* where the claim's streams start */
+    int64_t off, bytes;     /* prefetched so far, and the limit, per stream */
+    int streams;
 } azr_gen_prefetch;
 /* Bytes of its first claim a waiting thread prefetches at most (L2 is 512
  * KiB a core on the machine this was tuned on). */
@@ -115,14 +112,16 @@ typedef struct {
 void azr_gen_matmul_team(float *y, const float *x, const float *wp, const float *b, int64_t M,
                          int64_t in, int64_t out, int accumulate, const azr_gen_span *span,
                          int64_t nspan, azr_gen_claims *cl, int t, int T);
+/* pf for thread t of T and the product of M rows with packed weights wp
+ * (in, out); wp NULL prefetches nothing. */
+void azr_gen_prefetch_init(azr_gen_prefetch *pf, const float *wp, int64_t M, int64_t in,
+                           int64_t out, int t, int T);
 /* Spin until all T threads have arrived (bar zeroed before the region;
  * gen: the thread's own count of barriers passed, 0 at the start). While
- * waiting, prefetch pf's product (pf may be NULL). Yields the core after a
+ * waiting, prefetch pf's next two cache lines per stream at a time, up to
+ * AZR_GEN_TEAM_PF_BYTES in all (pf may be NULL). Yields the core after a
  * long wait. */
 void azr_gen_barrier_wait(azr_gen_barrier *bar, int T, int64_t *gen, azr_gen_prefetch *pf);
-/* One step of pf: the next two cache lines of each of the first claim's
- * streams (up to AZR_GEN_TEAM_PF_BYTES in all). */
-void azr_gen_prefetch_first_claim(azr_gen_prefetch *pf);
 
 /* Content hash of n floats (their bit patterns), used to tell whether
  * packed weights are still current. Words are dealt to 32 lanes (word w to

@@ -627,18 +627,13 @@ static void forward_team(gen_state *st, int64_t n, int64_t nl) {
         int h0 = HT * t / T, h1 = HT * (t + 1) / T;
         int64_t runs = I / 16, i0 = t == 0 ? 0 : runs * t / T * 16;
         int64_t i1 = t == T - 1 ? I : runs * (t + 1) / T * 16;
-        azr_gen_next nx[2];
-        azr_gen_prefetch pf = {NULL, 0, t, T, 0};
-        int cur = 0;
-        /* wait at a barrier, prefetching for the product with packed weights WP */
+        azr_gen_prefetch pf;
+        azr_gen_prefetch_init(&pf, NULL, 0, 0, 0, t, T);
+        /* wait at a barrier, prefetching for the product with packed weights
+         * WP (on from where the last wait stopped if it is the same one) */
 #define TEAM_WAIT(WP, IN, OUT)                                                     \
     do {                                                                           \
-        const float *wp_ = (WP);                                                   \
-        if (!pf.next || pf.next->wp != wp_) {                                      \
-            cur ^= 1;                                                              \
-            nx[cur] = (azr_gen_next){wp_, n, (IN), (OUT)};                         \
-            pf = (azr_gen_prefetch){wp_ ? &nx[cur] : NULL, 0, t, T, 0};            \
-        }                                                                          \
+        if (pf.wp != (WP)) azr_gen_prefetch_init(&pf, (WP), n, (IN), (OUT), t, T); \
         azr_gen_barrier_wait(st->bar, T, &gen, &pf);                               \
     } while (0)
         for (int64_t l = 0; l < L; l++) {

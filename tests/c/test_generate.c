@@ -172,15 +172,15 @@ static void test_team(void) {
             {
                 int t = omp_get_thread_num(), T = omp_get_num_threads();
                 int64_t gen = 0;
-                azr_gen_next n1 = {p1, M, in, mid}, n2 = {p2, M, mid, in};
+                azr_gen_prefetch pf;
                 for (int64_t r = 0; r < rounds; r++) {
                     azr_gen_matmul_team(h, xt, p1, NULL, M, in, mid, 0, NULL, 0, &cl[2 * r], t, T);
-                    azr_gen_prefetch pf = {&n2, 0, t, T, 0};
+                    azr_gen_prefetch_init(&pf, p2, M, mid, in, t, T);
                     azr_gen_barrier_wait(&bar, T, &gen, &pf);
                     azr_gen_matmul_team(xt, h, p2, NULL, M, mid, in, 1, NULL, 0, &cl[2 * r + 1], t,
                                         T);
-                    azr_gen_prefetch pf1 = {&n1, 0, t, T, 0};
-                    azr_gen_barrier_wait(&bar, T, &gen, &pf1);
+                    azr_gen_prefetch_init(&pf, p1, M, in, mid, t, T);
+                    azr_gen_barrier_wait(&bar, T, &gen, &pf);
                 }
             }
             if (memcmp(xt, xr, sizeof(float) * M * in) != 0) same = 0;
