@@ -585,84 +585,35 @@ double azr_gen_sum_floats(const float *a, int64_t n) {
 
 /* ---- paged attention ---------------------------------------------------- */
 
-
-static inline float dot_d(const float *a, const float *b, int D) {
-    int d8 = D & ~7;
-    v8f acc = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int d = 0; d < d8; d += 8) acc = fma8(ld8(a + d), ld8(b + d), acc);
-    float t = 0.0f;
-    for (int d = d8; d < D; d++) t = fma1(a[d], b[d], t);
-    return hsum8(acc) + t;
-}
-
-/* dot_d of G <= 3 queries (a, a + D, ...: heads of one KV group) against
- * four keys: 4G independent chains, each dot_d's arithmetic (bit-identical
- * results), each key loaded once for the G heads. One head at a time (4
- * chains) left the score loop waiting on FMA latency: a warm 3-head unit
- * at 150 positions measured ~15% slower. */
-static inline __attribute__((always_inline)) void dot4_heads(int G, const float *a, const float *k0,
-                                                             const float *k1, const float *k2,
-                                                             const float *k3, int D,
-                                                             float r[3][4]) {
-    int d8 = D & ~7;
-    v8f c[3][4];
-    for (int h = 0; h < G; h++)
-        for (int i = 0; i < 4; i++) c[h][i] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
-    for (int d = 0; d < d8; d += 8) {
-        v8f x0 = ld8(k0 + d), x1 = ld8(k1 + d), x2 = ld8(k2 + d), x3 = ld8(k3 + d);
-        for (int h = 0; h < G; h++) {
-            v8f q = ld8(a + h * D + d);
-            c[h][0] = fma8(q, x0, c[h][0]);
-            c[h][1] = fma8(q, x1, c[h][1]);
-            c[h][2] = fma8(q, x2, c[h][2]);
-            c[h][3] = fma8(q, x3, c[h][3]);
-        }
-    }
-    for (int h = 0; h < G; h++) {
-        const float *ah = a + h * D;
-        float t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
-        for (int d = d8; d < D; d++) {
-            t0 = fma1(ah[d], k0[d], t0);
-            t1 = fma1(ah[d], k1[d], t1);
-            t2 = fma1(ah[d], k2[d], t2);
-            t3 = fma1(ah[d], k3[d], t3);
-        }
-        r[h][0] = hsum8(c[h][0]) + t0;
-        r[h][1] = hsum8(c[h][1]) + t1;
-        r[h][2] = hsum8(c[h][2]) + t2;
-        r[h][3] = hsum8(c[h][3]) + t3;
-    }
-}
-
-/* How many keys ahead attention prefetches keys and values, in the score
- * loop and both value loops (at most a block: row_ahead looks into the next
- * block only). In a decode, 16 rather
- * than 8 and both lines of pv_heads' 32-float slice rather than the first
- * took its value pass from 4.7 to 4.0 us per 3-head unit (~150 positions,
- * timers inside the engine's decode). */
+/* How many values ahead the value loops prefetch (at most a block:
+ * row_ahead looks into the next block only). In a decode, 16 rather than 8
+ * and both lines of pv_heads' 32-float slice rather than the first took
+ * its value pass from 4.7 to 4.0 us per 3-head unit (~150 positions, timers
+ * inside the engine's decode). */
 #define KV_AHEAD 16
 
-/* The row of key i of a block (b; bn the next block, NULL if none), where i
- * may run past this block's jn keys into the next one (of the `left` keys
- * from this block's start on); NULL past the last key. For prefetching a
- * few keys ahead across a block boundary: blocks are scattered, so no
- * hardware prefetcher finds the next one. */
+/* The row of value i of a block (b; bn the next block, NULL if none; rows
+ * rs floats apart), where i may run past this block's jn values into the
+ * next one (of the `left` values from this block's start on); NULL past
+ * the last one. For prefetching a few values ahead across a block
+ * boundary: blocks are scattered, so no hardware prefetcher finds the next
+ * one. */
 static inline const float *row_ahead(const float *b, const float *bn, int64_t i, int64_t jn, int bs,
-                                     int64_t left, int64_t Dkv) {
-    if (i < jn) return b + i * Dkv;
-    if (bn && i < left && i - bs < bs) return bn + (i - bs) * Dkv;
+                                     int64_t left, int64_t rs) {
+    if (i < jn) return b + i * rs;
+    if (bn && i < left && i - bs < bs) return bn + (i - bs) * rs;
     return NULL;
 }
 
 /* o[0..nd) = sum over keys j < ctx of (p[j] * ih) * v_j[0..nd), v_j at
- * vb + table[j / bs] * block_stride + (j % bs) * Dkv. NC = nd / 8 vector
+ * vb + table[j / bs] * block_stride + (j % bs) * rs. NC = nd / 8 vector
  * accumulators kept in registers (1..8), or NC = 0 for any nd (scalar
  * lanes, the same fused chain per element). */
 static inline __attribute__((always_inline)) void pv_slice(int NC, float *o, const float *p,
                                                            float ih, const float *vb,
                                                            const int32_t *table,
                                                            int64_t block_stride, int bs,
-                                                           int64_t Dkv, int64_t ctx, int nd) {
+                                                           int64_t rs, int64_t ctx, int nd) {
     if (NC > 0) {
         v8f acc[8];
         for (int c = 0; c < NC; c++) acc[c] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
@@ -673,9 +624,9 @@ static inline __attribute__((always_inline)) void pv_slice(int NC, float *o, con
             for (int64_t jj = 0; jj < jn; jj++) {
                 float pj = p[j0 + jj] * ih;
                 v8f pb = {pj, pj, pj, pj, pj, pj, pj, pj};
-                const float *v = b + jj * Dkv;
+                const float *v = b + jj * rs;
 #if defined(__GNUC__)
-                const float *vp = row_ahead(b, bn, jj + KV_AHEAD, jn, bs, ctx - j0, Dkv);
+                const float *vp = row_ahead(b, bn, jj + KV_AHEAD, jn, bs, ctx - j0, rs);
                 if (vp)
                     for (int c = 0; c < NC; c += 2) __builtin_prefetch(vp + 8 * c, 0, 3);
 #endif
@@ -691,7 +642,7 @@ static inline __attribute__((always_inline)) void pv_slice(int NC, float *o, con
         int64_t jn = ctx - j0 < bs ? ctx - j0 : bs;
         for (int64_t jj = 0; jj < jn; jj++) {
             float pj = p[j0 + jj] * ih;
-            const float *v = b + jj * Dkv;
+            const float *v = b + jj * rs;
             for (int d = 0; d < nd; d++) o[d] = fma1(pj, v[d], o[d]);
         }
     }
@@ -706,7 +657,7 @@ static inline __attribute__((always_inline)) void pv_heads(int G, float *o, int6
                                                            const float *ih, const float *vb,
                                                            const int32_t *table,
                                                            int64_t block_stride, int bs,
-                                                           int64_t Dkv, int64_t ctx) {
+                                                           int64_t rs, int64_t ctx) {
     v8f acc[3][4];
     for (int h = 0; h < G; h++)
         for (int c = 0; c < 4; c++) acc[h][c] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
@@ -715,9 +666,9 @@ static inline __attribute__((always_inline)) void pv_heads(int G, float *o, int6
         int64_t jn = ctx - j0 < bs ? ctx - j0 : bs;
         const float *bn = j0 + bs < ctx ? vb + (int64_t)table[j0 / bs + 1] * block_stride : NULL;
         for (int64_t jj = 0; jj < jn; jj++) {
-            const float *v = b + jj * Dkv;
+            const float *v = b + jj * rs;
 #if defined(__GNUC__)
-            const float *vp = row_ahead(b, bn, jj + KV_AHEAD, jn, bs, ctx - j0, Dkv);
+            const float *vp = row_ahead(b, bn, jj + KV_AHEAD, jn, bs, ctx - j0, rs);
             if (vp) { /* both lines of the 32-float slice */
                 __builtin_prefetch(vp, 0, 3);
                 __builtin_prefetch(vp + 16, 0, 3);
@@ -743,6 +694,74 @@ int64_t azr_gen_attention_scratch_floats(int Hq, int Hkv, int64_t max_ctx, int n
     return (int64_t)nthreads * (Hq / Hkv) * (max_ctx + 8);
 }
 
+/* Scores of G <= 3 query heads (q, q + D, ...) against NV*8 keys of one
+ * block (NV 1 or 2) from their key slice kt: kt[d * bs] holds dimension d
+ * of the first of them, the next keys follow. Each lane is
+ * scale * (e + o), e and o the fused chains of q[d] * k[d] over the even
+ * and the odd d (d increasing): score_lane's arithmetic, so a key's score
+ * is the same whichever path computes it. The n <= NV*8 scores wanted go
+ * to sc + h * sstride, their maximum into mx[h]. While it runs it
+ * prefetches pf_lines cache lines from pf (the next block's slice; pf may
+ * be NULL). */
+static inline __attribute__((always_inline)) void score_keys(int G, int NV, const float *q, int D,
+                                                             const float *kt, int64_t bs,
+                                                             int64_t n, float scale, float *sc,
+                                                             int64_t sstride, float *mx,
+                                                             const char *pf, int64_t pf_lines) {
+    v8f e[3][2], o[3][2];
+    for (int h = 0; h < G; h++)
+        for (int v = 0; v < NV; v++) e[h][v] = o[h][v] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t per = pf && D >= 2 ? (pf_lines + D / 2 - 1) / (D / 2) : 0, li = 0;
+    int d = 0;
+    for (; d + 2 <= D; d += 2) {
+        const float *r0 = kt + d * bs, *r1 = r0 + bs;
+        v8f a[2], b[2];
+        for (int v = 0; v < NV; v++) a[v] = ld8(r0 + 8 * v);
+        for (int h = 0; h < G; h++) {
+            v8f x = azr_splat8(q[h * D + d]);
+            for (int v = 0; v < NV; v++) e[h][v] = fma8(x, a[v], e[h][v]);
+        }
+        for (int v = 0; v < NV; v++) b[v] = ld8(r1 + 8 * v);
+        for (int h = 0; h < G; h++) {
+            v8f x = azr_splat8(q[h * D + d + 1]);
+            for (int v = 0; v < NV; v++) o[h][v] = fma8(x, b[v], o[h][v]);
+        }
+#if defined(__GNUC__)
+        for (int64_t i = 0; i < per && li < pf_lines; i++, li++) __builtin_prefetch(pf + 64 * li, 0, 3);
+#endif
+    }
+    if (d < D) {
+        const float *r0 = kt + d * bs;
+        for (int h = 0; h < G; h++) {
+            v8f x = azr_splat8(q[h * D + d]);
+            for (int v = 0; v < NV; v++) e[h][v] = fma8(x, ld8(r0 + 8 * v), e[h][v]);
+        }
+    }
+    for (int h = 0; h < G; h++) {
+        float t[16];
+        for (int v = 0; v < NV; v++) {
+            v8f y = (e[h][v] + o[h][v]) * azr_splat8(scale);
+            memcpy(t + 8 * v, &y, sizeof y);
+        }
+        for (int64_t j = 0; j < n; j++) {
+            sc[h * sstride + j] = t[j];
+            mx[h] = t[j] > mx[h] ? t[j] : mx[h];
+        }
+    }
+}
+
+/* One key's score_keys lane, for blocks whose size is not a multiple of 8. */
+static inline float score_lane(const float *q, int D, const float *kt, int64_t bs, float scale) {
+    float e = 0.0f, o = 0.0f;
+    int d = 0;
+    for (; d + 2 <= D; d += 2) {
+        e = fma1(q[d], kt[d * bs], e);
+        o = fma1(q[d + 1], kt[(d + 1) * bs], o);
+    }
+    if (d < D) e = fma1(q[d], kt[d * bs], e);
+    return (e + o) * scale;
+}
+
 /* One unit of the paged attention: row r, KV group g, its query heads
  * [h0, h1). Every head's arithmetic is the same whichever unit holds it. */
 static inline __attribute__((always_inline)) void attend_unit(
@@ -751,58 +770,53 @@ static inline __attribute__((always_inline)) void attend_unit(
     const int32_t *pos, int Hkv, int D, float *s, int64_t max_ctx, int64_t r, int g, int h0,
     int h1) {
     int group = h1 - h0 > 0 ? h1 - h0 : 0;
-    int64_t Dkv = (int64_t)Hkv * D;
+    int64_t bs = block_size, slice = (int64_t)D * bs; /* a group's keys (or values) in a block */
     float scale = 1.0f / sqrtf((float)D);
     int64_t ctx = (int64_t)pos[r] + 1;
     const int32_t *table = tables + table_off[r];
     const float *qg = q + r * q_stride + (int64_t)h0 * D;
     float mx[64], inv[64];
-    /* scores, one pass over the keys for all query heads of the unit */
+    /* scores: each block's key slice read once for up to three heads, 16
+     * keys at a time (the key dimension runs down the slice, so a key's
+     * dot product is one lane: no horizontal sums) */
     for (int h = 0; h < group; h++) mx[h] = -INFINITY;
-    /* keys block by block (no division per key) */
-    for (int64_t j0 = 0; j0 < ctx; j0 += block_size) {
-        const float *kb = kv + (int64_t)table[j0 / block_size] * block_stride + (int64_t)g * D;
-        int64_t jn = ctx - j0 < block_size ? ctx - j0 : block_size;
-        /* the next block's keys (blocks are scattered: no prefetcher finds
-         * them), for the prefetch below when it runs past this block */
-        const float *kn = j0 + block_size < ctx
-                              ? kv + (int64_t)table[j0 / block_size + 1] * block_stride + (int64_t)g * D
-                              : NULL;
-        int64_t jj = 0;
-        for (; jj + 4 <= jn; jj += 4) {
-            const float *k = kb + jj * Dkv;
-#if defined(__GNUC__)
-            /* the keys KV_AHEAD ahead (four quads), in this block or the next */
-            for (int64_t i = jj + KV_AHEAD; i < jj + KV_AHEAD + 4; i++) {
-                const float *kp = row_ahead(kb, kn, i, jn, block_size, ctx - j0, Dkv);
-                if (kp)
-                    for (int d = 0; d < D; d += 16) __builtin_prefetch(kp + d, 0, 3);
-            }
-#endif
-            for (int h0 = 0; h0 < group; h0 += 3) {
-                float v4[3][4];
-                int G = group - h0 < 3 ? group - h0 : 3;
-                const float *qh = qg + (int64_t)h0 * D;
-                if (G == 3) dot4_heads(3, qh, k, k + Dkv, k + 2 * Dkv, k + 3 * Dkv, D, v4);
-                else if (G == 2) dot4_heads(2, qh, k, k + Dkv, k + 2 * Dkv, k + 3 * Dkv, D, v4);
-                else dot4_heads(1, qh, k, k + Dkv, k + 2 * Dkv, k + 3 * Dkv, D, v4);
-                for (int h = h0; h < h0 + G; h++) {
-                    float *sh = s + h * (max_ctx + 8) + j0 + jj;
-                    for (int i = 0; i < 4; i++) {
-                        float v = v4[h - h0][i] * scale;
-                        sh[i] = v;
-                        mx[h] = v > mx[h] ? v : mx[h];
+    for (int64_t j0 = 0; j0 < ctx; j0 += bs) {
+        const float *kb = kv + (int64_t)table[j0 / bs] * block_stride + g * slice;
+        int64_t jn = ctx - j0 < bs ? ctx - j0 : bs;
+        /* the next block's slice (blocks are scattered: no hardware
+         * prefetcher finds it), fetched along the first pass over this one */
+        const char *kn = j0 + bs < ctx ? (const char *)(kv + (int64_t)table[j0 / bs + 1] * block_stride +
+                                                        g * slice)
+                                       : NULL;
+        int64_t kn_lines = (slice * (int64_t)sizeof(float) + 63) / 64;
+        for (int hh = 0; hh < group; hh += 3) {
+            int G = group - hh < 3 ? group - hh : 3;
+            const float *qh = qg + (int64_t)hh * D;
+            float *sh = s + hh * (max_ctx + 8) + j0;
+            int64_t ps = max_ctx + 8, jj = 0;
+            const char *pf = hh == 0 ? kn : NULL;
+            if (bs % 8 == 0) {
+                for (; jj < jn; jj += bs - jj >= 16 ? 16 : 8) {
+                    int64_t n = jn - jj < 16 ? jn - jj : 16;
+                    if (bs - jj >= 16) {
+                        if (G == 3) score_keys(3, 2, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mx + hh, pf, kn_lines);
+                        else if (G == 2) score_keys(2, 2, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mx + hh, pf, kn_lines);
+                        else score_keys(1, 2, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mx + hh, pf, kn_lines);
+                    } else {
+                        n = n < 8 ? n : 8;
+                        if (G == 3) score_keys(3, 1, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mx + hh, pf, kn_lines);
+                        else if (G == 2) score_keys(2, 1, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mx + hh, pf, kn_lines);
+                        else score_keys(1, 1, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mx + hh, pf, kn_lines);
                     }
+                    pf = NULL;
                 }
             }
-        }
-        for (; jj < jn; jj++) {
-            const float *k = kb + jj * Dkv;
-            for (int h = 0; h < group; h++) {
-                float v = dot_d(qg + (int64_t)h * D, k, D) * scale;
-                s[h * (max_ctx + 8) + j0 + jj] = v;
-                mx[h] = v > mx[h] ? v : mx[h];
-            }
+            for (; jj < jn; jj++)
+                for (int h = 0; h < G; h++) {
+                    float v = score_lane(qh + (int64_t)h * D, D, kb + jj, bs, scale);
+                    sh[h * ps + jj] = v;
+                    mx[hh + h] = v > mx[hh + h] ? v : mx[hh + h];
+                }
         }
     }
     for (int h = 0; h < group; h++) {
@@ -823,7 +837,8 @@ static inline __attribute__((always_inline)) void attend_unit(
     }
     /* out_h = sum_j p_j v_j, one fused multiply-add chain per output (j
      * increasing) with the accumulators in registers over all keys */
-    const float *vbase = kv + v_offset + (int64_t)g * D;
+    /* a group's values in a block: one row of D per key, keys in order */
+    const float *vbase = kv + v_offset + g * slice;
     if (group >= 2 && group <= 3 && D % 32 == 0) {
         /* all the unit's heads in one pass over V (read once, not once per
          * head), 32-wide slices; the same chains as pv_slice, so the same bits */
@@ -832,10 +847,10 @@ static inline __attribute__((always_inline)) void attend_unit(
         for (int d0 = 0; d0 < D; d0 += 32) {
             if (group == 2)
                 pv_heads(2, o + d0, D, s, ps, inv, vbase + d0, table, block_stride, block_size,
-                         Dkv, ctx);
+                         D, ctx);
             else
                 pv_heads(3, o + d0, D, s, ps, inv, vbase + d0, table, block_stride, block_size,
-                         Dkv, ctx);
+                         D, ctx);
         }
         return;
     }
@@ -845,7 +860,7 @@ static inline __attribute__((always_inline)) void attend_unit(
         float *o = out + (int64_t)(h0 + h) * D;
         for (int d0 = 0; d0 < D; d0 += 64) {
             int nd = D - d0 < 64 ? D - d0 : 64;
-#define PV(NC) pv_slice(NC, o + d0, ph, inv[h], vbase + d0, table, block_stride, block_size, Dkv, ctx, nd)
+#define PV(NC) pv_slice(NC, o + d0, ph, inv[h], vbase + d0, table, block_stride, block_size, D, ctx, nd)
             switch (nd % 8 ? 0 : nd / 8) {
             case 8: PV(8); break;
             case 7: PV(7); break;
@@ -923,7 +938,7 @@ void azr_gen_paged_attention_naive(float *out, const float *q, int64_t q_stride,
                                    const int32_t *tables, const int64_t *table_off,
                                    const int32_t *pos, int64_t N, int Hq, int Hkv, int D) {
     int group = Hq / Hkv;
-    int64_t Dkv = (int64_t)Hkv * D, Dq = (int64_t)Hq * D;
+    int64_t Dq = (int64_t)Hq * D;
     double scale = 1.0 / sqrt((double)D);
     for (int64_t r = 0; r < N; r++) {
         const int32_t *table = tables + table_off[r];
@@ -934,9 +949,9 @@ void azr_gen_paged_attention_naive(float *out, const float *q, int64_t q_stride,
             double m = -INFINITY, sum = 0.0;
             for (int64_t j = 0; j < ctx; j++) {
                 const float *k = kv + (int64_t)table[j / block_size] * block_stride +
-                                 (j % block_size) * Dkv + (int64_t)g * D;
+                                 (int64_t)g * D * block_size + j % block_size;
                 double sc = 0.0;
-                for (int d = 0; d < D; d++) sc += (double)qh[d] * k[d];
+                for (int d = 0; d < D; d++) sc += (double)qh[d] * k[(int64_t)d * block_size];
                 sc *= scale;
                 if (sc > m) m = sc;
             }
@@ -944,13 +959,14 @@ void azr_gen_paged_attention_naive(float *out, const float *q, int64_t q_stride,
             double acc[2048];
             for (int d = 0; d < D; d++) acc[d] = 0.0;
             for (int64_t j = 0; j < ctx; j++) {
-                int64_t base = (int64_t)table[j / block_size] * block_stride + (j % block_size) * Dkv +
-                               (int64_t)g * D;
+                int64_t base = (int64_t)table[j / block_size] * block_stride, p_in = j % block_size;
+                const float *k = kv + base + (int64_t)g * D * block_size + p_in;
+                const float *v = kv + base + v_offset + ((int64_t)g * block_size + p_in) * D;
                 double sc = 0.0;
-                for (int d = 0; d < D; d++) sc += (double)qh[d] * kv[base + d];
+                for (int d = 0; d < D; d++) sc += (double)qh[d] * k[(int64_t)d * block_size];
                 double p = exp(sc * scale - m);
                 sum += p;
-                for (int d = 0; d < D; d++) acc[d] += p * kv[base + v_offset + d];
+                for (int d = 0; d < D; d++) acc[d] += p * v[d];
             }
             for (int d = 0; d < D; d++) o[d] = (float)(acc[d] / sum);
         }

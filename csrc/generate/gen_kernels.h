@@ -144,9 +144,12 @@ double azr_gen_sum_floats(const float *a, int64_t n);
 
 /* Attention of N token rows over a paged KV cache.
  *
- * Cache layout: block `blk` of `block_size` positions holds, for the layer
- * being computed, keys at kv + blk*block_stride + (p % block_size)*Dkv and
- * values `v_offset` floats further (Dkv = Hkv*D; head g at +g*D).
+ * Cache layout: block `blk` of `block_size` (bs) positions starts at kv +
+ * blk*block_stride and holds, for the layer being computed, float c of the
+ * key at position p at offset c*bs + p % bs (the key dimension runs down
+ * the block, so kv head g's keys are one D*bs run, each key a column), and
+ * float d of the value of kv head g at v_offset + (g*bs + p % bs)*D + d
+ * (head g's values one D*bs run, each value a row). Dkv = Hkv*D.
  * Row r (query q (Hq*D) at q + r*q_stride) sits at position pos[r] of a
  * sequence whose block table is tables + table_off[r] (block of position p
  * = table[p / block_size]); it attends to positions 0..pos[r] (the caller

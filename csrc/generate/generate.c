@@ -517,7 +517,8 @@ static azr_status gen_init(gen_state *st) {
     ALLOC(st->work_z, (int64_t)st->nthreads * st->Vp, "sampler scratch");
     int64_t pieces_per_half = ((int64_t)st->bs * st->Dkv * (int64_t)sizeof(float) + AZR_GEN_PF_PIECE - 1) /
                               AZR_GEN_PF_PIECE;
-    st->pf_cap = AZR_GEN_DECODE_ROWS * st->maxb * 2 * pieces_per_half;
+    /* a block: its keys, and its values whole or a run per group (kv_pieces) */
+    st->pf_cap = AZR_GEN_DECODE_ROWS * st->maxb * (2 * pieces_per_half + st->Hkv);
     CALLOC(st->pf, st->nthreads * st->pf_cap, "the KV prefetch lists");
     ALLOC(st->xnt, (int64_t)st->nthreads * AZR_GEN_DECODE_ROWS * st->C, "activations");
     ALLOC(st->work_f, (int64_t)st->nthreads * st->Vp, "sampler scratch");
@@ -558,20 +559,24 @@ static azr_status gen_init(gen_state *st) {
  * 0..n-1 attend to in one layer (kvl), as pieces for
  * azr_gen_matmul_packed_pf; returns their count. */
 static int64_t kv_pieces(gen_state *st, azr_gen_span *pf, const float *kvl, int64_t n) {
-    int64_t np = 0, bs = st->bs;
-    int64_t row_bytes = st->Dkv * (int64_t)sizeof(float);
+    int64_t np = 0, bs = st->bs, fsz = (int64_t)sizeof(float);
+    int64_t half_bytes = bs * st->Dkv * fsz, group_bytes = bs * st->D * fsz;
     for (int64_t r = 0; r < n; r++) {
         int64_t pos = st->row_pos[r];
         for (int64_t j = 0; j * bs < pos; j++) {
             int64_t cnt = pos - j * bs < bs ? pos - j * bs : bs;
             const char *k = (const char *)(kvl + (int64_t)st->tables[st->row_toff[r] + j] *
                                                      st->block_stride);
-            for (int half = 0; half < 2; half++) { /* K, then V */
-                const char *a = k + half * bs * row_bytes;
-                for (int64_t o = 0; o < cnt * row_bytes; o += AZR_GEN_PF_PIECE) {
+            /* the keys: all of the block's half (in a block not yet full,
+             * the keys written so far are spread over all of it); the
+             * values: each group's first cnt rows */
+            int64_t runs = cnt == bs ? 2 : 1 + st->Hkv;
+            for (int64_t u = 0; u < runs; u++) {
+                const char *a = u == 0 ? k : cnt == bs ? k + half_bytes : k + half_bytes + (u - 1) * group_bytes;
+                int64_t len = u == 0 || cnt == bs ? half_bytes : cnt * st->D * fsz;
+                for (int64_t o = 0; o < len; o += AZR_GEN_PF_PIECE) {
                     pf[np].p = a + o;
-                    pf[np].bytes = cnt * row_bytes - o < AZR_GEN_PF_PIECE ? cnt * row_bytes - o
-                                                                              : AZR_GEN_PF_PIECE;
+                    pf[np].bytes = len - o < AZR_GEN_PF_PIECE ? len - o : AZR_GEN_PF_PIECE;
                     np++;
                 }
             }
@@ -581,15 +586,27 @@ static int64_t kv_pieces(gen_state *st, azr_gen_span *pf, const float *kvl, int6
 }
 
 /* Floats [c0, c1) of each row's K (half 0) or V (half 1), in qkv after
- * RoPE, into the layer's cache. */
+ * RoPE, into the layer's cache, in the layout azr_gen_paged_attention
+ * reads: key float c of the block's position p at c * bs + p (the key
+ * dimension runs down the block), value float d of group g at bs * Dkv +
+ * (g * bs + p) * D + d. */
 static void write_kv(gen_state *st, float *kvl, int64_t n, int half, int64_t c0, int64_t c1) {
+    int64_t bs = st->bs, D = st->D;
     for (int64_t r = 0; r < n; r++) {
-        int64_t pos = st->row_pos[r];
-        int32_t blk = st->tables[st->row_toff[r] + pos / st->bs];
-        float *dst = kvl + (int64_t)blk * st->block_stride + (pos % st->bs) * st->Dkv +
-                     half * (int64_t)st->bs * st->Dkv;
+        int64_t pos = st->row_pos[r], p = pos % bs;
+        int32_t blk = st->tables[st->row_toff[r] + pos / bs];
+        float *b = kvl + (int64_t)blk * st->block_stride;
         const float *src = st->qkv + r * st->Dqkv + st->Dq + half * st->Dkv;
-        memcpy(dst + c0, src + c0, (size_t)(c1 - c0) * sizeof(float));
+        if (half == 0) {
+            for (int64_t c = c0; c < c1; c++) b[c * bs + p] = src[c];
+            continue;
+        }
+        for (int64_t c = c0; c < c1;) { /* a group's run at a time */
+            int64_t g = c / D, e = (g + 1) * D < c1 ? (g + 1) * D : c1;
+            memcpy(b + bs * st->Dkv + (g * bs + p) * D + c % D, src + c,
+                   (size_t)(e - c) * sizeof(float));
+            c = e;
+        }
     }
 }
 

@@ -239,54 +239,105 @@ static void test_hash(void) {
     free(a);
 }
 
-static void check_paged_attention(int Hq, int Hkv, int D) {
-    int bs = 3, nblk = 8;
-    int64_t Dkv = (int64_t)Hkv * D, block_stride = 2 * bs * Dkv, Dq = (int64_t)Hq * D;
+/* A paged cache of blocks of bs positions holding the logical keys and
+ * values k, v (npos x Hkv*D each, per sequence) of nseq sequences whose
+ * block tables are tables + r * per (per blocks each), in the layout
+ * write_kv fills (gen_kernels.h); the other slots hold noise. */
+static float *paged_cache(const float *k, const float *v, int npos, int nseq,
+                          const int32_t *tables, int per, int bs, int Hkv, int D, int nblk) {
+    int64_t Dkv = (int64_t)Hkv * D, block_stride = 2 * bs * Dkv;
     float *kv = malloc(sizeof(float) * nblk * block_stride);
     for (int64_t i = 0; i < nblk * block_stride; i++) kv[i] = frand();
-    int32_t tables[2 * 4] = {5, 2, 7, 1, 0, 3, 6, 4};
-    int64_t toff[3] = {0, 4, 0};
-    int32_t pos[3] = {10, 4, 0};
+    for (int r = 0; r < nseq; r++)
+        for (int j = 0; j < npos; j++) {
+            float *b = kv + (int64_t)tables[r * per + j / bs] * block_stride;
+            int p = j % bs;
+            for (int64_t c = 0; c < Dkv; c++) {
+                b[c * bs + p] = k[((int64_t)r * npos + j) * Dkv + c];
+                b[bs * Dkv + ((c / D) * bs + p) * D + c % D] = v[((int64_t)r * npos + j) * Dkv + c];
+            }
+        }
+    return kv;
+}
+
+/* Paged attention against the naive reference; bit for bit at 1 to 8
+ * threads; and bit for bit across block sizes: 3 and 5 (each key's score a
+ * scalar lane), 8 (8-key vectors), 16 and 24 (16 keys, then 8) must agree,
+ * since a key's arithmetic does not depend on where its block puts it. */
+static void check_paged_attention(int Hq, int Hkv, int D) {
+    enum { NSEQ = 2, NPOS = 40 };
+    static const int sizes[] = {3, 5, 8, 16, 24};
+    int64_t Dkv = (int64_t)Hkv * D, Dq = (int64_t)Hq * D;
+    float *k = malloc(sizeof(float) * NSEQ * NPOS * Dkv), *v = malloc(sizeof(float) * NSEQ * NPOS * Dkv);
+    for (int64_t i = 0; i < NSEQ * NPOS * Dkv; i++) {
+        k[i] = frand();
+        v[i] = frand();
+    }
     float *q = malloc(sizeof(float) * 3 * Dq), *o1 = malloc(sizeof(float) * 3 * Dq);
     float *o2 = malloc(sizeof(float) * 3 * Dq), *o3 = malloc(sizeof(float) * 3 * Dq);
+    float *first = malloc(sizeof(float) * 3 * Dq);
     for (int64_t i = 0; i < 3 * Dq; i++) q[i] = frand();
-    int64_t max_ctx = 11;
+    /* rows: sequence 0 near its end (a part-written last block at most
+     * sizes), sequence 1 at position 17, sequence 0 at position 0 */
+    int32_t pos[3] = {NPOS - 3, 17, 0};
+    int64_t max_ctx = NPOS;
     float *scratch = malloc(sizeof(float) * azr_gen_attention_scratch_floats(Hq, Hkv, max_ctx, 64));
-    azr_gen_paged_attention(o1, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3, Hq,
-                            Hkv, D, scratch, max_ctx);
-    azr_gen_paged_attention_naive(o2, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3,
-                                  Hq, Hkv, D);
-    float err = 0.0f;
-    for (int64_t i = 0; i < 3 * Dq; i++) err = fmaxf(err, fabsf(o1[i] - o2[i]));
-    CHECK(err < 1e-5f);
-    /* one thread takes the grouped path (a unit per row and KV group), many
-     * threads the per-head path; the results must be the same bits */
     int old_threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    azr_gen_paged_attention(o1, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3, Hq,
-                            Hkv, D, scratch, max_ctx);
-    /* many threads: contiguous shares of the (row, head) pairs, cut
-     * wherever the thread count puts them (inside a group or not) */
-    for (int threads = 2; threads <= 8; threads++) {
-        omp_set_num_threads(threads);
-        azr_gen_paged_attention(o3, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3,
+    for (int si = 0; si < (int)(sizeof sizes / sizeof sizes[0]); si++) {
+        int bs = sizes[si], per = (NPOS + bs - 1) / bs, nblk = NSEQ * per + 1;
+        int64_t block_stride = 2 * bs * Dkv;
+        /* blocks scattered over the pool: block i of the tables is pool
+         * block (3 i + 2) mod nblk (nblk is 29, 17, 11, 7, 5: all distinct) */
+        int32_t *tables = malloc(sizeof(int32_t) * NSEQ * per);
+        for (int i = 0; i < NSEQ * per; i++) {
+            tables[i] = (int32_t)((3 * i + 2) % nblk);
+            for (int i2 = 0; i2 < i; i2++) CHECK(tables[i2] != tables[i]);
+        }
+        int64_t toff[3] = {0, per, 0};
+        float *kv = paged_cache(k, v, NPOS, NSEQ, tables, per, bs, Hkv, D, nblk);
+        omp_set_num_threads(old_threads);
+        azr_gen_paged_attention(o1, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3,
                                 Hq, Hkv, D, scratch, max_ctx);
-        CHECK(memcmp(o1, o3, sizeof(float) * 3 * Dq) == 0);
+        azr_gen_paged_attention_naive(o2, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos,
+                                      3, Hq, Hkv, D);
+        float err = 0.0f;
+        for (int64_t i = 0; i < 3 * Dq; i++) err = fmaxf(err, fabsf(o1[i] - o2[i]));
+        CHECK(err < 1e-5f);
+        /* one thread takes the grouped path (a unit per row and KV group),
+         * many threads the per-head path; the results must be the same bits */
+        omp_set_num_threads(1);
+        azr_gen_paged_attention(o1, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos, 3,
+                                Hq, Hkv, D, scratch, max_ctx);
+        /* many threads: contiguous shares of the (row, head) pairs, cut
+         * wherever the thread count puts them (inside a group or not) */
+        for (int threads = 2; threads <= 8; threads++) {
+            omp_set_num_threads(threads);
+            azr_gen_paged_attention(o3, q, Dq, kv, block_stride, bs * Dkv, bs, tables, toff, pos,
+                                    3, Hq, Hkv, D, scratch, max_ctx);
+            CHECK(memcmp(o1, o3, sizeof(float) * 3 * Dq) == 0);
+        }
+        if (si == 0) memcpy(first, o1, sizeof(float) * 3 * Dq);
+        else CHECK(memcmp(first, o1, sizeof(float) * 3 * Dq) == 0);
+        free(kv);
+        free(tables);
     }
     omp_set_num_threads(old_threads);
-    free(kv);
+    free(scratch);
+    free(k);
+    free(v);
     free(q);
     free(o1);
     free(o2);
     free(o3);
-    free(scratch);
+    free(first);
 }
 
 static void test_paged_attention(void) {
     check_paged_attention(4, 2, 6);   /* odd head size: the scalar lanes */
     check_paged_attention(6, 2, 64);  /* SmolLM2's head size, 3 heads per KV group */
     check_paged_attention(4, 2, 32);  /* 2 heads per group */
-    check_paged_attention(8, 2, 16);  /* 4 heads per group: one head at a time */
+    check_paged_attention(8, 2, 16);  /* 4 heads per group: three heads, then one */
+    check_paged_attention(9, 3, 7);   /* odd head size in the vector path */
 }
 
 static azr_model *tiny_model(void) {
