@@ -187,22 +187,6 @@ void azr_gen_pack(float *dst, const float *w, int64_t in, int64_t out) {
     }
 }
 
-typedef struct {
-    const azr_gen_span *span;
-    int64_t n, per, next; /* pieces, pieces per call, the next not yet prefetched */
-} pf_job;
-
-/* Prefetch the job's next `per` pieces into L2 (a thread's own job). */
-static void pf_some(pf_job *pf) {
-    if (!pf || pf->next >= pf->n) return;
-    int64_t i0 = pf->next, i1 = i0 + pf->per < pf->n ? i0 + pf->per : pf->n;
-    pf->next = i1;
-    for (int64_t i = i0; i < i1; i++) {
-        const char *a = (const char *)pf->span[i].p;
-        for (int64_t o = 0; o < pf->span[i].bytes; o += 64) __builtin_prefetch(a + o, 0, 2);
-    }
-}
-
 /* MR rows x one 16-wide panel: acc[i][.] = fma chain over k. */
 static inline __attribute__((always_inline)) void panel_kernel(int MR, const float *x, int64_t in,
                                                                const float *wp, v8f acc[6][2]) {
@@ -297,42 +281,27 @@ static inline __attribute__((always_inline)) void multi_panel(int MR, int NP, fl
  * every stream jumped NP panels ahead after each one and the hardware
  * prefetcher had to find it again (~15% slower decode products). */
 static void small_m_range(int MR, float *y, const float *x, const float *wp, const float *b,
-                          int64_t in, int64_t out, int64_t p0, int64_t p1, int accumulate,
-                          pf_job *pf) {
+                          int64_t in, int64_t out, int64_t p0, int64_t p1, int accumulate) {
     int64_t n = p1 - p0, q, p;
     switch (MR) {
     case 1:
         q = n / 4;
-        for (int64_t i = 0; i < q; i++) {
-            multi_panel(1, 4, y, x, wp, b, in, out, p0 + i, q, accumulate);
-            pf_some(pf);
-        }
+        for (int64_t i = 0; i < q; i++) multi_panel(1, 4, y, x, wp, b, in, out, p0 + i, q, accumulate);
         p = p0 + 4 * q;
         for (; p + 2 <= p1; p += 2) multi_panel(1, 2, y, x, wp, b, in, out, p, 1, accumulate);
         for (; p < p1; p++) multi_panel(1, 1, y, x, wp, b, in, out, p, 1, accumulate);
         break;
     case 2:
         q = n / 2;
-        for (int64_t i = 0; i < q; i++) {
-            multi_panel(2, 2, y, x, wp, b, in, out, p0 + i, q, accumulate);
-            pf_some(pf);
-        }
+        for (int64_t i = 0; i < q; i++) multi_panel(2, 2, y, x, wp, b, in, out, p0 + i, q, accumulate);
         if (n % 2) multi_panel(2, 1, y, x, wp, b, in, out, p1 - 1, 1, accumulate);
         break;
     default:
         q = n / 2;
-        for (int64_t i = 0; i < q; i++) {
-            multi_panel(3, 2, y, x, wp, b, in, out, p0 + i, q, accumulate);
-            pf_some(pf);
-        }
+        for (int64_t i = 0; i < q; i++) multi_panel(3, 2, y, x, wp, b, in, out, p0 + i, q, accumulate);
         if (n % 2) multi_panel(3, 1, y, x, wp, b, in, out, p1 - 1, 1, accumulate);
         break;
     }
-}
-
-void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const float *b, int64_t M,
-                           int64_t in, int64_t out, int accumulate) {
-    azr_gen_matmul_packed_pf(y, x, wp, b, M, in, out, accumulate, NULL, 0);
 }
 
 /* A product's first claims: thread t of T starts on panels
@@ -353,8 +322,8 @@ static int64_t first_claim(int64_t panels, int T) {
 static int run_streams(int64_t M) { return M == 1 ? 4 : 2; }
 
 void azr_gen_matmul_team(float *y, const float *x, const float *wp, const float *b, int64_t M,
-                         int64_t in, int64_t out, int accumulate, const azr_gen_span *span,
-                         int64_t nspan, azr_gen_claims *cl, int t, int T) {
+                         int64_t in, int64_t out, int accumulate, azr_gen_claims *cl, int t,
+                         int T) {
     if (M <= 0 || out <= 0) return;
     int64_t panels = (out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL;
     /* Threads take runs of panels, a first one each (first_claim) and then
@@ -364,25 +333,20 @@ void azr_gen_matmul_team(float *y, const float *x, const float *wp, const float 
      * with a static split one of two threads idled ~6% of every decode step
      * at this barrier. Each output is computed by one thread in the same
      * order whatever the split, so the result does not depend on the
-     * schedule. The thread's prefetches: spread over about the first half
-     * of its panel groups (4 panels of one row, 2 of two or three). */
-    int64_t groups = panels / run_streams(M);
-    pf_job job = {span, nspan, groups > 1 ? (2 * nspan + groups - 1) / groups : nspan, 0};
-    pf_job *pf = span && nspan > 0 ? &job : NULL;
+     * schedule. */
     int64_t len0 = first_claim(panels, T), base = len0 * T, T2 = 2 * (int64_t)T;
     if (len0 > 0)
-        small_m_range((int)M, y, x, wp, b, in, out, t * len0, (t + 1) * len0, accumulate, pf);
+        small_m_range((int)M, y, x, wp, b, in, out, t * len0, (t + 1) * len0, accumulate);
     int64_t c = __atomic_load_n(&cl->next, __ATOMIC_RELAXED);
     while (base + c < panels) {
         int64_t len = (panels - base - c) / T2;
         len = len < 1 ? 1 : len > 4 ? len & ~(int64_t)3 : len;
         if (__atomic_compare_exchange_n(&cl->next, &c, c + len, 0, __ATOMIC_RELAXED,
                                         __ATOMIC_RELAXED)) {
-            small_m_range((int)M, y, x, wp, b, in, out, base + c, base + c + len, accumulate, pf);
+            small_m_range((int)M, y, x, wp, b, in, out, base + c, base + c + len, accumulate);
             c = __atomic_load_n(&cl->next, __ATOMIC_RELAXED);
         }
     }
-    while (pf && pf->next < pf->n) pf_some(pf);
 }
 
 void azr_gen_prefetch_init(azr_gen_prefetch *pf, const float *wp, int64_t M, int64_t in,
@@ -426,9 +390,8 @@ void azr_gen_barrier_wait(azr_gen_barrier *bar, int T, int64_t *gen, azr_gen_pre
     }
 }
 
-void azr_gen_matmul_packed_pf(float *y, const float *x, const float *wp, const float *b,
-                              int64_t M, int64_t in, int64_t out, int accumulate,
-                              const azr_gen_span *span, int64_t nspan) {
+void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const float *b, int64_t M,
+                           int64_t in, int64_t out, int accumulate) {
     if (M <= 0 || out <= 0) return;
     int64_t panels = (out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL;
     int par = (M * in * out) > 32768;
@@ -438,9 +401,7 @@ void azr_gen_matmul_packed_pf(float *y, const float *x, const float *wp, const f
 #pragma omp parallel if (par)
         {
             int t = thread_id(), T = num_threads_in_team();
-            int64_t s0 = nspan * t / T, s1 = nspan * (t + 1) / T;
-            azr_gen_matmul_team(y, x, wp, b, M, in, out, accumulate, span ? span + s0 : NULL,
-                                s1 - s0, &cl, t, T);
+            azr_gen_matmul_team(y, x, wp, b, M, in, out, accumulate, &cl, t, T);
         }
         return;
     }

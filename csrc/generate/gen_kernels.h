@@ -61,22 +61,6 @@ void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const floa
 /* Up to this many rows a product takes the decode path (several panels
  * side by side, memory-bandwidth bound); more rows run register blocks. */
 #define AZR_GEN_DECODE_ROWS 3
-/* A piece of memory (at most AZR_GEN_PF_PIECE bytes) a product pulls
- * toward the cache while it streams its weights. */
-#define AZR_GEN_PF_PIECE 4096
-typedef struct {
-    const void *p;
-    int64_t bytes;
-} azr_gen_span;
-/* azr_gen_matmul_packed that, for M <= AZR_GEN_DECODE_ROWS (the decode path), also
- * prefetches the npf pieces pf[] into L2 (each thread an even share of
- * them), a few after each group of its panels over the first half of its
- * part of the product or so: memory the next step reads
- * (the layer's KV cache for attention) arrives while the weights stream,
- * instead of as cold misses afterwards. Results are unchanged. */
-void azr_gen_matmul_packed_pf(float *y, const float *x, const float *wp, const float *b,
-                              int64_t M, int64_t in, int64_t out, int accumulate,
-                              const azr_gen_span *pf, int64_t npf);
 
 /* ---- a decode step in one parallel region ----
  * The engine runs a decode step of up to AZR_GEN_DECODE_ROWS rows as one
@@ -105,13 +89,12 @@ typedef struct {
  * KiB a core on the machine this was tuned on). */
 #define AZR_GEN_TEAM_PF_BYTES (192 * 1024)
 /* Every thread t of a team of T calls this: its share of
- * azr_gen_matmul_packed_pf (M <= AZR_GEN_DECODE_ROWS; same results, bit for
- * bit, whatever T), prefetching the nspan pieces span[] (its own share of
- * what the team prefetches). The caller zeroes cl before and has all
- * threads meet at a barrier after it. */
+ * azr_gen_matmul_packed (M <= AZR_GEN_DECODE_ROWS; same results, bit for
+ * bit, whatever T). The caller zeroes cl before and has all threads meet
+ * at a barrier after it. */
 void azr_gen_matmul_team(float *y, const float *x, const float *wp, const float *b, int64_t M,
-                         int64_t in, int64_t out, int accumulate, const azr_gen_span *span,
-                         int64_t nspan, azr_gen_claims *cl, int t, int T);
+                         int64_t in, int64_t out, int accumulate, azr_gen_claims *cl, int t,
+                         int T);
 /* pf for thread t of T and the product of M rows with packed weights wp
  * (in, out); wp NULL prefetches nothing. */
 void azr_gen_prefetch_init(azr_gen_prefetch *pf, const float *wp, int64_t M, int64_t in,

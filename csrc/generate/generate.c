@@ -201,8 +201,6 @@ typedef struct {
      * vectorized sums see the same alignment for every row */
     int64_t Vp; /* V rounded up to 16 floats */
     float *work_z;
-    azr_gen_span *pf; /* a decode step's KV pieces, prefetched during the QKV product */
-    int64_t pf_cap;   /* pieces in a list; forward_team gives each thread its own list */
     float *xnt;       /* forward_team: each thread's copy of the normed rows */
     azr_gen_claims *claims; /* a team step's products' claim counters (4 a layer + the head) */
     azr_gen_barrier *bar;
@@ -305,7 +303,6 @@ static void gen_free(gen_state *st) {
     azr_free(st->logits);
     azr_free(st->attn_scratch);
     azr_free(st->work_z);
-    free(st->pf);
     azr_free(st->work_f);
     azr_free(st->work_c);
     free(st->lrow_u);
@@ -515,11 +512,6 @@ static azr_status gen_init(gen_state *st) {
           "attention scratch");
     st->Vp = (st->V + 15) / 16 * 16;
     ALLOC(st->work_z, (int64_t)st->nthreads * st->Vp, "sampler scratch");
-    int64_t pieces_per_half = ((int64_t)st->bs * st->Dkv * (int64_t)sizeof(float) + AZR_GEN_PF_PIECE - 1) /
-                              AZR_GEN_PF_PIECE;
-    /* a block: its keys, and its values whole or a run per group (kv_pieces) */
-    st->pf_cap = AZR_GEN_DECODE_ROWS * st->maxb * (2 * pieces_per_half + st->Hkv);
-    CALLOC(st->pf, st->nthreads * st->pf_cap, "the KV prefetch lists");
     ALLOC(st->xnt, (int64_t)st->nthreads * AZR_GEN_DECODE_ROWS * st->C, "activations");
     ALLOC(st->work_f, (int64_t)st->nthreads * st->Vp, "sampler scratch");
     ALLOC(st->work_c, (int64_t)st->nthreads * st->Vp, "sampler scratch");
@@ -554,36 +546,6 @@ static azr_status gen_init(gen_state *st) {
 }
 
 /* ---- the KV-cached forward ------------------------------------------------- */
-
-/* The cached K and V (the positions before each row's own) that rows
- * 0..n-1 attend to in one layer (kvl), as pieces for
- * azr_gen_matmul_packed_pf; returns their count. */
-static int64_t kv_pieces(gen_state *st, azr_gen_span *pf, const float *kvl, int64_t n) {
-    int64_t np = 0, bs = st->bs, fsz = (int64_t)sizeof(float);
-    int64_t half_bytes = bs * st->Dkv * fsz, group_bytes = bs * st->D * fsz;
-    for (int64_t r = 0; r < n; r++) {
-        int64_t pos = st->row_pos[r];
-        for (int64_t j = 0; j * bs < pos; j++) {
-            int64_t cnt = pos - j * bs < bs ? pos - j * bs : bs;
-            const char *k = (const char *)(kvl + (int64_t)st->tables[st->row_toff[r] + j] *
-                                                     st->block_stride);
-            /* the keys: all of the block's half (in a block not yet full,
-             * the keys written so far are spread over all of it); the
-             * values: each group's first cnt rows */
-            int64_t runs = cnt == bs ? 2 : 1 + st->Hkv;
-            for (int64_t u = 0; u < runs; u++) {
-                const char *a = u == 0 ? k : cnt == bs ? k + half_bytes : k + half_bytes + (u - 1) * group_bytes;
-                int64_t len = u == 0 || cnt == bs ? half_bytes : cnt * st->D * fsz;
-                for (int64_t o = 0; o < len; o += AZR_GEN_PF_PIECE) {
-                    pf[np].p = a + o;
-                    pf[np].bytes = len - o < AZR_GEN_PF_PIECE ? len - o : AZR_GEN_PF_PIECE;
-                    np++;
-                }
-            }
-        }
-    }
-    return np;
-}
 
 /* Floats [c0, c1) of each row's K (half 0) or V (half 1), in qkv after
  * RoPE, into the layer's cache, in the layout azr_gen_paged_attention
@@ -644,7 +606,6 @@ static void forward_team(gen_state *st, int64_t n, int64_t nl) {
         int t = thread_id(), T = omp_get_num_threads();
         int64_t gen = 0;
         float *xn = st->xnt + (int64_t)t * AZR_GEN_DECODE_ROWS * C;
-        azr_gen_span *pfl = st->pf + t * st->pf_cap;
         /* this thread's heads for RoPE (Q heads then K heads, contiguous in
          * qkv) and its columns of SwiGLU (whole 16-float runs) */
         int h0 = HT * t / T, h1 = HT * (t + 1) / T;
@@ -665,10 +626,8 @@ static void forward_team(gen_state *st, int64_t n, int64_t nl) {
             const float *pgu = po + st->lay.o, *pdown = pgu + st->lay.gu;
             float *kvl = st->kv + l * st->layer_stride;
             azr_rmsnorm_forward(xn, NULL, st->x, w.input_norm, n, C, c->rms_eps);
-            /* the thread's share of the KV pieces */
-            int64_t np = kv_pieces(st, pfl, kvl, n), p0 = np * t / T, p1 = np * (t + 1) / T;
-            azr_gen_matmul_team(st->qkv, xn, pq, w.bqkv, n, C, Dqkv, 0, pfl + p0, p1 - p0,
-                                &st->claims[4 * l], t, T);
+            azr_gen_matmul_team(st->qkv, xn, pq, w.bqkv, n, C, Dqkv, 0, &st->claims[4 * l], t,
+                                T);
             TEAM_WAIT(NULL, 0, 0);
             if (h1 > h0)
                 azr_rope_apply(st->qkv + (int64_t)h0 * D, n, h1 - h0, D, Dqkv, st->cosb, st->sinb,
@@ -683,16 +642,16 @@ static void forward_team(gen_state *st, int64_t n, int64_t nl) {
                                           st->row_pos, n, Hq, st->Hkv, D, st->attn_scratch,
                                           st->max_ctx, t, T);
             TEAM_WAIT(po, Dq, C);
-            azr_gen_matmul_team(st->x, st->att, po, NULL, n, Dq, C, 1, NULL, 0,
+            azr_gen_matmul_team(st->x, st->att, po, NULL, n, Dq, C, 1,
                                 &st->claims[4 * l + 1], t, T);
             TEAM_WAIT(pgu, C, 2 * I);
             azr_rmsnorm_forward(xn, NULL, st->x, w.post_norm, n, C, c->rms_eps);
-            azr_gen_matmul_team(st->gu, xn, pgu, NULL, n, C, 2 * I, 0, NULL, 0,
+            azr_gen_matmul_team(st->gu, xn, pgu, NULL, n, C, 2 * I, 0,
                                 &st->claims[4 * l + 2], t, T);
             TEAM_WAIT(pdown, I, C);
             azr_swiglu_forward_cols(st->h, st->gu, n, I, i0, i1);
             TEAM_WAIT(pdown, I, C);
-            azr_gen_matmul_team(st->x, st->h, pdown, NULL, n, I, C, 1, NULL, 0,
+            azr_gen_matmul_team(st->x, st->h, pdown, NULL, n, I, C, 1,
                                 &st->claims[4 * l + 3], t, T);
             if (l + 1 < L)
                 TEAM_WAIT(pq + st->lay.layer, C, Dqkv);
@@ -702,7 +661,7 @@ static void forward_team(gen_state *st, int64_t n, int64_t nl) {
         if (nl > 0) {
             if (t == 0) head_norm(st, nl);
             TEAM_WAIT(phead, C, st->V);
-            azr_gen_matmul_team(st->logits, st->xhn, phead, NULL, nl, C, st->V, 0, NULL, 0,
+            azr_gen_matmul_team(st->logits, st->xhn, phead, NULL, nl, C, st->V, 0,
                                 &st->claims[4 * L], t, T);
         }
 #undef TEAM_WAIT
@@ -729,11 +688,7 @@ static void forward(gen_state *st, int64_t n, int64_t nl) {
         const float *pgu = po + st->lay.o, *pdown = pgu + st->lay.gu;
         azr_rmsnorm_forward(st->xn, NULL, st->x, w.input_norm, n, C, c->rms_eps);
         float *kvl = st->kv + (int64_t)l * st->layer_stride;
-        /* decode of a few rows: while the QKV weights stream, pull in the
-         * K and V this layer's attention will read, which were cold misses
-         * (attention 0.68 -> 0.54 ms per step at 128 new tokens) */
-        int64_t npf = n <= AZR_GEN_DECODE_ROWS ? kv_pieces(st, st->pf, kvl, n) : 0;
-        azr_gen_matmul_packed_pf(st->qkv, st->xn, pq, w.bqkv, n, C, Dqkv, 0, st->pf, npf);
+        azr_gen_matmul_packed(st->qkv, st->xn, pq, w.bqkv, n, C, Dqkv, 0);
         azr_rope_apply(st->qkv, n, st->Hq, st->D, Dqkv, st->cosb, st->sinb, 0);
         azr_rope_apply(st->qkv + Dq, n, st->Hkv, st->D, Dqkv, st->cosb, st->sinb, 0);
         write_kv(st, kvl, n, 0, 0, Dkv);

@@ -87,11 +87,6 @@ static void test_matmul_small_m(int64_t panels) {
     for (int64_t i = 0; i < out * in; i++) w[i] = frand();
     for (int64_t i = 0; i < out; i++) b[i] = frand();
     azr_gen_pack(wp, w, in, out);
-    azr_gen_span spans[40]; /* pieces of w, the last ones short */
-    for (int64_t j = 0; j < 40; j++) {
-        spans[j].p = w + j * (out * in / 40);
-        spans[j].bytes = (int64_t)sizeof(float) * (j < 30 ? out * in / 40 : 3);
-    }
     azr_gen_matmul_packed(y, x, wp, b, M, in, out, 0);
     azr_gen_matmul_naive(yr, x, w, b, M, in, out, 0);
     float err = 0.0f;
@@ -112,14 +107,6 @@ static void test_matmul_small_m(int64_t panels) {
                 azr_gen_matmul_packed(yr, x + i * in, wp, b, k, in, out, 1);
                 for (int64_t j = 0; j < k * out; j++)
                     if (yr[j] != 1.0f + y[i * out + j]) same = 0;
-                /* prefetching pieces on the way (none, fewer than the panel
-                 * groups, more than them) changes nothing */
-                for (int64_t npf = 0; npf <= 40; npf += 20) {
-                    for (int64_t j = 0; j < k * out; j++) yr[j] = 1.0f;
-                    azr_gen_matmul_packed_pf(yr, x + i * in, wp, b, k, in, out, 1, spans, npf);
-                    for (int64_t j = 0; j < k * out; j++)
-                        if (yr[j] != 1.0f + y[i * out + j]) same = 0;
-                }
             }
     }
 #ifdef _OPENMP
@@ -174,10 +161,10 @@ static void test_team(void) {
                 int64_t gen = 0;
                 azr_gen_prefetch pf;
                 for (int64_t r = 0; r < rounds; r++) {
-                    azr_gen_matmul_team(h, xt, p1, NULL, M, in, mid, 0, NULL, 0, &cl[2 * r], t, T);
+                    azr_gen_matmul_team(h, xt, p1, NULL, M, in, mid, 0, &cl[2 * r], t, T);
                     azr_gen_prefetch_init(&pf, p2, M, mid, in, t, T);
                     azr_gen_barrier_wait(&bar, T, &gen, &pf);
-                    azr_gen_matmul_team(xt, h, p2, NULL, M, mid, in, 1, NULL, 0, &cl[2 * r + 1], t,
+                    azr_gen_matmul_team(xt, h, p2, NULL, M, mid, in, 1, &cl[2 * r + 1], t,
                                         T);
                     azr_gen_prefetch_init(&pf, p1, M, in, mid, t, T);
                     azr_gen_barrier_wait(&bar, T, &gen, &pf);
