@@ -954,15 +954,23 @@ azr_status azr_gen_run(azr_model *m, const int32_t *prompt_ids, const int64_t *p
             st.lrow_u[j] = unit_u(p, sl->r, sl->i, sl->ngen);
             nd++;
         }
-#pragma omp parallel for schedule(dynamic, 1) if (nd > 1)
-        for (int64_t j = 0; j < nl; j++) {
-            if (st.lrow_slot[j] < 0) continue;
-            int64_t tid = thread_id();
-            float *z = st.work_z + tid * st.Vp;
-            memcpy(z, st.logits + j * st.V, (size_t)st.V * sizeof(float));
-            azr_gen_sample(z, st.V, &p->sampling, st.lrow_u[j], st.work_f + tid * st.Vp,
-                           st.work_c + tid * st.Vp, &st.lrow_tok[j], &st.lrow_lp[j],
-                           &st.lrow_mlp[j]);
+        if (nd <= 1) { /* one row: its draw is split over the threads (same bits) */
+            for (int64_t j = 0; j < nl; j++)
+                if (st.lrow_slot[j] >= 0)
+                    azr_gen_sample_par(st.logits + j * st.V, st.V, &p->sampling, st.lrow_u[j],
+                                       st.work_f, st.work_c, &st.lrow_tok[j], &st.lrow_lp[j],
+                                       &st.lrow_mlp[j]);
+        } else {
+#pragma omp parallel for schedule(dynamic, 1)
+            for (int64_t j = 0; j < nl; j++) {
+                if (st.lrow_slot[j] < 0) continue;
+                int64_t tid = thread_id();
+                float *z = st.work_z + tid * st.Vp;
+                memcpy(z, st.logits + j * st.V, (size_t)st.V * sizeof(float));
+                azr_gen_sample(z, st.V, &p->sampling, st.lrow_u[j], st.work_f + tid * st.Vp,
+                               st.work_c + tid * st.Vp, &st.lrow_tok[j], &st.lrow_lp[j],
+                               &st.lrow_mlp[j]);
+            }
         }
         for (int64_t j = 0; j < nl; j++) {
             int32_t s = st.lrow_slot[j];

@@ -15,6 +15,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 
 static float row_max(const float *z, int64_t V) {
@@ -26,30 +29,37 @@ static float row_max(const float *z, int64_t V) {
 
 #define SUM_BLOCK 256
 
-/* sum of exp(z*scale - shift), in blocks of SUM_BLOCK floats: 8 lanes over
- * a block, their sum, blocks added in double. With store, the exponentials
- * go to store and each block's sum to bsum. */
+/* sum of exp(z*scale - shift) over z[b0..b1): 8 lanes, then their sum,
+ * then the scalar tail. With store, the exponentials go to store. */
+static float block_exp(const float *z, int64_t b0, int64_t b1, float scale, float shift,
+                       float *store) {
+    azr_v8f vs = azr_splat8(scale), vh = azr_splat8(shift);
+    int64_t v = b0;
+    azr_v8f acc = azr_splat8(0.0f);
+    for (; v + 8 <= b1; v += 8) {
+        azr_v8f zv;
+        memcpy(&zv, z + v, sizeof zv);
+        azr_v8f e = exp_neg8(zv * vs - vh);
+        if (store) memcpy(store + v, &e, sizeof e);
+        acc += e;
+    }
+    float s = azr_hsum8(acc);
+    for (; v < b1; v++) {
+        float e = exp_neg(z[v] * scale - shift);
+        if (store) store[v] = e;
+        s += e;
+    }
+    return s;
+}
+
+/* sum of exp(z*scale - shift), in blocks of SUM_BLOCK floats (block_exp),
+ * blocks added in double. With store, the exponentials go to store and
+ * each block's sum to bsum. */
 static double sum_exp(const float *z, int64_t V, float scale, float shift, float *store,
                       float *bsum) {
     double total = 0.0;
-    azr_v8f vs = azr_splat8(scale), vh = azr_splat8(shift);
     for (int64_t b0 = 0; b0 < V; b0 += SUM_BLOCK) {
-        int64_t b1 = b0 + SUM_BLOCK < V ? b0 + SUM_BLOCK : V;
-        int64_t v = b0;
-        azr_v8f acc = azr_splat8(0.0f);
-        for (; v + 8 <= b1; v += 8) {
-            azr_v8f zv;
-            memcpy(&zv, z + v, sizeof zv);
-            azr_v8f e = exp_neg8(zv * vs - vh);
-            if (store) memcpy(store + v, &e, sizeof e);
-            acc += e;
-        }
-        float s = azr_hsum8(acc);
-        for (; v < b1; v++) {
-            float e = exp_neg(z[v] * scale - shift);
-            if (store) store[v] = e;
-            s += e;
-        }
+        float s = block_exp(z, b0, b0 + SUM_BLOCK < V ? b0 + SUM_BLOCK : V, scale, shift, store);
         if (store) bsum[b0 / SUM_BLOCK] = s;
         total += (double)s;
     }
@@ -214,4 +224,49 @@ void azr_gen_sample(const float *z, int64_t V, const azr_gen_sampling *sp, doubl
     *tok = t;
     *lp = (float)(log((double)work_c[pick].e) - log(Sk));
     *model_lp = (float)((double)z[t] - lse);
+}
+
+void azr_gen_sample_par(const float *z, int64_t V, const azr_gen_sampling *sp, double u,
+                        float *work_f, azr_gen_cand *work_c, int32_t *tok, float *lp,
+                        float *model_lp) {
+    int full = (sp->top_k <= 0 || sp->top_k >= V) && !(sp->top_p < 1.0f);
+    int64_t nb = (V + SUM_BLOCK - 1) / SUM_BLOCK;
+    if (!full || !(sp->temperature > 0.0f) || nb < 2) {
+        azr_gen_sample(z, V, sp, u, work_f, work_c, tok, lp, model_lp);
+        return;
+    }
+    /* block sums under the model (bsum1) and under the sampling
+     * distribution (bsum; the same sums at temperature 1), in work_c */
+    float *bsum = (float *)work_c, *bsum1 = bsum + nb;
+    int same = sp->temperature == 1.0f;
+    float inv_t = 1.0f / sp->temperature, m = -INFINITY;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static) reduction(max : m)
+        for (int64_t v = 0; v < V; v++) m = z[v] > m ? z[v] : m;
+        /* (the loop's end is a barrier: every thread sees the final max) */
+        if (isfinite(m)) {
+            float ms = m * inv_t;
+#pragma omp for schedule(static)
+            for (int64_t b = 0; b < nb; b++) {
+                int64_t b0 = b * SUM_BLOCK, b1 = b0 + SUM_BLOCK < V ? b0 + SUM_BLOCK : V;
+                bsum1[b] = block_exp(z, b0, b1, 1.0f, m, same ? work_f : NULL);
+                bsum[b] = same ? bsum1[b] : block_exp(z, b0, b1, inv_t, ms, work_f);
+            }
+        }
+    }
+    if (!isfinite(m)) { /* azr_gen_sample's answer for non-finite logits */
+        azr_gen_sample(z, V, sp, u, work_f, work_c, tok, lp, model_lp);
+        return;
+    }
+    double S1 = 0.0, S = 0.0;
+    for (int64_t b = 0; b < nb; b++) {
+        S1 += (double)bsum1[b];
+        S += (double)bsum[b];
+    }
+    float ms = m * inv_t;
+    int32_t t = inverse_cdf(work_f, bsum, V, u, S);
+    *tok = t;
+    *lp = (float)((double)(z[t] * inv_t - ms) - log(S));
+    *model_lp = (float)((double)z[t] - ((double)m + log(S1)));
 }

@@ -44,6 +44,17 @@ typedef struct {
 void azr_gen_sample(const float *z, int64_t V, const azr_gen_sampling *sp, double u, float *work_f,
                     azr_gen_cand *work_c, int32_t *tok, float *lp, float *model_lp);
 
+/* azr_gen_sample, with the maximum and the exponentials of a
+ * full-vocabulary draw (temperature > 0, no top-k or top-p) split over the
+ * threads of an OpenMP region it opens (one row alone: no thread idles
+ * while one samples). Block by block the same arithmetic, the block sums
+ * added in the same order: the same bits as azr_gen_sample whatever the
+ * threads. Other modes run azr_gen_sample. work_c must hold V candidates
+ * (2*ceil(V/256) block sums are kept there). */
+void azr_gen_sample_par(const float *z, int64_t V, const azr_gen_sampling *sp, double u,
+                        float *work_f, azr_gen_cand *work_c, int32_t *tok, float *lp,
+                        float *model_lp);
+
 /* log(sum(exp(z))) of V logits, as azr_gen_sample computes it. */
 double azr_gen_logsumexp(const float *z, int64_t V);
 
