@@ -741,6 +741,8 @@ static inline __attribute__((always_inline)) void attend_unit(
      * keys at a time (the key dimension runs down the slice, so a key's
      * dot product is one lane: no horizontal sums) */
     for (int h = 0; h < group; h++) mx[h] = -INFINITY;
+    int64_t kn_lines = (slice * (int64_t)sizeof(float) + 63) / 64;
+    int64_t ps = max_ctx + 8; /* floats from one head's scores (in s) to the next's */
     for (int64_t j0 = 0; j0 < ctx; j0 += bs) {
         const float *kb = kv + (int64_t)table[j0 / bs] * block_stride + g * slice;
         int64_t jn = ctx - j0 < bs ? ctx - j0 : bs;
@@ -749,26 +751,28 @@ static inline __attribute__((always_inline)) void attend_unit(
         const char *kn = j0 + bs < ctx ? (const char *)(kv + (int64_t)table[j0 / bs + 1] * block_stride +
                                                         g * slice)
                                        : NULL;
-        int64_t kn_lines = (slice * (int64_t)sizeof(float) + 63) / 64;
         for (int hh = 0; hh < group; hh += 3) {
             int G = group - hh < 3 ? group - hh : 3;
             const float *qh = qg + (int64_t)hh * D;
-            float *sh = s + hh * (max_ctx + 8) + j0;
-            int64_t ps = max_ctx + 8, jj = 0;
+            float *sh = s + hh * ps + j0;
+            int64_t jj = 0;
             const char *pf = hh == 0 ? kn : NULL;
             if (bs % 8 == 0) {
                 for (; jj < jn; jj += bs - jj >= 16 ? 16 : 8) {
-                    int64_t n = jn - jj < 16 ? jn - jj : 16;
-                    if (bs - jj >= 16) {
-                        if (G == 3) score_keys(3, 2, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mx + hh, pf, kn_lines);
-                        else if (G == 2) score_keys(2, 2, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mx + hh, pf, kn_lines);
-                        else score_keys(1, 2, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mx + hh, pf, kn_lines);
+                    int NV = bs - jj >= 16 ? 2 : 1; /* 16 keys, or the block's last 8 */
+                    int64_t n = jn - jj < 8 * NV ? jn - jj : 8 * NV;
+#define SCORE(G_, NV_) \
+    score_keys(G_, NV_, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mx + hh, pf, kn_lines)
+                    if (NV == 2) {
+                        if (G == 3) SCORE(3, 2);
+                        else if (G == 2) SCORE(2, 2);
+                        else SCORE(1, 2);
                     } else {
-                        n = n < 8 ? n : 8;
-                        if (G == 3) score_keys(3, 1, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mx + hh, pf, kn_lines);
-                        else if (G == 2) score_keys(2, 1, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mx + hh, pf, kn_lines);
-                        else score_keys(1, 1, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mx + hh, pf, kn_lines);
+                        if (G == 3) SCORE(3, 1);
+                        else if (G == 2) SCORE(2, 1);
+                        else SCORE(1, 1);
                     }
+#undef SCORE
                     pf = NULL;
                 }
             }
@@ -781,7 +785,7 @@ static inline __attribute__((always_inline)) void attend_unit(
         }
     }
     for (int h = 0; h < group; h++) {
-        float *sh = s + h * (max_ctx + 8), m = mx[h];
+        float *sh = s + h * ps, m = mx[h];
         /* exponentials (vectorised), then their sum in 8 lanes */
         int64_t j = 0;
         for (; j + 8 <= ctx; j += 8) {
@@ -804,7 +808,6 @@ static inline __attribute__((always_inline)) void attend_unit(
         /* all the unit's heads in one pass over V (read once, not once per
          * head), 32-wide slices; the same chains as pv_slice, so the same bits */
         float *o = out + (int64_t)h0 * D;
-        int64_t ps = max_ctx + 8;
         for (int d0 = 0; d0 < D; d0 += 32) {
             if (group == 2)
                 pv_heads(2, o + d0, D, s, ps, inv, vbase + d0, table, block_stride, block_size,
@@ -817,7 +820,7 @@ static inline __attribute__((always_inline)) void attend_unit(
     }
     /* per head, 64-wide slices of the head dimension */
     for (int h = 0; h < group; h++) {
-        const float *ph = s + h * (max_ctx + 8);
+        const float *ph = s + h * ps;
         float *o = out + (int64_t)(h0 + h) * D;
         for (int d0 = 0; d0 < D; d0 += 64) {
             int nd = D - d0 < 64 ? D - d0 : 64;
