@@ -566,12 +566,12 @@ static inline const float *row_ahead(const float *b, const float *bn, int64_t i,
     return NULL;
 }
 
-/* o[0..nd) = sum over keys j < ctx of (p[j] * ih) * v_j[0..nd), v_j at
+/* o[0..nd) = sum over keys j < ctx of p[j] * v_j[0..nd), v_j at
  * vb + table[j / bs] * block_stride + (j % bs) * rs. NC = nd / 8 vector
  * accumulators kept in registers (1..8), or NC = 0 for any nd (scalar
  * lanes, the same fused chain per element). */
 static inline __attribute__((always_inline)) void pv_slice(int NC, float *o, const float *p,
-                                                           float ih, const float *vb,
+                                                           const float *vb,
                                                            const int32_t *table,
                                                            int64_t block_stride, int bs,
                                                            int64_t rs, int64_t ctx, int nd) {
@@ -583,8 +583,7 @@ static inline __attribute__((always_inline)) void pv_slice(int NC, float *o, con
             int64_t jn = ctx - j0 < bs ? ctx - j0 : bs;
             const float *bn = j0 + bs < ctx ? vb + (int64_t)table[j0 / bs + 1] * block_stride : NULL;
             for (int64_t jj = 0; jj < jn; jj++) {
-                float pj = p[j0 + jj] * ih;
-                v8f pb = {pj, pj, pj, pj, pj, pj, pj, pj};
+                v8f pb = azr_splat8(p[j0 + jj]);
                 const float *v = b + jj * rs;
 #if defined(__GNUC__)
                 const float *vp = row_ahead(b, bn, jj + KV_AHEAD, jn, bs, ctx - j0, rs);
@@ -602,7 +601,7 @@ static inline __attribute__((always_inline)) void pv_slice(int NC, float *o, con
         const float *b = vb + (int64_t)table[j0 / bs] * block_stride;
         int64_t jn = ctx - j0 < bs ? ctx - j0 : bs;
         for (int64_t jj = 0; jj < jn; jj++) {
-            float pj = p[j0 + jj] * ih;
+            float pj = p[j0 + jj];
             const float *v = b + jj * rs;
             for (int d = 0; d < nd; d++) o[d] = fma1(pj, v[d], o[d]);
         }
@@ -610,12 +609,12 @@ static inline __attribute__((always_inline)) void pv_slice(int NC, float *o, con
 }
 
 /* For G heads (2..3) that share their keys: o_h[0..32) = sum over keys j <
- * ctx of (p_h[j] * ih_h) * v_j[0..32), o_h at o + h * ostride, p_h at p + h *
+ * ctx of p_h[j] * v_j[0..32), o_h at o + h * ostride, p_h at p + h *
  * pstride. 4 vector accumulators per head; each output is the same fused
  * chain (j increasing) as in pv_slice. */
 static inline __attribute__((always_inline)) void pv_heads(int G, float *o, int64_t ostride,
                                                            const float *p, int64_t pstride,
-                                                           const float *ih, const float *vb,
+                                                           const float *vb,
                                                            const int32_t *table,
                                                            int64_t block_stride, int bs,
                                                            int64_t rs, int64_t ctx) {
@@ -637,8 +636,7 @@ static inline __attribute__((always_inline)) void pv_heads(int G, float *o, int6
 #endif
             v8f v0 = ld8(v), v1 = ld8(v + 8), v2 = ld8(v + 16), v3 = ld8(v + 24);
             for (int h = 0; h < G; h++) {
-                float pj = p[h * pstride + j0 + jj] * ih[h];
-                v8f pb = {pj, pj, pj, pj, pj, pj, pj, pj};
+                v8f pb = azr_splat8(p[h * pstride + j0 + jj]);
                 acc[h][0] = fma8(pb, v0, acc[h][0]);
                 acc[h][1] = fma8(pb, v1, acc[h][1]);
                 acc[h][2] = fma8(pb, v2, acc[h][2]);
@@ -661,13 +659,13 @@ int64_t azr_gen_attention_scratch_floats(int Hq, int Hkv, int64_t max_ctx, int n
  * scale * (e + o), e and o the fused chains of q[d] * k[d] over the even
  * and the odd d (d increasing): score_lane's arithmetic, so a key's score
  * is the same whichever path computes it. The n <= NV*8 scores wanted go
- * to sc + h * sstride, their maximum into mx[h]. While it runs it
+ * to sc + h * sstride, their lane-wise maximum into mx[h]. While it runs it
  * prefetches pf_lines cache lines from pf (the next block's slice; pf may
  * be NULL). */
 static inline __attribute__((always_inline)) void score_keys(int G, int NV, const float *q, int D,
                                                              const float *kt, int64_t bs,
                                                              int64_t n, float scale, float *sc,
-                                                             int64_t sstride, float *mx,
+                                                             int64_t sstride, v8f *mx,
                                                              const char *pf, int64_t pf_lines) {
     v8f e[3][2], o[3][2];
     for (int h = 0; h < G; h++)
@@ -698,17 +696,21 @@ static inline __attribute__((always_inline)) void score_keys(int G, int NV, cons
             for (int v = 0; v < NV; v++) e[h][v] = fma8(x, ld8(r0 + 8 * v), e[h][v]);
         }
     }
-    for (int h = 0; h < G; h++) {
-        float t[16];
+    const azr_v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (int h = 0; h < G; h++)
         for (int v = 0; v < NV; v++) {
             v8f y = (e[h][v] + o[h][v]) * azr_splat8(scale);
-            memcpy(t + 8 * v, &y, sizeof y);
+            int32_t left = (int32_t)(n - 8 * v);
+            if (left >= 8)
+                memcpy(sc + h * sstride + 8 * v, &y, sizeof y);
+            else
+                for (int32_t i = 0; i < left; i++) sc[h * sstride + 8 * v + i] = y[i];
+            /* m = y > m ? y : m lane by lane (as the scalar path), lanes
+             * past the n wanted left out */
+            azr_v8i in = lane < (azr_v8i){left, left, left, left, left, left, left, left};
+            in &= y > mx[h];
+            mx[h] = (v8f)(((azr_v8i)y & in) | ((azr_v8i)mx[h] & ~in));
         }
-        for (int64_t j = 0; j < n; j++) {
-            sc[h * sstride + j] = t[j];
-            mx[h] = t[j] > mx[h] ? t[j] : mx[h];
-        }
-    }
 }
 
 /* One key's score_keys lane, for blocks whose size is not a multiple of 8. */
@@ -736,11 +738,12 @@ static inline __attribute__((always_inline)) void attend_unit(
     int64_t ctx = (int64_t)pos[r] + 1;
     const int32_t *table = tables + table_off[r];
     const float *qg = q + r * q_stride + (int64_t)h0 * D;
-    float mx[64], inv[64];
+    float mx[64];
     /* scores: each block's key slice read once for up to three heads, 16
      * keys at a time (the key dimension runs down the slice, so a key's
      * dot product is one lane: no horizontal sums) */
-    for (int h = 0; h < group; h++) mx[h] = -INFINITY;
+    v8f mxv[64]; /* the vector paths' lane-wise maxima */
+    for (int h = 0; h < group; h++) mx[h] = -INFINITY, mxv[h] = azr_splat8(-INFINITY);
     int64_t kn_lines = (slice * (int64_t)sizeof(float) + 63) / 64;
     int64_t ps = max_ctx + 8; /* floats from one head's scores (in s) to the next's */
     for (int64_t j0 = 0; j0 < ctx; j0 += bs) {
@@ -762,7 +765,7 @@ static inline __attribute__((always_inline)) void attend_unit(
                     int NV = bs - jj >= 16 ? 2 : 1; /* 16 keys, or the block's last 8 */
                     int64_t n = jn - jj < 8 * NV ? jn - jj : 8 * NV;
 #define SCORE(G_, NV_) \
-    score_keys(G_, NV_, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mx + hh, pf, kn_lines)
+    score_keys(G_, NV_, qh, D, kb + jj, bs, n, scale, sh + jj, ps, mxv + hh, pf, kn_lines)
                     if (NV == 2) {
                         if (G == 3) SCORE(3, 2);
                         else if (G == 2) SCORE(2, 2);
@@ -785,6 +788,7 @@ static inline __attribute__((always_inline)) void attend_unit(
         }
     }
     for (int h = 0; h < group; h++) {
+        for (int i = 0; i < 8; i++) mx[h] = mxv[h][i] > mx[h] ? mxv[h][i] : mx[h];
         float *sh = s + h * ps, m = mx[h];
         /* exponentials (vectorised), then their sum in 8 lanes */
         int64_t j = 0;
@@ -798,7 +802,15 @@ static inline __attribute__((always_inline)) void attend_unit(
         for (int64_t j = 0; j < c8; j += 8) acc += ld8(sh + j);
         float sum = hsum8(acc);
         for (int64_t j = c8; j < ctx; j++) sum += sh[j];
-        inv[h] = 1.0f / sum;
+        /* the probabilities, p_j = e_j * (1 / sum), in place (one
+         * multiply per key here, not one per key and head slice in the
+         * value passes) */
+        float inv = 1.0f / sum;
+        for (j = 0; j + 8 <= ctx; j += 8) {
+            v8f e = ld8(sh + j) * azr_splat8(inv);
+            memcpy(sh + j, &e, sizeof e);
+        }
+        for (; j < ctx; j++) sh[j] *= inv;
     }
     /* out_h = sum_j p_j v_j, one fused multiply-add chain per output (j
      * increasing) with the accumulators in registers over all keys */
@@ -810,10 +822,10 @@ static inline __attribute__((always_inline)) void attend_unit(
         float *o = out + (int64_t)h0 * D;
         for (int d0 = 0; d0 < D; d0 += 32) {
             if (group == 2)
-                pv_heads(2, o + d0, D, s, ps, inv, vbase + d0, table, block_stride, block_size,
+                pv_heads(2, o + d0, D, s, ps, vbase + d0, table, block_stride, block_size,
                          D, ctx);
             else
-                pv_heads(3, o + d0, D, s, ps, inv, vbase + d0, table, block_stride, block_size,
+                pv_heads(3, o + d0, D, s, ps, vbase + d0, table, block_stride, block_size,
                          D, ctx);
         }
         return;
@@ -824,7 +836,7 @@ static inline __attribute__((always_inline)) void attend_unit(
         float *o = out + (int64_t)(h0 + h) * D;
         for (int d0 = 0; d0 < D; d0 += 64) {
             int nd = D - d0 < 64 ? D - d0 : 64;
-#define PV(NC) pv_slice(NC, o + d0, ph, inv[h], vbase + d0, table, block_stride, block_size, D, ctx, nd)
+#define PV(NC) pv_slice(NC, o + d0, ph, vbase + d0, table, block_stride, block_size, D, ctx, nd)
             switch (nd % 8 ? 0 : nd / 8) {
             case 8: PV(8); break;
             case 7: PV(7); break;
