@@ -462,34 +462,75 @@ static void lanes_init(uint32_t lanes[32]) {
     for (int j = 0; j < 32; j++) lanes[j] = 0x85EBCA6Bu * (uint32_t)(j + 1);
 }
 
+/* Chunk c (len <= HASH_CHUNK words from p) folded with seed and c. */
+static uint64_t hash_chunk(const float *p, int64_t len, uint64_t seed, int64_t c) {
+    uint32_t lanes[32];
+    lanes_init(lanes);
+    v8u h[4];
+    memcpy(h, lanes, sizeof h);
+    int64_t full = len & ~(int64_t)31;
+    for (int64_t w = 0; w < full; w += 32)
+        for (int q = 0; q < 4; q++) {
+            v8u x;
+            memcpy(&x, p + w + 8 * q, sizeof x);
+            h[q] = (h[q] ^ x) * HASH_MUL;
+        }
+    memcpy(lanes, h, sizeof h);
+    for (int64_t w = full; w < len; w++) {
+        uint32_t x;
+        memcpy(&x, p + w, sizeof x);
+        lanes[w & 31] = (lanes[w & 31] ^ x) * HASH_MUL;
+    }
+    return fold_lanes(lanes, seed, c);
+}
+
+static inline int64_t hash_chunks(const float *a, int64_t n) {
+    return a && n > 0 ? (n + HASH_CHUNK - 1) / HASH_CHUNK : 0;
+}
+
 uint64_t azr_gen_hash_floats(const float *a, int64_t n, uint64_t seed) {
     if (!a || n <= 0) return mix64(seed);
-    int64_t chunks = (n + HASH_CHUNK - 1) / HASH_CHUNK;
+    int64_t chunks = hash_chunks(a, n);
     uint64_t total = mix64(seed ^ (uint64_t)n);
 #pragma omp parallel for schedule(static) reduction(+ : total) if (n > 4 * HASH_CHUNK)
     for (int64_t c = 0; c < chunks; c++) {
-        const float *p = a + c * HASH_CHUNK;
         int64_t len = n - c * HASH_CHUNK < HASH_CHUNK ? n - c * HASH_CHUNK : HASH_CHUNK;
-        uint32_t lanes[32];
-        lanes_init(lanes);
-        v8u h[4];
-        memcpy(h, lanes, sizeof h);
-        int64_t full = len & ~(int64_t)31;
-        for (int64_t w = 0; w < full; w += 32)
-            for (int q = 0; q < 4; q++) {
-                v8u x;
-                memcpy(&x, p + w + 8 * q, sizeof x);
-                h[q] = (h[q] ^ x) * HASH_MUL;
-            }
-        memcpy(lanes, h, sizeof h);
-        for (int64_t w = full; w < len; w++) {
-            uint32_t x;
-            memcpy(&x, p + w, sizeof x);
-            lanes[w & 31] = (lanes[w & 31] ^ x) * HASH_MUL;
-        }
-        total += fold_lanes(lanes, seed, c);
+        total += hash_chunk(a + c * HASH_CHUNK, len, seed, c);
     }
     return total;
+}
+
+uint64_t azr_gen_hash_many(const float *const *a, const int64_t *n, int k, uint64_t seed,
+                           uint64_t *sums) {
+    int64_t total = 0;
+    for (int i = 0; i < k; i++) {
+        sums[i] = 0;
+        total += hash_chunks(a[i], n[i]);
+    }
+    /* one parallel region over every array's chunks, cut evenly: a region
+     * per array left threads idle at each small array's end */
+#pragma omp parallel
+    {
+        int t = thread_id(), T = num_threads_in_team();
+        int64_t c0 = total * t / T, c1 = total * (t + 1) / T, base = 0;
+        for (int i = 0; i < k && base < c1; i++) {
+            int64_t ci = hash_chunks(a[i], n[i]);
+            uint64_t sum = 0;
+            for (int64_t c = (c0 > base ? c0 - base : 0); c < ci && base + c < c1; c++) {
+                int64_t len = n[i] - c * HASH_CHUNK < HASH_CHUNK ? n[i] - c * HASH_CHUNK : HASH_CHUNK;
+                sum += hash_chunk(a[i] + c * HASH_CHUNK, len, seed + (uint64_t)i, c);
+            }
+            if (sum) __atomic_fetch_add(&sums[i], sum, __ATOMIC_RELAXED);
+            base += ci;
+        }
+    }
+    uint64_t h = mix64(seed ^ (uint64_t)k);
+    for (int i = 0; i < k; i++) {
+        uint64_t hi = hash_chunks(a[i], n[i]) ? mix64((seed + (uint64_t)i) ^ (uint64_t)n[i]) + sums[i]
+                                             : mix64(seed + (uint64_t)i);
+        h = mix64(h ^ hi);
+    }
+    return h;
 }
 
 uint64_t azr_gen_hash_floats_naive(const float *a, int64_t n, uint64_t seed) {

@@ -117,6 +117,12 @@ void azr_gen_barrier_wait(azr_gen_barrier *bar, int T, int64_t *gen, azr_gen_pre
 uint64_t azr_gen_hash_floats(const float *a, int64_t n, uint64_t seed);
 /* Reference: the same function, one word at a time. */
 uint64_t azr_gen_hash_floats_naive(const float *a, int64_t n, uint64_t seed);
+/* Hash of k arrays (a[i], n[i] floats): h_i = azr_gen_hash_floats(a[i],
+ * n[i], seed + i), combined in order, h = mix(h ^ h_i) from mix(seed ^ k);
+ * all arrays' chunks in one parallel region, cut evenly over the threads
+ * (the result does not depend on their number). sums: k words of scratch. */
+uint64_t azr_gen_hash_many(const float *const *a, const int64_t *n, int k, uint64_t seed,
+                           uint64_t *sums);
 
 /* Sum of n floats read once, front to back, split over the OpenMP threads
  * in contiguous runs: a STREAM-like read that the generate benchmark times

@@ -196,6 +196,13 @@ static void test_team(void) {
     free(p2);
 }
 
+/* gen_kernels.c's 64-bit mixer (splitmix64's finalizer), written out */
+static uint64_t mix64_ref(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
 /* The content hash equals its one-word-at-a-time reference on sizes around
  * the lane and chunk boundaries, and changes with any single word. */
 static void test_hash(void) {
@@ -224,6 +231,32 @@ static void test_hash(void) {
     a[0] = a[32];
     a[32] = t;
     CHECK(a[0] == a[32] || azr_gen_hash_floats(a, n, 9) != h);
+
+    /* several arrays in one region: each one's hash is azr_gen_hash_floats
+     * (here its one-word-at-a-time reference) with seed + i, combined in
+     * order; the same at 1-3 threads, and any word of any array counts */
+    const float *arr[6] = {a, a + 5, NULL, a + 100, a + 7, a};
+    int64_t len[6] = {65536 + 3, 40, 12, 0, 2 * 65536 + 1, n};
+    uint64_t sums[6], ref = mix64_ref(77 ^ 6);
+    for (int i = 0; i < 6; i++)
+        ref = mix64_ref(ref ^ azr_gen_hash_floats_naive(arr[i], len[i], 77 + (uint64_t)i));
+    int old_threads = omp_get_max_threads();
+    for (int threads = 1; threads <= 3; threads++) {
+        omp_set_num_threads(threads);
+        CHECK(azr_gen_hash_many(arr, len, 6, 77, sums) == ref);
+    }
+    omp_set_num_threads(old_threads);
+    int64_t touch[] = {0, 65536 + 2, 5 + 39, 7 + 65536, 7 + 2 * 65536};
+    ok = 1;
+    for (int k = 0; k < 5; k++) {
+        float old = a[touch[k]];
+        a[touch[k]] = nextafterf(old, 2.0f);
+        if (azr_gen_hash_many(arr, len, 6, 77, sums) == ref) ok = 0;
+        a[touch[k]] = old;
+    }
+    CHECK(ok);
+    CHECK(azr_gen_hash_many(arr, len, 6, 78, sums) != ref);
+    CHECK(azr_gen_hash_many(arr, len, 5, 77, sums) != ref);
     free(a);
 }
 
