@@ -29,7 +29,7 @@ from .executor import DenyList, Executor, RunResult, Verdict  # noqa: E402
 FormatError = _core.FormatError
 UnsupportedError = _core.UnsupportedError
 
-from .generate import Completion  # noqa: E402
+from .generate import Completion, GenerateProgress  # noqa: E402
 from .model import Model, ModelConfig  # noqa: E402
 from .optim import AdamW  # noqa: E402
 

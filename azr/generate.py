@@ -66,6 +66,20 @@ class Completion:
     finish_reason: str  # "stop" | "eos" | "length"
 
 
+@dataclass(frozen=True)
+class GenerateProgress:
+    """Where a `generate` call stands, passed to a ``progress`` callable
+    after every engine step (a step is one forward over every active
+    sequence: a decode step, a prefill chunk, or both at once)."""
+
+    steps: int  # engine steps run so far
+    tokens: int  # new tokens sampled so far, all sequences together
+    prompt_tokens: int  # prompt tokens prefilled so far
+    seqs_done: int  # sequences finished
+    seqs_total: int  # sequences in the call (prompts x n)
+    active_slots: int  # sequences in the batch at this step
+
+
 @dataclass
 class GenerationPlan:
     """What a `generate` call will use, computed before anything runs
@@ -264,8 +278,14 @@ def plan(model, prompt_lens: Sequence[int], n: int, max_new_tokens: int,
 def generate(model, prompts, n: int = 1, max_new_tokens: int = 256, temperature: float = 1.0,
              top_p: float = 1.0, top_k: int = 0, stop: str | Sequence[str] | None = None,
              seed: int = 0, max_slots: int | None = None, kv_budget_mb: float | None = None,
-             progress: bool = False) -> list[list[Completion]]:
+             progress: bool | Callable[[GenerateProgress], object] = False
+             ) -> list[list[Completion]]:
     """Sample ``n`` completions for each prompt; see the module docstring.
+
+    ``progress``: False (quiet), True (a tqdm bar: sequences done, tokens/s,
+    active slots), or a callable, called with a `GenerateProgress` after
+    every engine step and once more at the end, while the engine waits; an
+    exception it raises cancels the call and propagates, nothing returned.
 
     Returns one list of ``n`` `Completion` per prompt, in prompt order.
     Raises ValueError / TypeError for bad arguments (naming the argument),
@@ -273,6 +293,9 @@ def generate(model, prompts, n: int = 1, max_new_tokens: int = 256, temperature:
     KeyboardInterrupt (with nothing returned) when interrupted.
     """
     _check_scalars(n, max_new_tokens, temperature, top_p, top_k, seed, max_slots, kv_budget_mb)
+    if not isinstance(progress, bool) and not callable(progress):
+        raise TypeError("progress must be True, False or a callable taking a GenerateProgress, "
+                        f"got {type(progress).__name__}")
     stops = _stop_list(stop)
     ids = _encode_prompts(model, prompts)
     ctx = int(model.config.max_position_embeddings)
@@ -300,7 +323,14 @@ def generate(model, prompts, n: int = 1, max_new_tokens: int = 256, temperature:
 
     bar = None
     callback: Callable[..., None] | None = None
-    if progress:
+    interval = 0.2  # seconds between the bar's refreshes
+    if callable(progress):
+        user = progress
+        interval = 0.0
+
+        def callback(*state):
+            user(GenerateProgress(*state))
+    elif progress:
         from tqdm.auto import tqdm  # noqa: PLC0415 - only when asked for
 
         bar = tqdm(total=pl.num_sequences, desc="generate", unit="seq", leave=False)
@@ -318,7 +348,7 @@ def generate(model, prompts, n: int = 1, max_new_tokens: int = 256, temperature:
             model._engine, flat, offsets, int(n), int(max_new_tokens), float(temperature),
             float(top_p), int(top_k), int(seed), _eos_ids(model), stop_bytes, stop_off, tok_bytes,
             tok_off, pl.max_slots, pl.kv_blocks, pl.block_size, PREFILL_CHUNK, ctx, callback,
-            request_keys=request_keys(ids), weights=_weight_cache(model))
+            callback_interval=interval, request_keys=request_keys(ids), weights=_weight_cache(model))
     finally:
         if bar is not None:
             bar.close()

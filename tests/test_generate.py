@@ -555,3 +555,43 @@ def test_keyboard_interrupt_cancels_cleanly():
         timer.cancel()
     # nothing is left busy: the model generates again
     assert len(m.generate([[1, 2]], max_new_tokens=2)[0][0].token_ids) == 2
+
+
+def test_progress_callable_sees_every_step_and_the_totals():
+    m = _model("llama")
+    p = _prompts(3, seed=4)
+    seen = []
+    a = m.generate(p, n=2, max_new_tokens=6, seed=5, progress=seen.append)
+    b = m.generate(p, n=2, max_new_tokens=6, seed=5)
+    assert [[c.token_ids for c in r] for r in a] == [[c.token_ids for c in r] for r in b]
+    assert all(isinstance(s, azr.GenerateProgress) for s in seen)
+    # one call per step (steps counts up by one), then a last one at the end
+    assert [s.steps for s in seen[:-1]] == list(range(1, len(seen)))
+    assert seen[-1].steps == seen[-2].steps
+    tokens = [s.tokens for s in seen]
+    assert tokens == sorted(tokens) and tokens[-1] == 3 * 2 * 6
+    assert seen[-1].seqs_done == seen[-1].seqs_total == 6
+    assert seen[-1].prompt_tokens == sum(len(x) for x in p)
+    assert max(s.active_slots for s in seen) <= 6
+
+
+def test_progress_callable_raising_cancels_the_call():
+    m = _model("llama")
+
+    class Stop(Exception):
+        pass
+
+    def cb(state):
+        if state.tokens >= 3:
+            raise Stop("enough")
+
+    with pytest.raises(Stop, match="enough"):
+        m.generate([[1, 2, 3]], max_new_tokens=50, progress=cb)
+    assert len(m.generate([[1, 2]], max_new_tokens=2)[0][0].token_ids) == 2
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, 0.5])
+def test_progress_must_be_bool_or_callable(bad):
+    m = _model("llama")
+    with pytest.raises(TypeError, match="progress must be"):
+        m.generate([[1, 2]], max_new_tokens=2, progress=bad)
