@@ -321,32 +321,69 @@ static int64_t first_claim(int64_t panels, int T) {
  * row, 2 for two or three, each q = len / streams panels long. */
 static int run_streams(int64_t M) { return M == 1 ? 4 : 2; }
 
+/* Thread t's runs of `units` units for a team of T: a first run each
+ * (first_claim) and then runs from a shared counter, each a share of what
+ * is left (large runs first, down to single units at the end), so a thread
+ * that streams slower, or joins late, is not waited for at the end of the
+ * product: with a static split one of two threads idled ~6% of every
+ * decode step at this barrier. run(ctx, u0, u1) does units [u0, u1). */
+static void claim_runs(int64_t units, azr_gen_claims *cl, int t, int T,
+                       void (*run)(void *, int64_t, int64_t), void *ctx) {
+    int64_t len0 = first_claim(units, T), base = len0 * T, T2 = 2 * (int64_t)T;
+    if (len0 > 0) run(ctx, t * len0, (t + 1) * len0);
+    int64_t c = __atomic_load_n(&cl->next, __ATOMIC_RELAXED);
+    while (base + c < units) {
+        int64_t len = (units - base - c) / T2;
+        len = len < 1 ? 1 : len > 4 ? len & ~(int64_t)3 : len;
+        if (__atomic_compare_exchange_n(&cl->next, &c, c + len, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            run(ctx, base + c, base + c + len);
+            c = __atomic_load_n(&cl->next, __ATOMIC_RELAXED);
+        }
+    }
+}
+
+typedef struct {
+    float *y;
+    const float *x, *wp, *b;
+    int64_t M, in, out, half;
+    int accumulate;
+    void (*done)(void *, int64_t, int64_t);
+    void *done_ctx;
+} team_product;
+
+static void run_panels(void *ctx, int64_t p0, int64_t p1) {
+    team_product *tp = ctx;
+    small_m_range((int)tp->M, tp->y, tp->x, tp->wp, tp->b, tp->in, tp->out, p0, p1,
+                  tp->accumulate);
+}
+
+/* Units are pairs of panels u and half/16 + u: the same outputs of the two
+ * halves; then done() on the half's columns of the run. */
+static void run_pairs(void *ctx, int64_t u0, int64_t u1) {
+    team_product *tp = ctx;
+    int64_t h = tp->half / AZR_GEN_PANEL;
+    run_panels(tp, u0, u1);
+    run_panels(tp, h + u0, h + u1);
+    tp->done(tp->done_ctx, u0 * AZR_GEN_PANEL, u1 * AZR_GEN_PANEL);
+}
+
 void azr_gen_matmul_team(float *y, const float *x, const float *wp, const float *b, int64_t M,
                          int64_t in, int64_t out, int accumulate, azr_gen_claims *cl, int t,
                          int T) {
     if (M <= 0 || out <= 0) return;
-    int64_t panels = (out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL;
-    /* Threads take runs of panels, a first one each (first_claim) and then
-     * from a shared counter, each run a share of what is left (large runs
-     * first, down to single panels at the end), so a thread that streams
-     * slower, or joins late, is not waited for at the end of the product:
-     * with a static split one of two threads idled ~6% of every decode step
-     * at this barrier. Each output is computed by one thread in the same
-     * order whatever the split, so the result does not depend on the
-     * schedule. */
-    int64_t len0 = first_claim(panels, T), base = len0 * T, T2 = 2 * (int64_t)T;
-    if (len0 > 0)
-        small_m_range((int)M, y, x, wp, b, in, out, t * len0, (t + 1) * len0, accumulate);
-    int64_t c = __atomic_load_n(&cl->next, __ATOMIC_RELAXED);
-    while (base + c < panels) {
-        int64_t len = (panels - base - c) / T2;
-        len = len < 1 ? 1 : len > 4 ? len & ~(int64_t)3 : len;
-        if (__atomic_compare_exchange_n(&cl->next, &c, c + len, 0, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED)) {
-            small_m_range((int)M, y, x, wp, b, in, out, base + c, base + c + len, accumulate);
-            c = __atomic_load_n(&cl->next, __ATOMIC_RELAXED);
-        }
-    }
+    /* Each output is computed by one thread in the same order whatever the
+     * split, so the result does not depend on the schedule. */
+    team_product tp = {y, x, wp, b, M, in, out, 0, accumulate, NULL, NULL};
+    claim_runs((out + AZR_GEN_PANEL - 1) / AZR_GEN_PANEL, cl, t, T, run_panels, &tp);
+}
+
+void azr_gen_matmul_team_pairs(float *y, const float *x, const float *wp, int64_t M, int64_t in,
+                               int64_t half, azr_gen_claims *cl, int t, int T,
+                               void (*done)(void *, int64_t, int64_t), void *done_ctx) {
+    if (M <= 0 || half <= 0) return;
+    team_product tp = {y, x, wp, NULL, M, in, 2 * half, half, 0, done, done_ctx};
+    claim_runs(half / AZR_GEN_PANEL, cl, t, T, run_pairs, &tp);
 }
 
 void azr_gen_prefetch_init(azr_gen_prefetch *pf, const float *wp, int64_t M, int64_t in,

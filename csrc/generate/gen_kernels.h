@@ -95,6 +95,16 @@ typedef struct {
 void azr_gen_matmul_team(float *y, const float *x, const float *wp, const float *b, int64_t M,
                          int64_t in, int64_t out, int accumulate, azr_gen_claims *cl, int t,
                          int T);
+/* azr_gen_matmul_team (no bias, no accumulate) for out = 2 * half outputs,
+ * half a multiple of AZR_GEN_PANEL, where output j of the first half goes
+ * with output j of the second (gate and up): a thread takes both halves'
+ * panels of the same columns in each run, then calls done(done_ctx, c0,
+ * c1) for the half's columns [c0, c1) of the run, whose outputs of both
+ * halves are then in y for every row (SwiGLU without a barrier). A thread's
+ * first run starts where azr_gen_prefetch_init(.., in, half, ..) says. */
+void azr_gen_matmul_team_pairs(float *y, const float *x, const float *wp, int64_t M, int64_t in,
+                               int64_t half, azr_gen_claims *cl, int t, int T,
+                               void (*done)(void *, int64_t, int64_t), void *done_ctx);
 /* pf for thread t of T and the product of M rows with packed weights wp
  * (in, out); wp NULL prefetches nothing. */
 void azr_gen_prefetch_init(azr_gen_prefetch *pf, const float *wp, int64_t M, int64_t in,

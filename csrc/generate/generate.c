@@ -597,6 +597,18 @@ static void head_norm(gen_state *st, int64_t nl) {
                         nl, st->C, c->rms_eps);
 }
 
+typedef struct {
+    gen_state *st;
+    int64_t n;
+} swiglu_job;
+
+/* SwiGLU of the columns [c0, c1) whose gate and up outputs a thread of the
+ * gate/up product has just computed (azr_gen_matmul_team_pairs). */
+static void swiglu_run(void *ctx, int64_t c0, int64_t c1) {
+    swiglu_job *j = ctx;
+    azr_swiglu_forward_cols(j->st->h, j->st->gu, j->n, j->st->I, c0, c1);
+}
+
 /* forward() for a decode step of n <= AZR_GEN_DECODE_ROWS rows (and nl <= n
  * logits rows): the same operations, giving the same bits, in one parallel
  * region. Each thread norms the rows into its own copy (no wait for one
@@ -628,6 +640,9 @@ static void forward_team(gen_state *st, int64_t n, int64_t nl) {
         int64_t i1 = t == T - 1 ? I : runs * (t + 1) / T * 16;
         azr_gen_prefetch pf;
         azr_gen_prefetch_init(&pf, NULL, 0, 0, 0, t, T);
+        /* whole 16-column runs of gate and up: SwiGLU in the product's runs */
+        int pairs = I % AZR_GEN_PANEL == 0;
+        swiglu_job sj = {st, n};
         /* wait at a barrier, prefetching for the product with packed weights
          * WP (on from where the last wait stopped if it is the same one) */
 #define TEAM_WAIT(WP, IN, OUT)                                                     \
@@ -659,12 +674,17 @@ static void forward_team(gen_state *st, int64_t n, int64_t nl) {
             TEAM_WAIT(po, Dq, C);
             azr_gen_matmul_team(st->x, st->att, po, NULL, n, Dq, C, 1,
                                 &st->claims[4 * l + 1], t, T);
-            TEAM_WAIT(pgu, C, 2 * I);
+            TEAM_WAIT(pgu, C, pairs ? I : 2 * I);
             azr_rmsnorm_forward(xn, NULL, st->x, w.post_norm, n, C, c->rms_eps);
-            azr_gen_matmul_team(st->gu, xn, pgu, NULL, n, C, 2 * I, 0,
-                                &st->claims[4 * l + 2], t, T);
-            TEAM_WAIT(pdown, I, C);
-            azr_swiglu_forward_cols(st->h, st->gu, n, I, i0, i1);
+            if (pairs) { /* gate and up of the same columns, then their SwiGLU */
+                azr_gen_matmul_team_pairs(st->gu, xn, pgu, n, C, I, &st->claims[4 * l + 2], t,
+                                          T, swiglu_run, &sj);
+            } else {
+                azr_gen_matmul_team(st->gu, xn, pgu, NULL, n, C, 2 * I, 0,
+                                    &st->claims[4 * l + 2], t, T);
+                TEAM_WAIT(pdown, I, C);
+                azr_swiglu_forward_cols(st->h, st->gu, n, I, i0, i1);
+            }
             TEAM_WAIT(pdown, I, C);
             azr_gen_matmul_team(st->x, st->h, pdown, NULL, n, I, C, 1,
                                 &st->claims[4 * l + 3], t, T);

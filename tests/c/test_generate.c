@@ -196,6 +196,66 @@ static void test_team(void) {
     free(p2);
 }
 
+typedef struct {
+    float *h, *gu;
+    int64_t M, I;
+    int64_t *covered; /* per column: how many times done() saw it */
+} pairs_ctx;
+
+static void pairs_done(void *ctx, int64_t c0, int64_t c1) {
+    pairs_ctx *c = ctx;
+    azr_swiglu_forward_cols(c->h, c->gu, c->M, c->I, c0, c1);
+    for (int64_t j = c0; j < c1; j++) __atomic_add_fetch(&c->covered[j], 1, __ATOMIC_RELAXED);
+}
+
+/* The gate/up product with SwiGLU in its runs (azr_gen_matmul_team_pairs):
+ * the same bits as the whole product then SwiGLU of whole rows, at 1 to 3
+ * threads and rows, every column handed to done() exactly once, and only
+ * after both its gate and up outputs were written (a done() called early
+ * would SwiGLU stale values: the output buffer starts as NaNs). */
+static void test_team_pairs(void) {
+    int64_t in = 40, I = AZR_GEN_PANEL * 37;
+    float *w = malloc(sizeof(float) * 2 * I * in);
+    float *wp = malloc(sizeof(float) * azr_gen_packed_floats(in, 2 * I));
+    float *gu = malloc(sizeof(float) * 3 * 2 * I), *gur = malloc(sizeof(float) * 3 * 2 * I);
+    float *h = malloc(sizeof(float) * 3 * I), *hr = malloc(sizeof(float) * 3 * I);
+    int64_t *covered = malloc(sizeof(int64_t) * I);
+    float x[3 * 40];
+    for (int64_t i = 0; i < 2 * I * in; i++) w[i] = 0.3f * frand();
+    azr_gen_pack(wp, w, in, 2 * I);
+    int old_threads = omp_get_max_threads(), same = 1, once = 1;
+    for (int64_t M = 1; M <= 3; M++) {
+        for (int64_t i = 0; i < M * in; i++) x[i] = frand();
+        azr_gen_matmul_packed(gur, x, wp, NULL, M, in, 2 * I, 0);
+        azr_swiglu_forward(hr, gur, M, I);
+        for (int threads = 1; threads <= 3; threads++) {
+            omp_set_num_threads(threads);
+            for (int64_t i = 0; i < M * 2 * I; i++) gu[i] = NAN;
+            memset(h, 0, sizeof(float) * M * I);
+            memset(covered, 0, sizeof(int64_t) * I);
+            azr_gen_claims cl = {0};
+            pairs_ctx c = {h, gu, M, I, covered};
+#pragma omp parallel
+            azr_gen_matmul_team_pairs(gu, x, wp, M, in, I, &cl, omp_get_thread_num(),
+                                      omp_get_num_threads(), pairs_done, &c);
+            if (memcmp(gu, gur, sizeof(float) * M * 2 * I) != 0) same = 0;
+            if (memcmp(h, hr, sizeof(float) * M * I) != 0) same = 0;
+            for (int64_t j = 0; j < I; j++)
+                if (covered[j] != 1) once = 0;
+        }
+    }
+    omp_set_num_threads(old_threads);
+    CHECK(same);
+    CHECK(once);
+    free(w);
+    free(wp);
+    free(gu);
+    free(gur);
+    free(h);
+    free(hr);
+    free(covered);
+}
+
 /* gen_kernels.c's 64-bit mixer (splitmix64's finalizer), written out */
 static uint64_t mix64_ref(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -655,6 +715,7 @@ int main(void) {
     test_matmul_small_m(10);
     test_matmul_small_m(75);
     test_team();
+    test_team_pairs();
     test_hash();
     test_paged_attention();
     test_runs();
