@@ -518,9 +518,9 @@ def main() -> int:
                                 baseline_name=f"llama.cpp (llama-cpp-python, F32 GGUF, {lc_mode})",
                                 ratio=ours / lc))
         if key == "a":
-            # Each repetition against the bandwidth read right around it (the
-            # machine's bandwidth drifts by tens of percent between seconds);
-            # the median repetition's pair is reported.
+            # Each repetition against the bandwidth read within it (or right
+            # around it: the machine's bandwidth drifts by tens of percent
+            # between seconds); the median repetition's pair is reported.
             pairs.sort(key=lambda p: p[0] * token_bytes / p[1])
             r_ours, bw = pairs[len(pairs) // 2]
             bound = bw / token_bytes
