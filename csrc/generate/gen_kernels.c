@@ -187,14 +187,17 @@ void azr_gen_pack(float *dst, const float *w, int64_t in, int64_t out) {
     }
 }
 
-/* MR rows x one 16-wide panel: acc[i][.] = fma chain over k. */
+/* MR rows x one 16-wide panel: acc[i][.] = fma chain over k. pf (NULL:
+ * none) is the next panel, prefetched a line (one k) per k. */
 static inline __attribute__((always_inline)) void panel_kernel(int MR, const float *x, int64_t in,
-                                                               const float *wp, v8f acc[6][2]) {
+                                                               const float *wp, v8f acc[6][2],
+                                                               const float *pf) {
     for (int i = 0; i < MR; i++) {
         acc[i][0] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
         acc[i][1] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
     }
     for (int64_t k = 0; k < in; k++) {
+        if (pf) __builtin_prefetch(pf + k * AZR_GEN_PANEL, 0, 3);
         v8f w0 = ld8(wp + k * AZR_GEN_PANEL), w1 = ld8(wp + k * AZR_GEN_PANEL + 8);
         for (int i = 0; i < MR; i++) {
             float xs = x[i * in + k];
@@ -448,17 +451,24 @@ void azr_gen_matmul_packed(float *y, const float *x, const float *wp, const floa
         const float *pw = wp + p * AZR_GEN_PANEL * in;
         int64_t o0 = p * AZR_GEN_PANEL;
         v8f acc[6][2];
+        /* the panel after this one streams into the cache during the first
+         * row block's pass (a thread's guided chunk is a run of panels) */
+        const float *pf = p + 1 < panels ? pw + AZR_GEN_PANEL * in : NULL;
         for (int64_t i = 0; i < M6; i += 6) {
-            panel_kernel(6, x + i * in, in, pw, acc);
+            if (i == 0)
+                panel_kernel(6, x, in, pw, acc, pf);
+            else
+                panel_kernel(6, x + i * in, in, pw, acc, NULL);
             panel_store(y, out, i, 6, o0, acc, b, accumulate);
         }
         int64_t i = M6;
+        if (M6) pf = NULL;
         switch (M - M6) {
-        case 5: panel_kernel(5, x + i * in, in, pw, acc); panel_store(y, out, i, 5, o0, acc, b, accumulate); break;
-        case 4: panel_kernel(4, x + i * in, in, pw, acc); panel_store(y, out, i, 4, o0, acc, b, accumulate); break;
-        case 3: panel_kernel(3, x + i * in, in, pw, acc); panel_store(y, out, i, 3, o0, acc, b, accumulate); break;
-        case 2: panel_kernel(2, x + i * in, in, pw, acc); panel_store(y, out, i, 2, o0, acc, b, accumulate); break;
-        case 1: panel_kernel(1, x + i * in, in, pw, acc); panel_store(y, out, i, 1, o0, acc, b, accumulate); break;
+        case 5: panel_kernel(5, x + i * in, in, pw, acc, pf); panel_store(y, out, i, 5, o0, acc, b, accumulate); break;
+        case 4: panel_kernel(4, x + i * in, in, pw, acc, pf); panel_store(y, out, i, 4, o0, acc, b, accumulate); break;
+        case 3: panel_kernel(3, x + i * in, in, pw, acc, NULL); panel_store(y, out, i, 3, o0, acc, b, accumulate); break;
+        case 2: panel_kernel(2, x + i * in, in, pw, acc, NULL); panel_store(y, out, i, 2, o0, acc, b, accumulate); break;
+        case 1: panel_kernel(1, x + i * in, in, pw, acc, NULL); panel_store(y, out, i, 1, o0, acc, b, accumulate); break;
         default: break;
         }
     }
