@@ -509,8 +509,11 @@ static void lanes_init(uint32_t lanes[32]) {
     for (int j = 0; j < 32; j++) lanes[j] = 0x85EBCA6Bu * (uint32_t)(j + 1);
 }
 
-/* Chunk c (len <= HASH_CHUNK words from p) folded with seed and c. */
-static uint64_t hash_chunk(const float *p, int64_t len, uint64_t seed, int64_t c) {
+/* Chunk c of the n words at a (HASH_CHUNK words, the last one fewer)
+ * folded with seed and c. */
+static uint64_t hash_chunk(const float *a, int64_t n, uint64_t seed, int64_t c) {
+    const float *p = a + c * HASH_CHUNK;
+    int64_t len = n - c * HASH_CHUNK < HASH_CHUNK ? n - c * HASH_CHUNK : HASH_CHUNK;
     uint32_t lanes[32];
     lanes_init(lanes);
     v8u h[4];
@@ -540,10 +543,7 @@ uint64_t azr_gen_hash_floats(const float *a, int64_t n, uint64_t seed) {
     int64_t chunks = hash_chunks(a, n);
     uint64_t total = mix64(seed ^ (uint64_t)n);
 #pragma omp parallel for schedule(static) reduction(+ : total) if (n > 4 * HASH_CHUNK)
-    for (int64_t c = 0; c < chunks; c++) {
-        int64_t len = n - c * HASH_CHUNK < HASH_CHUNK ? n - c * HASH_CHUNK : HASH_CHUNK;
-        total += hash_chunk(a + c * HASH_CHUNK, len, seed, c);
-    }
+    for (int64_t c = 0; c < chunks; c++) total += hash_chunk(a, n, seed, c);
     return total;
 }
 
@@ -563,10 +563,8 @@ uint64_t azr_gen_hash_many(const float *const *a, const int64_t *n, int k, uint6
         for (int i = 0; i < k && base < c1; i++) {
             int64_t ci = hash_chunks(a[i], n[i]);
             uint64_t sum = 0;
-            for (int64_t c = (c0 > base ? c0 - base : 0); c < ci && base + c < c1; c++) {
-                int64_t len = n[i] - c * HASH_CHUNK < HASH_CHUNK ? n[i] - c * HASH_CHUNK : HASH_CHUNK;
-                sum += hash_chunk(a[i] + c * HASH_CHUNK, len, seed + (uint64_t)i, c);
-            }
+            for (int64_t c = (c0 > base ? c0 - base : 0); c < ci && base + c < c1; c++)
+                sum += hash_chunk(a[i], n[i], seed + (uint64_t)i, c);
             if (sum) __atomic_fetch_add(&sums[i], sum, __ATOMIC_RELAXED);
             base += ci;
         }
