@@ -11,6 +11,8 @@
   large enough, with replacement otherwise).
 - **Seed buffer**: the seed triplets, never evicted; proposer prompts fall back
   to it for references when a type's buffer is empty.
+- **References**: a proposer prompt shows up to K distinct tasks, drawn
+  without replacement (fewer when the buffer holds fewer).
 
 Seed files use the paper's JSONL format: triplet records
 ``{"snippet", "input", "output", "imports", ...}`` and induction ("code_f")
@@ -220,10 +222,16 @@ class Buffers:
         return n
 
     def references(self, kind: str, k: int, rng: np.random.Generator) -> list[Task]:
-        """K reference triplets for a proposer prompt (from the seed buffer when
-        the type's buffer is empty)."""
+        """Up to K distinct reference triplets for a proposer prompt, drawn
+        uniformly without replacement (from the seed buffer when the type's
+        buffer is empty): a buffer of fewer than K tasks gives all of them, in
+        random order, rather than repeating one."""
         src = self.by_type[kind] if len(self.by_type[kind]) else self.seed
-        return src.sample(k, rng) if len(src) else []
+        items = src.tasks
+        if not items or k <= 0:
+            return []
+        pick = rng.choice(len(items), size=min(k, len(items)), replace=False)
+        return [items[int(i)] for i in pick]
 
     def program_pool(self) -> list[Task]:
         """Programs for induction proposals: deduction ∪ abduction (∪ seeds if empty)."""

@@ -84,10 +84,11 @@ class TrainerConfig:
     top_k: int = 0
     max_slots: int = 0                    # rollout engine slots (0 = its default)
     kv_budget_mb: int = 0                 # rollout engine KV budget (0 = its default)
-    # --- optimisation
+    # --- optimisation (on --resume these config values replace the checkpoint's optimizer settings)
     lr: float = 1e-6
     beta1: float = 0.9
     beta2: float = 0.999
+    adam_eps: float = 1e-8
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     clip_low: float = 0.2
@@ -104,10 +105,15 @@ class TrainerConfig:
     # --- buffers and seeds
     seed_files: list[str] = field(default_factory=list)  # paper-format JSONL; [] = built-in identity seeds
     seed_limit: int = 0                   # records read per seed file (0 = all)
-    seed_min: int = 0                     # before training, propose without updates until each
-    seed_rounds: int = 0                  #   type's buffer has seed_min tasks or seed_rounds pass
+    seed_min: int = 0                     # before training, rounds of proposals without updates (each round
+    seed_rounds: int = 0                  #   proposes only for the types whose buffer holds fewer than seed_min
+                                          #   tasks) until none does or seed_rounds rounds have run
     buffer_capacity: int = 0              # per type (0 = unbounded)
     eviction: str = "fifo"
+    reject_trivial: bool = False          # a deduction/abduction proposal whose program returns its input
+                                          # unchanged, or that behaves like a reference it was shown (same
+                                          # output on its own input and on the reference's), is invalid
+    exclude_heldout: bool = True          # programs of the held-out sets (azr.heldout) never enter a buffer
     # --- sandbox
     executor_workers: int = 2
     executor_timeout: float = 5.0
@@ -116,6 +122,12 @@ class TrainerConfig:
     monitor_action: str = "log"
     monitor_penalty: float = 1.0
     monitor_patterns: dict[str, str] = field(default_factory=dict)  # extra name -> regex
+    # --- evaluation during training (azr.heldout; greedy, the run's solver prompts and scaffold)
+    eval_every: int = 0                   # evaluate before the first step and every N steps (0 = never)
+    eval_tasks: list[str] = field(default_factory=lambda: ["heldout-dev"])  # sets in azr.heldout.EVAL_SETS
+    eval_limit: int = 0                   # first N tasks of each set (0 = all)
+    eval_data_dir: str = ""               # benchmark folder ("" = $AZR_DATA_DIR, else the download cache)
+    max_minutes: float = 0.0              # stop after this much training wall time, evaluations excluded (0 = no limit)
     # --- bookkeeping
     log_samples: bool = False             # write every trained completion to <out>/samples.jsonl
     save_every: int = 1                   # checkpoint every N steps (0 = only at the end)
@@ -201,7 +213,7 @@ class TrainerConfig:
         for k in positive:
             if getattr(self, k) < 1:
                 raise ValueError(f"config field {k!r} must be >= 1, got {getattr(self, k)}")
-        nonneg = ["max_prompt_tokens", "micro_batch_tokens", "k_references", "top_k", "max_slots", "kv_budget_mb", "weight_decay", "clip_low",
+        nonneg = ["eval_every", "eval_limit", "max_minutes", "max_prompt_tokens", "micro_batch_tokens", "k_references", "top_k", "max_slots", "kv_budget_mb", "weight_decay", "clip_low",
                   "clip_high", "entropy_coef", "kl_coef", "seed_limit", "seed_min", "seed_rounds",
                   "buffer_capacity", "save_every", "keep_checkpoints", "monitor_penalty", "max_grad_norm"]
         for k in nonneg:
@@ -215,6 +227,14 @@ class TrainerConfig:
             raise ValueError(f"config field 'temperature' must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"config field 'top_p' must be in (0, 1], got {self.top_p}")
+        if not self.adam_eps > 0:
+            raise ValueError(f"config field 'adam_eps' must be > 0, got {self.adam_eps}")
+        from .heldout import EVAL_SETS
+
+        bad = [t for t in self.eval_tasks if t not in EVAL_SETS]
+        if bad or len(set(self.eval_tasks)) != len(self.eval_tasks):
+            raise ValueError(f"config field 'eval_tasks' = {self.eval_tasks!r} must be a list of distinct names "
+                             f"from {list(EVAL_SETS)}")
         if not self.adv_eps > 0:
             raise ValueError(f"config field 'adv_eps' must be > 0, got {self.adv_eps}")
         for k in ("beta1", "beta2"):
@@ -233,6 +253,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                        max_new_tokens_propose=256, max_new_tokens_solve=160, max_prompt_tokens=2048, temperature=0.7, top_p=1.0,
                        lr=1e-6, max_grad_norm=1.0, steps=5, buffer_capacity=4096, micro_batch=4, micro_batch_tokens=4096, log_samples=True,
                        executor_workers=2, executor_timeout=5.0, seed_min=4, seed_rounds=1),
+    # the learning preset for a 2-core CPU (docs/results.md has the sweep behind each value)
+    "cpu": dict(batch_size=8, n_learnability=4, k_references=1, induction_inputs=4, scaffold="answer",
+                max_new_tokens_propose=128, max_new_tokens_solve=48, max_prompt_tokens=1536, temperature=1.0,
+                top_p=1.0, lr=1e-5, max_grad_norm=1.0, aggregation="sequence-mean", reject_trivial=True,
+                steps=100_000, max_minutes=120.0, buffer_capacity=4096, micro_batch=8, micro_batch_tokens=4096,
+                log_samples=True, executor_workers=2, executor_timeout=5.0, seed_min=8, seed_rounds=12,
+                save_every=10, keep_checkpoints=1, eval_every=10, eval_tasks=["heldout-dev"], eval_limit=0),
 }
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .tasks import MAX_OUTPUT_CHARS
+
 from ._native import _core
 
 __all__ = ["Executor", "RunResult", "Verdict", "DenyList", "DEFAULT_DENY", "values_equal",
@@ -220,7 +222,8 @@ class Executor:
     run as "truncated". result_limit: bytes of encoded result. file_limit_mb:
     largest file a run may write in its private scratch directory.
     deny: the deny-list `validate` enforces. max_output_chars: longest gold
-    output text `validate` accepts. namespaces: use pid/mount/net namespaces
+    output text `validate` accepts (default: the longest answer a solver may
+    give, `azr.tasks.MAX_OUTPUT_CHARS`, so every valid task can be solved). namespaces: use pid/mount/net namespaces
     when permitted. run_uid: the unprivileged uid runs use when azr runs as
     root. python: interpreter for the zygotes (default: this one).
     progress: show a tqdm bar on batches larger than a few hundred runs.
@@ -228,7 +231,7 @@ class Executor:
 
     def __init__(self, workers: int = 2, timeout: float = 5.0, memory_mb: int = 512, *,
                  output_limit: int = 64 << 10, result_limit: int = 256 << 10, file_limit_mb: int = 16,
-                 deny: DenyList = DEFAULT_DENY, max_output_chars: int = 10_000,
+                 deny: DenyList = DEFAULT_DENY, max_output_chars: int = MAX_OUTPUT_CHARS,
                  namespaces: bool = True, run_uid: int = 61000, python: str | None = None,
                  preload: Sequence[str] | None = None, startup_timeout: float = 60.0,
                  progress: bool = False) -> None:

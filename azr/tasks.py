@@ -47,6 +47,9 @@ TASK_TYPES: tuple[str, ...] = ("deduction", "abduction", "induction")
 
 # Size limits on model-written pieces (characters). Larger pieces make the
 # completion malformed: they would blow up later prompts and the buffers.
+# MAX_OUTPUT_CHARS bounds both a solver's answer and a valid task's gold
+# output (validate_proposals, azr.Executor.validate), so every valid task can
+# be answered.
 MAX_PROGRAM_CHARS = 8000
 MAX_INPUT_CHARS = 2000
 MAX_OUTPUT_CHARS = 4000
@@ -566,7 +569,7 @@ def validate_proposals(executor: Any, kind: str, proposals: Sequence[Proposal], 
     for i, runs in per.items():
         p = proposals[i]
         if kind == "induction":
-            ok = [(s, r.output) for s, r in runs if r.status == "ok"]
+            ok = [(s, r.output) for s, r in runs if r.status == "ok" and len(r.output) <= MAX_OUTPUT_CHARS]
             if len(ok) < min_pairs:
                 bad = [r.status for s, r in runs if r.status != "ok"]
                 out[i] = (None, f"only {len(ok)} of {len(runs)} inputs ran ok (need {min_pairs}); "
@@ -578,6 +581,10 @@ def validate_proposals(executor: Any, kind: str, proposals: Sequence[Proposal], 
             r = runs[0][1]
             if r.status != "ok":
                 out[i] = (None, f"sandbox: {r.status}: {str(r.message)[:200]}")
+                continue
+            if len(r.output) > MAX_OUTPUT_CHARS:
+                out[i] = (None, f"the gold output has {len(r.output)} characters, more than the "
+                                f"{MAX_OUTPUT_CHARS} an answer may have")
                 continue
             out[i] = (Task(kind=kind, program=p.program, input=p.input, output=r.output, step=step), "")
     return out

@@ -294,7 +294,7 @@ class Trainer:
         if optimizer is None:
             from .optim import AdamW
 
-            optimizer = AdamW(model, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8,
+            optimizer = AdamW(model, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps,
                               weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm)
         self.optimizer = optimizer
         if cfg.kl_coef > 0 and ref_model is None:
@@ -328,6 +328,53 @@ class Trainer:
         self._skipped_long = 0
         self._bar: Any = None
         self.last_metrics: dict[str, Any] | None = None
+        self._heldout_keys: set[str] | None = None  # program keys never admitted to a buffer
+        self._eval_sets: dict[str, Any] = {}
+        self.last_eval: dict[str, Any] = {}
+        self._eval_cache: dict[tuple[str, int], Any] = {}
+        self._eval_cache_step = -1
+        self.train_seconds = 0.0  # wall time of seeding, steps and checkpoints (evaluations excluded)
+        self.last_eval_seconds = 0.0
+        self._stats: dict[str, int] = {}
+        if cfg.exclude_heldout:
+            self._heldout_keys = self._load_heldout_keys()
+
+    def _load_heldout_keys(self) -> set[str] | None:
+        """The held-out programs' keys. When the run evaluates held-out sets,
+        their files are required (downloaded into the cache if need be);
+        otherwise they are used when present locally and silently skipped
+        when not (``metrics["heldout_excluded"]`` says which)."""
+        from .evaluation.datasets import DataNotFoundError
+        from .heldout import heldout_keys
+
+        need = bool(self.config.eval_every) and any(t.startswith("heldout") for t in self.config.eval_tasks)
+        try:
+            return heldout_keys(self.config.eval_data_dir or None, download=need)
+        except DataNotFoundError:
+            if need:
+                raise
+            return None
+
+    def _held_out(self, program: str) -> bool:
+        if not self._heldout_keys:
+            return False
+        from .heldout import program_key
+
+        return program_key(program) in self._heldout_keys
+
+    _OPT_HPARAMS = ("lr", "betas", "eps", "weight_decay", "max_grad_norm")
+
+    def _load_optimizer_state(self, state: dict[str, Any]) -> None:
+        """Restore the optimizer's moments and step count from a checkpoint
+        while keeping the hyper-parameters it was built with (from this
+        config, by the default AdamW or ``optimizer_factory``): a resumed run
+        with a changed ``lr`` (or betas, eps, weight decay, clipping) uses the
+        new values, not the saved ones."""
+        opt = self.optimizer
+        keep = {k: getattr(opt, k) for k in self._OPT_HPARAMS if hasattr(opt, k)}
+        opt.load_state_dict(state)
+        for k, v in keep.items():
+            setattr(opt, k, v)
 
     # ----------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -356,13 +403,17 @@ class Trainer:
             self._bar.set_postfix_str(f"step {self.step_count + 1} {name}", refresh=True)
 
     # ------------------------------------------------------------ sampling
-    def _generate(self, prompts: list[list[int]], n: int, max_new_tokens: int, seed: int) -> list[list[Any]]:
-        """One ``model.generate`` call with the run's sampling settings."""
+    def _generate(self, prompts: list[list[int]], n: int, max_new_tokens: int, seed: int,
+                  greedy: bool = False) -> list[list[Any]]:
+        """One ``model.generate`` call with the run's sampling settings (or
+        greedy: the most likely token each step, as evaluation answers)."""
         if not prompts:
             return []
         cfg = self.config
         kw: dict[str, Any] = dict(n=n, max_new_tokens=max_new_tokens, temperature=cfg.temperature,
                                   top_p=cfg.top_p, top_k=cfg.top_k, stop=[self.stop], seed=seed)
+        if greedy:
+            kw.update(temperature=1.0, top_p=1.0, top_k=1)
         if cfg.max_slots:
             kw["max_slots"] = cfg.max_slots
         if cfg.kv_budget_mb:
@@ -379,7 +430,7 @@ class Trainer:
         return outs
 
     def _sample(self, rolls_prompts: list[list[int]], plans: list[list[Any]], n: int, max_new_tokens: int,
-                seed: int) -> list[list[Response]]:
+                seed: int, greedy: bool = False) -> list[list[Response]]:
         """Sample ``n`` responses per prompt following each prompt's plan (the
         segments after the prompt's own scaffold text; see
         :func:`azr.tasks.response_plan`). The first sampled span of all prompts
@@ -411,11 +462,11 @@ class Trainer:
                 break
             cap = max(budget[k] for k in live)
             if round_ == 0:  # every response is at its first span: n samples per prompt
-                outs = self._generate(rolls_prompts, n, cap, seed)
+                outs = self._generate(rolls_prompts, n, cap, seed, greedy)
                 got = {(i, j): outs[i][j] for i, j in live}
             else:
                 prompts = [list(rolls_prompts[i]) + [t for p in parts[(i, j)] for t in p[0]] for i, j in live]
-                outs = self._generate(prompts, 1, cap, (seed + 7919 * round_) % (2**31 - 1))
+                outs = self._generate(prompts, 1, cap, (seed + 7919 * round_) % (2**31 - 1), greedy)
                 got = {k: o[0] for k, o in zip(live, outs)}
             for (i, j), c in got.items():
                 r = out[i][j]
@@ -517,23 +568,31 @@ class Trainer:
                 ind += b
         else:
             trip, ind = [IDENTITY_TRIPLET], [IDENTITY_INDUCTION]
+        n_seeds = len(trip) + len(ind)
+        trip = [t for t in trip if not self._held_out(t.program)]
+        ind = [t for t in ind if not self._held_out(t.program)]
+        self._stats["heldout_seeds_skipped"] = n_seeds - len(trip) - len(ind)
         trip, ind = self._validate_seeds(trip, ind)
         self.buffers.add_seed_triplets(trip, self.rng)
         self.buffers["induction"].extend(ind, self.rng)
         for r in range(cfg.seed_rounds):
-            if cfg.seed_min and all(len(self.buffers[k]) >= cfg.seed_min for k in TASK_TYPES):
+            short = [k for k in cfg.task_types if len(self.buffers[k]) < cfg.seed_min]
+            if cfg.seed_min and not short:
                 break
-            self._propose(step=0, round_=r, learnability=False)
+            self._propose(step=0, round_=r, learnability=False, kinds=short if cfg.seed_min else None)
         self.seeded = True
 
     # ------------------------------------------------------------- propose
-    def _propose(self, step: int, round_: int = 0, learnability: bool = True) -> tuple[list[Rollout], dict[str, list[Task]]]:
+    def _propose(self, step: int, round_: int = 0, learnability: bool = True,
+                 kinds: Sequence[str] | None = None) -> tuple[list[Rollout], dict[str, list[Task]]]:
         cfg = self.config
         rolls: list[Rollout] = []
         meta: list[str] = []
+        shown: list[list[Task]] = []  # the references each proposer prompt showed
         self._phase("propose")
-        for kind in cfg.task_types:
+        for kind in (cfg.task_types if kinds is None else kinds):
             for _ in range(cfg.batch_size):
+                refs = []
                 if kind == "induction":
                     pool = self.buffers.program_pool()
                     if not pool:
@@ -554,6 +613,7 @@ class Trainer:
                     continue
                 rolls.append(Rollout(kind, "propose", ids, full, None, prefix=prefix, plan=plan))
                 meta.append(prog)
+                shown.append(list(refs))
         outs = self._sample([r.prompt_ids for r in rolls], [r.plan for r in rolls], 1,
                             cfg.max_new_tokens_propose, _gen_seed(cfg.seed, step, 10 + round_))
         for r, o in zip(rolls, outs):
@@ -574,6 +634,14 @@ class Trainer:
                 r.flags = fl
                 r.item, r.reason = task, reason
                 r.outcome = "valid" if task is not None else ("malformed" if p.error else "invalid")
+                if task is not None and self._held_out(task.program):
+                    r.item, r.outcome, r.reason = None, "invalid", "heldout: a program of the held-out sets"
+            if cfg.reject_trivial and kind != "induction":
+                idx = [i for i in idx if rolls[i].item is not None]
+                for i, why in zip(idx, self._trivial([(rolls[i].item, shown[i]) for i in idx])):
+                    if why:
+                        r = rolls[i]
+                        r.item, r.outcome, r.reason = None, "invalid", why
         if learnability:
             self._learnability(rolls, step)
         for r in rolls:
@@ -584,6 +652,43 @@ class Trainer:
             if self.buffers[r.task].add(r.item, self.rng):
                 newest[r.task].append(r.item)
         return rolls, newest
+
+    def _trivial(self, items: list[tuple[Task, list[Task]]]) -> list[str]:
+        """Why each (valid deduction/abduction task, references shown) is
+        trivial, "" when it is not: its program returns the input unchanged,
+        or it behaves like a reference (gives the reference's output on the
+        reference's input, and the reference gives its output on its input).
+        One batched sandbox call."""
+        progs, golds, answers, owner = [], [], [], []
+        for q, (t, refs) in enumerate(items):
+            progs.append(IDENTITY_TRIPLET.program)
+            golds.append(t.output)
+            answers.append(t.input)
+            owner.append((q, -1))
+            for k, ref in enumerate(refs):
+                if not ref.output:
+                    continue
+                progs += [t.program, ref.program]
+                golds += [ref.output, t.output]
+                answers += [ref.input, t.input]
+                owner += [(q, k), (q, k)]
+        if not progs:
+            return []
+        vs = list(self._exec(self.executor.judge_input, progs, golds, answers))
+        if len(vs) != len(progs):
+            raise RuntimeError(f"executor.judge_input returned {len(vs)} verdicts for {len(progs)} answers")
+        why = [""] * len(items)
+        both: dict[tuple[int, int], int] = {}
+        for (q, k), v in zip(owner, vs):
+            if not v.correct:
+                continue
+            if k < 0:
+                why[q] = why[q] or "trivial: the program returns its input unchanged"
+            else:
+                both[(q, k)] = both.get((q, k), 0) + 1
+                if both[(q, k)] == 2:
+                    why[q] = why[q] or f"trivial: behaves like reference {k + 1} on both inputs"
+        return why
 
     def _solver_prompt(self, task: Task) -> tuple[list[int], str, Any, str, list[Any]]:
         held = None
@@ -683,7 +788,8 @@ class Trainer:
         t0 = time.perf_counter()
         train = [r for r in rolls if r.completion is not None and len(r.completion.token_ids) > 0]
         stats: dict[str, Any] = {"loss": None, "pg_loss": None, "grad_norm": None, "clip_frac": None,
-                                 "entropy": None, "kl": None, "trained_sequences": 0, "trained_tokens": 0}
+                                 "entropy": None, "kl": None, "trained_sequences": 0, "trained_tokens": 0,
+                                 "backward_sequences": 0}
         if not train:
             self._times["update"] = time.perf_counter() - t0
             return stats
@@ -749,12 +855,15 @@ class Trainer:
                                    ref_logp=ref_lp, kl_coef=cfg.kl_coef)
             self.optimizer.zero_grad()
             if st.n_tokens > 0:
-                # all-zero weights (every reward of every group equal, e.g. a
-                # small model that never writes the format) give a zero
-                # gradient: skip the backward passes, keep the optimizer step
-                # (its momentum still moves the weights, as with the passes)
-                # (one pass still runs: the optimizer wants a backward first)
-                live = [sl for sl in chunks if np.any(w[sl])] or chunks[:1]
+                # a row whose weights are all zero (advantage 0: its reward
+                # equals its group's mean, e.g. every answer of a group a
+                # format error) adds exactly nothing to the gradient, so only
+                # the other rows are run; with none left the optimizer step
+                # still runs (its momentum moves the weights, as with the
+                # passes) after one pass (the optimizer wants a backward first)
+                rows = [i for i in order if np.any(w[i])]
+                live = _micro_batches(rows, lengths, cfg.micro_batch, cfg.micro_batch_tokens) if rows else chunks[:1]
+                computed = sum(len(sl) for sl in live) if rows else 0
                 for sl in live:
                     Tm = int(lengths[sl].max())
                     self.model.loss_and_backward(ids[sl, :Tm], tgt[sl, :Tm], np.ascontiguousarray(w[sl, :Tm]),
@@ -765,6 +874,7 @@ class Trainer:
                          entropy=st.entropy if ent is not None else None,
                          kl=st.kl if ref_lp is not None else None,
                          trained_sequences=int(st.n_seqs), trained_tokens=int(st.n_tokens))
+            stats["backward_sequences"] = computed if st.n_tokens > 0 else 0
         stats["grad_norm"] = grad_norm
         for m in (self.model, self.ref_model):
             if m is not None and hasattr(m, "free_activations"):
@@ -795,7 +905,11 @@ class Trainer:
         upd = self._update(rolls)
         self.step_count = step
         total = time.perf_counter() - t0
+        self.train_seconds += total
         metrics = self._metrics(step, rolls, upd, total)
+        if self._eval_due(step):
+            metrics["eval"] = self._eval_summary(self.evaluate(step=step))
+            metrics["time"]["eval"] = round(self.last_eval_seconds, 6)
         self.last_metrics = metrics
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
@@ -804,6 +918,104 @@ class Trainer:
             self._log_samples(step, rolls)
         self._emit("on_step", metrics)
         return metrics
+
+    # ----------------------------------------------------------- evaluation
+    def _eval_due(self, step: int) -> bool:
+        e = self.config.eval_every
+        return bool(e) and step % e == 0
+
+    @staticmethod
+    def _eval_summary(ev: dict[str, Any]) -> dict[str, Any]:
+        return {name: {k: r[k] for k in ("n", "accuracy", "deduction", "abduction", "empty_rate")}
+                for name, r in ev.items()}
+
+    def eval_set(self, name: str) -> Any:
+        """The evaluation set ``name`` (:data:`azr.heldout.EVAL_SETS`), built
+        once per trainer with this run's sandbox (gold outputs recomputed)."""
+        if name not in self._eval_sets:
+            from .heldout import load_eval_set
+
+            self._eval_sets[name] = load_eval_set(name, self.executor, self.config.eval_data_dir or None)
+        return self._eval_sets[name]
+
+    def evaluate(self, sets: Sequence[str] | None = None, limit: int | None = None,
+                 step: int | None = None, use_cache: bool = True) -> dict[str, Any]:
+        """Answer held-out sets greedily with this run's solver prompts,
+        scaffold and answer length, and judge the answers in the sandbox.
+
+        ``sets`` defaults to ``config.eval_tasks``, ``limit`` (first N tasks of
+        each set, 0 = all) to ``config.eval_limit``. Returns ``{set: {"n",
+        "accuracy", "deduction", "abduction" (per-kind accuracy or None),
+        "empty_rate" (no usable answer: an empty block or a format error),
+        "too_long" (prompts longer than the model's context, counted wrong),
+        "correct" (one bool per task), "ids", "answers"}}``. With ``step`` set, one line per set is
+        appended to ``<out>/evals.jsonl`` (the per-task results, so runs can
+        be compared task by task). A set already answered at this step (same
+        limit) is not answered again (``use_cache=False`` forces it, e.g.
+        after changing the weights by hand). Nothing here touches the training state:
+        the random generator, buffers, weights and optimizer are unchanged,
+        so a run with evaluations follows the same trajectory as one without.
+        """
+        cfg = self.config
+        names = list(cfg.eval_tasks if sets is None else sets)
+        lim = cfg.eval_limit if limit is None else int(limit)
+        saved = (dict(self._times), self._gen_tokens, self._skipped_long)
+        t0 = time.perf_counter()
+        out: dict[str, Any] = {}
+        if self._eval_cache_step != self.step_count:
+            self._eval_cache, self._eval_cache_step = {}, self.step_count
+        try:
+            for name in names:
+                if use_cache and (name, lim) in self._eval_cache:
+                    out[name] = self._eval_cache[(name, lim)]
+                    continue
+                es = self.eval_set(name).limit(lim)
+                self._phase(f"eval {name}")
+                ctx = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+                prompts, prefixes, plans, fits = [], [], [], []
+                for i, t in enumerate(es.tasks):
+                    ids, _, prefix, plan = self._prompt(solver_text(t, self.templates), t.kind, "solve")
+                    if isinstance(ctx, int) and len(ids) >= ctx:
+                        continue  # the model cannot read it: answered wrong (counted in "too_long")
+                    fits.append(i)
+                    prompts.append(ids)
+                    prefixes.append(prefix)
+                    plans.append(plan)
+                outs = self._sample(prompts, plans, 1, cfg.max_new_tokens_solve, _gen_seed(cfg.seed, 0, 5),
+                                    greedy=True)
+                answers: list[str | None] = [None] * len(es.tasks)
+                for i, o, pf in zip(fits, outs, prefixes):
+                    answers[i] = parse_answer(es.tasks[i].kind, o[0].text, pf)[0]
+                correct = [False] * len(es.tasks)
+                for kind in ("deduction", "abduction"):
+                    idx = [i for i, t in enumerate(es.tasks) if t.kind == kind]
+                    if idx:
+                        ok = self._exec(judge_answers, self.executor, [(es.tasks[i], None) for i in idx],
+                                        [answers[i] for i in idx])
+                        for i, v in zip(idx, ok):
+                            correct[i] = bool(v)
+
+                def acc(kind: str | None) -> float | None:
+                    c = [ok for ok, t in zip(correct, es.tasks) if kind is None or t.kind == kind]
+                    return float(np.mean(c)) if c else None
+
+                out[name] = {"n": len(es.tasks), "accuracy": acc(None), "deduction": acc("deduction"),
+                             "abduction": acc("abduction"),
+                             "empty_rate": float(np.mean([a is None for a in answers])) if answers else None,
+                             "too_long": len(es.tasks) - len(fits),
+                             "correct": correct, "ids": list(es.ids), "answers": answers}
+                self._eval_cache[(name, lim)] = out[name]
+        finally:
+            self._times, self._gen_tokens, self._skipped_long = saved
+        self.last_eval_seconds = time.perf_counter() - t0
+        self.last_eval = out
+        if step is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.run_dir / "evals.jsonl", "a", encoding="utf-8") as f:
+                for name, r in out.items():
+                    f.write(json.dumps({"step": step, "set": name, "seconds": round(self.last_eval_seconds, 3),
+                                        **r}) + "\n")
+        return out
 
     def _log_samples(self, step: int, rolls: list[Rollout]) -> None:
         """One JSON line per trained completion: what the model wrote (after the
@@ -868,7 +1080,11 @@ class Trainer:
     # --------------------------------------------------------------- train
     def train(self, steps: int | None = None) -> list[dict[str, Any]]:
         """Run until ``steps`` (default ``config.steps``) steps are done in total,
-        checkpointing every ``save_every`` steps and at the end."""
+        or ``config.max_minutes`` of training wall time have passed (seeding,
+        steps and checkpoints count; evaluations do not), checkpointing every
+        ``save_every`` steps and at the end. With ``eval_every`` set, the
+        held-out sets are answered before the first step, every
+        ``eval_every`` steps and after the last step."""
         cfg = self.config
         target = cfg.steps if steps is None else int(steps)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -877,30 +1093,70 @@ class Trainer:
         try:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=target, initial=self.step_count, disable=not cfg.progress, desc="azr train",
-                             unit="step")
+            budget_bound = cfg.max_minutes and target >= 100_000  # a time budget, not a step count, ends it
+            self._bar = tqdm(total=None if budget_bound else target, initial=self.step_count,
+                             disable=not cfg.progress, desc="azr train", unit="step")
         except ImportError:  # pragma: no cover - tqdm is a dependency
             self._bar = None
+        budget = cfg.max_minutes * 60.0
         try:
+            if cfg.eval_every and self.step_count == 0 and not self._evaluated(0):
+                self._eval_record(0)
             if not self.seeded:
                 self._phase("seed buffers")
+                t = time.perf_counter()
                 self.prepare()
-            while self.step_count < target:
+                self.train_seconds += time.perf_counter() - t
+            while self.step_count < target and not (budget and self.train_seconds >= budget):
                 m = self.step()
                 out.append(m)
                 if self._bar is not None:
                     self._bar.update(1)
-                    self._bar.set_postfix(_bar_summary(m), refresh=False)
+                    self._bar.set_postfix(_bar_summary(m, self._eval_summary(self.last_eval)), refresh=False)
                 if cfg.save_every and self.step_count % cfg.save_every == 0:
-                    self.save()
+                    self._timed_save()
+            if cfg.eval_every and not self._evaluated(self.step_count):
+                self._eval_record(self.step_count)
             if not cfg.save_every or self.step_count % cfg.save_every:
-                self.save()
+                self._timed_save()
             self.buffers.export_jsonl(self.run_dir / "buffers")  # readable tasks, the paper's seed format
         finally:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
         return out
+
+    def _timed_save(self) -> None:
+        t = time.perf_counter()
+        self.save()
+        self.train_seconds += time.perf_counter() - t
+
+    def _evaluated(self, step: int) -> bool:
+        """Whether metrics.jsonl already holds an evaluation of ``step``."""
+        p = self.run_dir / "metrics.jsonl"
+        if not p.is_file():
+            return False
+        for line in p.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and rec.get("step") == step and "eval" in rec:
+                return True
+        return False
+
+    def _eval_record(self, step: int) -> dict[str, Any]:
+        """Evaluate now and append a metrics line ``{"step", "eval", "time"}``
+        (used before the first step and after the last one)."""
+        ev = self._eval_summary(self.evaluate(step=step))
+        rec = {"step": step, "eval": ev, "time": {"eval": round(self.last_eval_seconds, 6)},
+               "train_seconds": round(self.train_seconds, 3)}
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self._bar is not None:
+            self._bar.set_postfix_str(_eval_line(ev), refresh=True)
+        self._emit("on_eval", rec)
+        return rec
 
     # ---------------------------------------------------------- checkpoints
     def save(self, path: str | os.PathLike | None = None) -> Path:
@@ -918,7 +1174,8 @@ class Trainer:
         _save_tree(self.optimizer.state_dict(), tmp / "optimizer.npz", tmp / "optimizer.json")
         self.buffers.save(tmp / "buffers.json")
         state = {"version": 1, "step": self.step_count, "seeded": self.seeded, "config": self.config.to_dict(),
-                 "rng": self.rng.bit_generator.state, "monitor_counts": dict(self.monitors.counts)}
+                 "rng": self.rng.bit_generator.state, "monitor_counts": dict(self.monitors.counts),
+                 "train_seconds": self.train_seconds}
         (tmp / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
@@ -943,8 +1200,12 @@ class Trainer:
         ``azr.Model.from_pretrained``); other keyword arguments go to the
         constructor (executor, tokenizer, optimizer factory...). ``overrides``
         are ``field=value`` strings applied to the saved config (e.g.
-        ``steps=10``). ``metrics.jsonl`` lines after the checkpoint's step
-        are removed, so the resumed run's log reads as if never interrupted.
+        ``steps=10``); the resulting config's optimizer settings (``lr``,
+        ``beta1``, ``beta2``, ``adam_eps``, ``weight_decay``,
+        ``max_grad_norm``) replace those saved with the optimizer state, whose
+        moments and step count are kept. ``metrics.jsonl``, ``samples.jsonl``
+        and ``evals.jsonl`` lines after the checkpoint's step are removed, so
+        the resumed run's log reads as if never interrupted.
         """
         run = Path(run_dir)
         if checkpoint is None:
@@ -983,7 +1244,7 @@ class Trainer:
         except AttributeError:
             pass
         tr = cls(cfg, model=model, **kwargs)
-        tr.optimizer.load_state_dict(_load_tree(ck / "optimizer.npz", ck / "optimizer.json"))
+        tr._load_optimizer_state(_load_tree(ck / "optimizer.npz", ck / "optimizer.json"))
         tr.buffers = Buffers.load(ck / "buffers.json")
         try:
             tr.rng.bit_generator.state = state["rng"]
@@ -991,8 +1252,10 @@ class Trainer:
             raise ValueError(f"checkpoint {ck}: trainer_state.json has an invalid 'rng' state ({e})") from None
         tr.step_count = int(state["step"])
         tr.seeded = bool(state.get("seeded", True))
+        ts = state.get("train_seconds", 0.0)
+        tr.train_seconds = float(ts) if isinstance(ts, (int, float)) and not isinstance(ts, bool) else 0.0
         tr.monitors.counts.update(state.get("monitor_counts", {}))
-        for name in ("metrics.jsonl", "samples.jsonl"):
+        for name in ("metrics.jsonl", "samples.jsonl", "evals.jsonl"):
             mpath = run / name
             if not mpath.is_file():
                 continue
@@ -1007,14 +1270,25 @@ class Trainer:
         return tr
 
 
-def _bar_summary(m: dict[str, Any]) -> dict[str, str]:
+def _bar_summary(m: dict[str, Any], last_eval: dict[str, Any] | None = None) -> dict[str, str]:
+    """The progress bar's fields: per task type the proposals' valid rate and
+    the solvers' solve rate, seconds per step, and the latest evaluation."""
     out = {}
     for kind, short in (("deduction", "ded"), ("abduction", "abd"), ("induction", "ind")):
         p = m["tasks"][kind]["propose"]["valid_rate"]
         s = m["tasks"][kind]["solve"]["solve_acc"]
         out[short] = f"{'-' if p is None else f'{p:.2f}'}/{'-' if s is None else f'{s:.2f}'}"
     out["s/step"] = f"{m['time']['total']:.1f}"
+    ev = m.get("eval") or last_eval
+    if ev:
+        out["eval"] = _eval_line(ev)
     return out
+
+
+def _eval_line(ev: dict[str, Any]) -> str:
+    """``heldout-dev 0.123 ...``: each evaluated set's accuracy."""
+    return " ".join(f"{k} {'-' if v.get('accuracy') is None else format(v['accuracy'], '.3f')}"
+                    for k, v in ev.items())
 
 
 def build_trainer(config: TrainerConfig, model: Any = None, executor: Any = None, **kwargs: Any) -> Trainer:

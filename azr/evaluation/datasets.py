@@ -70,6 +70,7 @@ __all__ = [
     "resolve_data_dir",
     "load_task",
     "mbpp_deserialize_inputs",
+    "seed_file",
     "task_file",
 ]
 
@@ -173,6 +174,11 @@ BENCHMARK_FILES: dict[str, BenchmarkFile] = {f.name: f for f in (
     _azr_math("amc23", "43707e1ca784602d8479de24ee8ce36609dbebc46dd152b0b12a46611aa898a4", 27631),
     _azr_math("minerva_math", "0e656b430d3a0a1dab6aa853f453ba3805e28e2cabe4fc72486a897cc09d8ba2", 247267),
     _azr_math("olympiadbench", "bb8c1e38a16ea9eacb77530315a674d883f267fbff79183effc53681b4fcc416", 1493870),
+    # the paper's seed triplets that azr.heldout builds its held-out set from
+    BenchmarkFile("azr_seeds/7b_seed_io.jsonl", _AZR_REPO, _AZR_COMMIT, "data/7b_seed_io.jsonl",
+                  "a3dfebb665f5b4b65b98f07431c8bdebaaf8565f53c75b9249a590f63a1ed0db", 218481),
+    BenchmarkFile("azr_seeds/14b_seed_io.jsonl", _AZR_REPO, _AZR_COMMIT, "data/14b_seed_io.jsonl",
+                  "a4f6a3c89c4946384cd2aa3a8b565c2f256100bcb0866eb149b599934e1db770", 274149),
 )}
 
 _LIVECODEBENCH_SOURCE = "https://github.com/LiveCodeBench/LiveCodeBench"
@@ -630,6 +636,30 @@ def task_file(task: str, data_dir: str | os.PathLike | None = None, *, download:
             f"{key}: {bf.name!r} is not in the benchmark cache {str(data_dir_path)!r} and downloading is off; "
             f"{_WAYS_OUT}, or allow the download from {bf.url}")
     return _download(bf, data_dir_path, key, progress)
+
+
+def seed_file(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True,
+              progress: bool = True) -> Path:
+    """One of the paper's seed files (``name`` such as ``"7b_seed_io.jsonl"``):
+    ``<data dir>/azr_seeds/<name>``, else ``<data dir>/../azr_seeds/<name>``
+    (the layout of ``../shared/data``, where the benchmarks sit beside the
+    seeds), else, with no data directory given, the cache (downloaded there
+    when it is one of `BENCHMARK_FILES`). Errors as in `task_file`."""
+    key = f"azr_seeds/{name}"
+    data_dir_path, src = _resolve(data_dir)
+    if data_dir_path.is_dir():
+        found = _find(data_dir_path, [key, f"../{key}"])
+        if found is not None:
+            return found
+    if src is not None and key in BENCHMARK_FILES:
+        raise _missing(key, data_dir_path, [key, f"../{key}"], src)
+    if key not in BENCHMARK_FILES:
+        raise DataNotFoundError(f"seed file {name!r} is not in {str(data_dir_path)!r} and azr knows no source for "
+                                f"it; {_WAYS_OUT}")
+    if not download:
+        raise DataNotFoundError(f"seed file {name!r} is not in the benchmark cache {str(data_dir_path)!r} and "
+                                f"downloading is off; {_WAYS_OUT}")
+    return _download(BENCHMARK_FILES[key], data_dir_path, key, progress)
 
 
 def load_task(task: str, data_dir: str | os.PathLike | None = None, limit: int | None = None, *,
