@@ -215,8 +215,12 @@ def _b(s: Any, what: str) -> bytes:
 class Executor:
     """A pool of sandboxed Python workers (see the module docstring).
 
-    workers: zygotes running in parallel (at least 2: the determinism check
-    runs each program in two zygotes with different hash seeds). timeout:
+    workers: zygotes running in parallel (at least ``determinism_runs``, which
+    the determinism check needs: it runs each program in that many zygotes,
+    each with its own hash seed). determinism_runs: runs per program in
+    `validate` (>= 2, default 4). rotate_seeds: after each `validate` call,
+    replace the zygote started longest ago by one with a fresh hash seed, so
+    the seeds change over a run (see `validate`). timeout:
     wall-clock seconds per run. memory_mb: address space a run may add to the
     zygote's own. output_limit: bytes of printed output kept; more ends the
     run as "truncated". result_limit: bytes of encoded result. file_limit_mb:
@@ -234,13 +238,18 @@ class Executor:
                  deny: DenyList = DEFAULT_DENY, max_output_chars: int = MAX_OUTPUT_CHARS,
                  namespaces: bool = True, run_uid: int = 61000, python: str | None = None,
                  preload: Sequence[str] | None = None, startup_timeout: float = 60.0,
-                 progress: bool = False) -> None:
+                 progress: bool = False, determinism_runs: int = 4, rotate_seeds: bool = True) -> None:
         self._pool = None
         self._scratch = None
         self._owner = os.getpid()
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a positive int, got {workers!r}")
-        self.workers = max(2, workers)
+        if not isinstance(determinism_runs, int) or isinstance(determinism_runs, bool) \
+                or not 2 <= determinism_runs <= 16:
+            raise ValueError(f"determinism_runs must be an int in 2..16, got {determinism_runs!r}")
+        self.determinism_runs = determinism_runs
+        self.rotate_seeds = bool(rotate_seeds)
+        self.workers = max(2, workers, determinism_runs)
         self.timeout = self._check_timeout(timeout)
         self.memory_mb = self._check_memory(memory_mb)
         if output_limit < 0 or result_limit < 64 or file_limit_mb < 1:
@@ -395,44 +404,59 @@ class Executor:
                  memory_mb: int | None = None, deny: DenyList | None = None,
                  max_output_chars: int | None = None) -> list[RunResult]:
         """Check proposed (program, input) pairs: syntax, the deny-list on the
-        syntax tree, two runs in different zygotes with different hash seeds
-        ("nondeterministic" if they differ), and the gold output (`output`)."""
+        syntax tree, ``determinism_runs`` runs in zygotes with pairwise
+        different hash seeds ("nondeterministic" unless all return equal
+        values), and the gold output (`output`).
+
+        What the hash seeds catch: iteration order of sets and dicts keyed by
+        strings, bytes or tuples of them (``hash`` of numbers is not seeded).
+        A program whose result depends on the order of a 2-element set passes
+        all k runs when every seed happens to give the same order, about
+        (1/2)^(k-1) of the time (1/8 with the default k = 4); a 3-element set,
+        about (1/6)^(k-1) (under 1/200). With ``rotate_seeds`` each call
+        replaces one zygote with a freshly seeded one, so a program proposed
+        again later meets other seeds; without it the same seeds judge every
+        call of the executor's life."""
         programs = _as_list("programs", programs)
         inputs = _as_list("inputs", inputs, len(programs))
         d = (deny or self.deny).to_json().encode()
         limit = self.max_output_chars if max_output_chars is None else int(max_output_chars)
+        k_runs = self.determinism_runs
         reqs = []
         for k, (p, i) in enumerate(zip(programs, inputs)):
             pb, ib = _b(p, "program"), _b(i, "input")
-            reqs.append(self._req(_MODE_VALIDATE, pb, ib, d, 2 * k + 1, timeout, memory_mb))
-            reqs.append(self._req(_MODE_VALIDATE, pb, ib, d, 2 * k, timeout, memory_mb))
+            for _ in range(k_runs):  # a group led by its first request: pairwise distinct seeds
+                reqs.append(self._req(_MODE_VALIDATE, pb, ib, d, k_runs * k, timeout, memory_mb))
         res = self._exec(reqs)
-        out = []
-        for k in range(len(programs)):
-            r1, r2 = res[2 * k], res[2 * k + 1]
-            out.append(self._combine(r1, r2, limit))
-        return out
+        if self.rotate_seeds and reqs:
+            self._live().reseed(1)
+        return [self._combine(res[k_runs * k:k_runs * (k + 1)], limit) for k in range(len(programs))]
 
     @staticmethod
-    def _combine(r1: RunResult, r2: RunResult, limit: int) -> RunResult:
-        if r1.status == "ok" and r2.status == "ok":
-            if values_equal(r1.value, r2.value):
-                if len(r1.output) > limit:
-                    return RunResult("truncated", None, "", f"the output text has {len(r1.output)} characters, "
-                                     f"more than {limit}", r1.cpu_time, r1.wall_time, r1.stdout)
-                return r1
-            return RunResult("nondeterministic", None, "",
-                             "two runs with different hash seeds returned different values: "
-                             f"{r1.output[:100]} vs {r2.output[:100]}", r1.cpu_time, r1.wall_time, r1.stdout)
-        if r1.status == r2.status:
+    def _combine(runs: Sequence[RunResult], limit: int) -> RunResult:
+        """One verdict from the runs of one program under different hash seeds."""
+        r1 = runs[0]
+        if all(r.status == "ok" for r in runs):
+            for r in runs[1:]:
+                if not values_equal(r1.value, r.value):
+                    return RunResult("nondeterministic", None, "",
+                                     "runs with different hash seeds returned different values: "
+                                     f"{r1.output[:100]} vs {r.output[:100]}", r1.cpu_time, r1.wall_time,
+                                     r1.stdout)
+            if len(r1.output) > limit:
+                return RunResult("truncated", None, "", f"the output text has {len(r1.output)} characters, "
+                                 f"more than {limit}", r1.cpu_time, r1.wall_time, r1.stdout)
+            return r1
+        if all(r.status == r1.status for r in runs):
             return r1
         for s in ("syntax", "denied", "timeout", "memory", "truncated"):
-            for r in (r1, r2):
+            for r in runs:
                 if r.status == s:
                     return r
+        other = next(r for r in runs if r.status != r1.status)
         return RunResult("nondeterministic", None, "",
-                         f"two runs with different hash seeds ended differently: {r1.status} "
-                         f"({r1.message[:80]}) vs {r2.status} ({r2.message[:80]})",
+                         f"runs with different hash seeds ended differently: {r1.status} "
+                         f"({r1.message[:80]}) vs {other.status} ({other.message[:80]})",
                          r1.cpu_time, r1.wall_time, r1.stdout)
 
     def judge_output(self, programs: Sequence[str], inputs: Sequence[str],

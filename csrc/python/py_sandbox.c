@@ -270,7 +270,8 @@ static PyObject *pool_run(SandboxPool *self, PyObject *arg) {
             goto done;
         }
         if (pair >= n || pair < -1) {
-            PyErr_Format(PyExc_ValueError, "run: request %zd pairs with %lld, out of range", i, pair);
+            PyErr_Format(PyExc_ValueError, "run: request %zd names request %lld as its group's first, "
+                         "out of range", i, pair);
             goto done;
         }
         reqs[i] = (azr_sbx_request){mode, tmo, mem, ocap, rcap, fsz, pair,
@@ -337,6 +338,21 @@ static PyObject *pool_spawned(SandboxPool *self, PyObject *unused) {
     return PyLong_FromUnsignedLongLong(azr_sbx_pool_spawned(self->pool));
 }
 
+static PyObject *pool_reseed(SandboxPool *self, PyObject *arg) {
+    if (check_open(self) < 0) return NULL;
+    long count = PyLong_AsLong(arg);
+    if (count == -1 && PyErr_Occurred()) return NULL;
+    if (count < 0 || count > 256) {
+        PyErr_Format(PyExc_ValueError, "reseed: count must be in 0..256, got %ld", count);
+        return NULL;
+    }
+    int done;
+    Py_BEGIN_ALLOW_THREADS
+    done = azr_sbx_pool_reseed(self->pool, (int)count);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong(done);
+}
+
 static PyObject *pool_get_closed(SandboxPool *self, void *unused) {
     return PyBool_FromLong(self->pool == NULL);
 }
@@ -347,6 +363,8 @@ static PyMethodDef pool_methods[] = {
     {"layers", (PyCFunction)pool_layers, METH_NOARGS, "layers() -> bit mask of active isolation layers"},
     {"pids", (PyCFunction)pool_pids, METH_NOARGS, "pids() -> host pids of the zygotes"},
     {"spawned", (PyCFunction)pool_spawned, METH_NOARGS, "spawned() -> zygotes started so far"},
+    {"reseed", (PyCFunction)pool_reseed, METH_O,
+     "reseed(count) -> replaced; start fresh-seeded zygotes in place of the count oldest idle ones"},
     {"close", (PyCFunction)pool_close, METH_NOARGS, "close(): kill and reap every zygote"},
     {NULL, NULL, 0, NULL}};
 

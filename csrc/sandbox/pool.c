@@ -39,6 +39,7 @@ typedef struct {
     uint32_t seed;
     uint32_t layers;
     int alive;
+    int starting;   /* spawned by azr_sbx_pool_reseed, its hello not read yet */
     int busy;       /* requests sent and not answered yet (0..PIPELINE) */
     size_t req[2];  /* their indices, oldest first: the zygote answers in order */
     double deadline; /* outer deadline of req[0] */
@@ -85,7 +86,7 @@ static uint32_t fresh_seed(const azr_sbx_pool *p) {
         if (s == 0) continue;
         int clash = 0;
         for (int i = 0; i < p->nw; i++)
-            if (p->w[i].alive && p->w[i].seed == s) clash = 1;
+            if ((p->w[i].alive || p->w[i].starting) && p->w[i].seed == s) clash = 1;
         if (!clash) return s;
     }
 }
@@ -99,6 +100,7 @@ static void worker_kill(worker *w) {
     }
     w->pid = 0;
     w->alive = 0;
+    w->starting = 0;
     w->busy = 0;
     w->rlen = 0;
 }
@@ -383,6 +385,34 @@ static int worker_respawn(azr_sbx_pool *p, worker *w) {
     return 0;
 }
 
+/* Make a zygote that is not alive ready: one started by
+ * azr_sbx_pool_reseed only needs its hello read; anything else is
+ * respawned. Returns 0 when it is ready. */
+static int worker_ready(azr_sbx_pool *p, worker *w) {
+    if (w->starting && w->pid > 0) {
+        w->starting = 0;
+        if (worker_hello(p, w) == AZR_OK) return 0;
+    }
+    return worker_respawn(p, w);
+}
+
+int azr_sbx_pool_reseed(azr_sbx_pool *p, int count) {
+    if (!p || getpid() != p->owner) return 0;
+    int done = 0;
+    for (; done < count; done++) {
+        worker *oldest = NULL;
+        for (int i = 0; i < p->nw; i++) {
+            worker *w = &p->w[i];
+            if (w->alive && !w->busy && (!oldest || w->zid < oldest->zid)) oldest = w;
+        }
+        if (!oldest) break;
+        worker_kill(oldest);
+        if (worker_spawn(p, oldest) != AZR_OK) break; /* respawned at its next use */
+        oldest->starting = 1;
+    }
+    return done;
+}
+
 static void set_error(azr_sbx_result *r, const char *msg) {
     azr_sbx_result_clear(r);
     r->status = AZR_SBX_ERROR;
@@ -419,24 +449,52 @@ azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t
     if (n == 0) return AZR_OK;
     if (!reqs || !results) return azr_set_error(AZR_ERR_INVALID, "sandbox: NULL requests or results");
     for (size_t i = 0; i < n; i++) {
-        if (reqs[i].pair >= (int64_t)n || (reqs[i].a_len && !reqs[i].a) || (reqs[i].b_len && !reqs[i].b) ||
-            (reqs[i].c_len && !reqs[i].c))
+        if (reqs[i].pair >= (int64_t)n || reqs[i].pair < -1 || (reqs[i].a_len && !reqs[i].a) ||
+            (reqs[i].b_len && !reqs[i].b) || (reqs[i].c_len && !reqs[i].c))
             return azr_set_error(AZR_ERR_INVALID, "sandbox: request %zu is malformed", i);
+        if (reqs[i].pair >= 0 && reqs[reqs[i].pair].pair != reqs[i].pair)
+            return azr_set_error(AZR_ERR_INVALID, "sandbox: request %zu names %lld as its group's first "
+                                 "request, which does not name itself", i, (long long)reqs[i].pair);
         memset(&results[i], 0, sizeof results[i]);
     }
     uint32_t *ran_seed = calloc(n, sizeof *ran_seed);
     uint8_t *state = calloc(n, 1);   /* 0 queued, 1 running, 2 done */
     uint8_t *tries = calloc(n, 1);
-    if (!ran_seed || !state || !tries) {
-        free(ran_seed); free(state); free(tries);
+    int64_t *gnext = malloc(n * sizeof *gnext); /* next request of the same group, or -1 */
+    int64_t *glast = malloc(n * sizeof *glast); /* per group leader: its last member so far */
+    if (!ran_seed || !state || !tries || !gnext || !glast) {
+        free(ran_seed); free(state); free(tries); free(gnext); free(glast);
         return azr_set_error(AZR_ERR_NOMEM, "sandbox: out of memory for %zu requests", n);
+    }
+    /* Groups: linked lists from each leader through its members, in order. */
+    for (size_t i = 0; i < n; i++) gnext[i] = glast[i] = -1;
+    for (size_t i = 0; i < n; i++) {
+        int64_t L = reqs[i].pair;
+        if (L < 0) continue;
+        if ((size_t)L == i) {
+            glast[i] = (int64_t)i;
+            continue;
+        }
+        if (glast[L] < 0) glast[L] = L; /* the leader comes later in the batch */
+        gnext[glast[L]] = (int64_t)i;
+        glast[L] = (int64_t)i;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (reqs[i].pair != (int64_t)i) continue;
+        int size = 0;
+        for (int64_t j = (int64_t)i; j >= 0; j = gnext[j]) size++;
+        if (size > p->nw) {
+            free(ran_seed); free(state); free(tries); free(gnext); free(glast);
+            return azr_set_error(AZR_ERR_INVALID, "sandbox: a group of %d requests needs as many zygotes with "
+                                 "distinct hash seeds; the pool has %d", size, p->nw);
+        }
     }
     size_t done = 0, head = 0;
     azr_status st = AZR_OK;
     struct pollfd *pf = calloc((size_t)p->nw, sizeof *pf);
     int *pw = calloc((size_t)p->nw, sizeof *pw);
     if (!pf || !pw) {
-        free(pf); free(pw); free(ran_seed); free(state); free(tries);
+        free(pf); free(pw); free(ran_seed); free(state); free(tries); free(gnext); free(glast);
         return azr_set_error(AZR_ERR_NOMEM, "sandbox: out of memory");
     }
     double next_cancel_check = now_s() + 0.1;
@@ -446,15 +504,17 @@ azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t
         int any_alive = 0;
         for (int wi = 0; wi < p->nw; wi++) {
             worker *w = &p->w[wi];
-            if (!w->alive && worker_respawn(p, w) != 0) continue;
+            if (!w->alive && worker_ready(p, w) != 0) continue;
             any_alive = 1;
             while (w->alive && w->busy < PIPELINE) {
                 while (head < n && state[head] != 0) head++;
                 size_t pick = n;
                 for (size_t i = head; i < n; i++) {
                     if (state[i] != 0) continue;
-                    int64_t q = reqs[i].pair;
-                    if (q >= 0 && ran_seed[q] != 0 && ran_seed[q] == w->seed) continue;
+                    int clash = 0; /* another request of its group ran with this seed */
+                    for (int64_t j = reqs[i].pair; j >= 0 && !clash; j = gnext[j])
+                        clash = (size_t)j != i && ran_seed[j] != 0 && ran_seed[j] == w->seed;
+                    if (clash) continue;
                     pick = i;
                     break;
                 }
@@ -491,11 +551,11 @@ azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t
         int ms = (int)((soonest - now_s()) * 1000.0) + 1;
         if (ms < 0) ms = 0;
         if (np == 0) {
-            /* Queued work but no zygote may take it (pair constraint with
+            /* Queued work but no zygote may take it (group constraint with
              * only dead peers): wait briefly for respawns, not forever. */
             if (now_s() - last_progress > p->startup_timeout_ms / 1000.0 + 5.0) {
-                st = azr_set_error(AZR_ERR_SYSTEM, "sandbox: no second zygote is available for "
-                                   "the determinism check (zygotes keep failing to start)");
+                st = azr_set_error(AZR_ERR_SYSTEM, "sandbox: no zygote with an unused hash seed is available "
+                                   "for the determinism check (zygotes keep failing to start)");
                 break;
             }
             poll(NULL, 0, 5);
@@ -552,6 +612,6 @@ azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t
         for (size_t i = 0; i < n; i++)
             if (state[i] != 2) set_error(&results[i], st == AZR_ERR_INTERRUPTED ? "cancelled" : azr_last_error());
     }
-    free(pf); free(pw); free(ran_seed); free(state); free(tries);
+    free(pf); free(pw); free(ran_seed); free(state); free(tries); free(gnext); free(glast);
     return st;
 }

@@ -140,7 +140,9 @@ typedef struct {
 
 typedef struct {
     uint32_t mode, timeout_ms, memory_mb, output_cap, result_cap, fsize_mb;
-    int64_t pair; /* index of a request that must run in a different zygote, or -1 */
+    int64_t pair; /* -1, or the index of its group's first request (which names itself):
+                   * every request of a group runs in a zygote whose hash seed no other
+                   * request of the group ran with (the determinism check) */
     const char *a; uint32_t a_len;
     const char *b; uint32_t b_len;
     const char *c; uint32_t c_len;
@@ -181,13 +183,22 @@ uint64_t azr_sbx_pool_spawned(const azr_sbx_pool *p);
 typedef int (*azr_sbx_cancel_fn)(void *ctx);
 
 /* Run n requests across the pool; results[i] answers reqs[i]. Blocks until
- * all are done (n == 0 returns at once). A zygote that dies is replaced and
+ * all are done (n == 0 returns at once). A group (see `pair`) larger than the
+ * pool, or a member naming a request that does not lead a group, is
+ * AZR_ERR_INVALID. A zygote that dies is replaced and
  * its request re-queued (twice at most, then reported as an error).
  * Returns AZR_ERR_INTERRUPTED when `cancel` asks (finished results stay
  * filled, the rest get status error and msg "cancelled"); AZR_ERR_SYSTEM if
  * no zygote can be started. Free each result with azr_sbx_result_clear. */
 azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t n,
                             azr_sbx_result *results, azr_sbx_cancel_fn cancel, void *ctx);
+
+/* Replace the `count` idle zygotes started longest ago with new ones, with
+ * fresh hash seeds, without waiting for them: each is started now and its
+ * hello read at its next use, so the determinism check does not see the
+ * same seeds for a pool's whole life. Returns how many were replaced (0 for
+ * NULL or in a forked copy of the owner). */
+int azr_sbx_pool_reseed(azr_sbx_pool *p, int count);
 
 /* Free a result's buffers (NULL-safe) and zero it. */
 void azr_sbx_result_clear(azr_sbx_result *r);
