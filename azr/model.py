@@ -429,6 +429,18 @@ class Model:
             self._grads = self._engine.grads()
         return float(loss), lp, ent
 
+    def backward(self, ids, targets, weights, lengths=None) -> float:
+        """`loss_and_backward` without its log-prob and entropy outputs: returns
+        the loss only, and the vocabulary head (a fifth of a SmolLM2 token's
+        work) runs only at positions whose weight is not 0 (a prompt's, for
+        instance), whose gradient is exactly 0. Same gradients up to float
+        rounding. ACCUMULATES into `grads()`."""
+        ids32, tg, w, ln = self._batch(ids, targets, weights, lengths)
+        loss, _, _, _ = self._engine.run(ids32, tg, w, ln, False, False, False)
+        if self._grads is None:
+            self._grads = self._engine.grads()
+        return float(loss)
+
     def generate(self, prompts, n: int = 1, max_new_tokens: int = 256, temperature: float = 1.0,
                  top_p: float = 1.0, top_k: int = 0, stop=None, seed: int = 0,
                  max_slots: int | None = None, kv_budget_mb: float | None = None,

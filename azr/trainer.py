@@ -864,10 +864,12 @@ class Trainer:
                 rows = [i for i in order if np.any(w[i])]
                 live = _micro_batches(rows, lengths, cfg.micro_batch, cfg.micro_batch_tokens) if rows else chunks[:1]
                 computed = sum(len(sl) for sl in live) if rows else 0
+                # Model.backward, when the model has it, skips the log-prob
+                # outputs and the vocabulary head at weight-0 (prompt) positions
+                backward = getattr(self.model, "backward", None) or self.model.loss_and_backward
                 for sl in live:
                     Tm = int(lengths[sl].max())
-                    self.model.loss_and_backward(ids[sl, :Tm], tgt[sl, :Tm], np.ascontiguousarray(w[sl, :Tm]),
-                                                 lengths[sl])
+                    backward(ids[sl, :Tm], tgt[sl, :Tm], np.ascontiguousarray(w[sl, :Tm]), lengths[sl])
                 grad_norm = float(self.optimizer.step())
                 self.optimizer.zero_grad()
             stats.update(loss=st.loss, pg_loss=st.pg_loss, clip_frac=st.clip_frac,

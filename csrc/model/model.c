@@ -24,6 +24,9 @@ typedef struct {
     int32_t *tok, *pos, *tgt, *rowb; /* (N): token, position, target, batch row */
     float *dcoef;                     /* (N): -weight of each token's log-prob */
     float *head_lp, *head_ent;        /* (chunk) */
+    int32_t *hrow;                    /* (N): rows the head runs on when it skips weight-0 rows */
+    int32_t *htgt;                    /* (chunk): their targets, gathered */
+    float *hcoef;                     /* (chunk): their -weights, gathered */
     int64_t *seq_off, *seq_len;
     float *rope_cos, *rope_sin; /* (N, D/2) */
     float *res;                 /* training: (L+1, N, C) layer inputs + last output; else (N, C) */
@@ -101,6 +104,9 @@ static int64_t act_layout(const azr_model_config *c, int64_t N, int64_t B, int64
     CARVE(head_lp, float, head_chunk_rows(N, V));
     CARVE(head_ent, float, head_chunk_rows(N, V));
     CARVE(dcoef, float, N);
+    CARVE(hrow, int32_t, training ? N : 0);
+    CARVE(htgt, int32_t, training ? head_chunk_rows(N, V) : 0);
+    CARVE(hcoef, float, training ? head_chunk_rows(N, V) : 0);
     CARVE(seq_off, int64_t, B);
     CARVE(seq_len, int64_t, B);
     CARVE(rope_cos, float, N * (D / 2));
@@ -499,7 +505,41 @@ azr_status azr_model_run(azr_model *m, const int32_t *ids, const int32_t *target
     float *dwh = training ? azr_model_head_ptr(m, m->grads) : NULL;
     int64_t chunk = head_chunk_rows(N, V);
     double total = 0.0;
-    for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+    if (training && !logp && !ent && !logits) {
+        /* Nobody reads a weight-0 row's log-prob or entropy, and its logits'
+         * gradient is exactly 0: run the head on the weighted rows only,
+         * gathered (into xn and dx, both free until the blocks' backward),
+         * and give the other rows a zero gradient. */
+        int64_t H = 0;
+        for (int64_t r = 0; r < N; r++)
+            if (a->dcoef[r] != 0.0f) a->hrow[H++] = (int32_t)r;
+        memset(a->dxn, 0, (size_t)(N * C) * sizeof(float));
+        for (int64_t h0 = 0; h0 < H; h0 += chunk) {
+            int64_t rows = H - h0 < chunk ? H - h0 : chunk;
+            const int32_t *hr = a->hrow + h0;
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+            for (int64_t k = 0; k < rows; k++) {
+                memcpy(a->xn + k * C, a->xf + (int64_t)hr[k] * C, (size_t)C * sizeof(float));
+                a->htgt[k] = a->tgt[hr[k]];
+                a->hcoef[k] = a->dcoef[hr[k]];
+            }
+            azr_linear_forward(a->logits, a->xn, wh, NULL, rows, C, V);
+            azr_vocab_logsoftmax(a->logits, rows, V, a->htgt, a->head_lp, a->head_ent, NULL, a->hcoef);
+            for (int64_t k = 0; k < rows; k++) {
+                if (!isfinite(a->head_lp[k]))
+                    return azr_set_error(AZR_ERR_NUMERIC,
+                                         "non-finite log-prob %g at batch row %lld, position %lld "
+                                         "(the parameters or inputs hold NaN/inf)", (double)a->head_lp[k],
+                                         (long long)a->rowb[hr[k]], (long long)a->pos[hr[k]]);
+                total += (double)a->hcoef[k] * (double)a->head_lp[k];
+            }
+            azr_linear_backward(a->dx, dwh, NULL, a->logits, a->xn, wh, rows, C, V, 0);
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+            for (int64_t k = 0; k < rows; k++)
+                memcpy(a->dxn + (int64_t)hr[k] * C, a->dx + k * C, (size_t)C * sizeof(float));
+        }
+    }
+    for (int64_t r0 = 0; r0 < N && !(training && !logp && !ent && !logits); r0 += chunk) {
         int64_t rows = N - r0 < chunk ? N - r0 : chunk;
         azr_linear_forward(a->logits, a->xf + r0 * C, wh, NULL, rows, C, V);
         if (logits)

@@ -170,7 +170,9 @@ int64_t azr_model_memory_estimate(const azr_model_config *cfg, int64_t B, int64_
  * If weights (B, T) is not NULL, runs the backward of
  *   loss = -sum(weights * logp)
  * ACCUMULATING into the gradient arena (allocated on first use), and stores
- * the loss in *loss (may be NULL). Errors: ids/targets out of [0, V)
+ * the loss in *loss (may be NULL). When training with logp, ent and logits
+ * all NULL, the vocabulary head runs only on positions whose weight is not
+ * 0 (the others contribute nothing to the loss or its gradient). Errors: ids/targets out of [0, V)
  * (INVALID, naming row and position), lengths out of [0, T] (INVALID),
  * non-finite weights (INVALID), non-finite log-probs where weight != 0
  * (NUMERIC, naming row and position; gradients may then be partly
