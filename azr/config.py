@@ -113,6 +113,9 @@ class TrainerConfig:
     reject_trivial: bool = False          # a deduction/abduction proposal whose program returns its input
                                           # unchanged, or that behaves like a reference it was shown (same
                                           # output on its own input and on the reference's), is invalid
+    share_triplets: bool = False          # a valid deduction or abduction task also enters the other type's
+                                          # buffer (both are (program, input, output) triplets), so each
+                                          # solver role sees every valid triplet
     exclude_heldout: bool = True          # programs of the held-out sets (azr.heldout) never enter a buffer
     # --- sandbox
     executor_workers: int = 2

@@ -651,6 +651,11 @@ class Trainer:
                 continue
             if self.buffers[r.task].add(r.item, self.rng):
                 newest[r.task].append(r.item)
+                if cfg.share_triplets and r.task in ("deduction", "abduction"):
+                    other = "abduction" if r.task == "deduction" else "deduction"
+                    twin = Task.from_dict({**r.item.to_dict(), "kind": other})
+                    if self.buffers[other].add(twin, self.rng):
+                        newest[other].append(twin)
         return rolls, newest
 
     def _trivial(self, items: list[tuple[Task, list[Task]]]) -> list[str]:

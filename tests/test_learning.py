@@ -462,3 +462,16 @@ def test_cpu_preset_on_the_default_model_has_a_gradient(bench_dir, executor, tmp
     assert any(len(v) > 1 for v in by_group.values()), by_group
     assert m["backward_sequences"] > 0 and m["grad_norm"] > 0
     assert all(not np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_share_triplets_puts_each_valid_triplet_in_both_buffers(tmp_path):
+    tr = make_trainer(make_config(tmp_path, steps=2, share_triplets=True))
+    tr.train()
+    ded = {(t.program, t.input, t.output) for t in tr.buffers["deduction"].tasks}
+    abd = {(t.program, t.input, t.output) for t in tr.buffers["abduction"].tasks}
+    assert ded == abd and len(ded) > 1
+    assert all(t.kind == "abduction" for t in tr.buffers["abduction"].tasks)
+    plain = make_trainer(make_config(tmp_path / "p", steps=2))
+    plain.train()
+    assert ({(t.program, t.input) for t in plain.buffers["deduction"].tasks}
+            != {(t.program, t.input) for t in plain.buffers["abduction"].tasks})
