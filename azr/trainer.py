@@ -240,15 +240,23 @@ class Trainer:
     ``templates`` (default: ``config.templates`` or :class:`PromptTemplates`)
     and ``optimizer_factory(model, config)`` (used when ``optimizer`` is None;
     handy for :meth:`resume`, which builds the model itself).
+
+    A new trainer refuses a run directory (``config.out``) that already holds
+    a run (metrics, checkpoints, samples, evaluations): continue it with
+    :meth:`resume` (``azr train --resume DIR``), or pass ``overwrite=True``
+    (``--overwrite``) to delete that run's files first.
     """
 
     def __init__(self, config: TrainerConfig, model: Any = None, executor: Any = None, tokenizer: Any = None,
                  optimizer: Any = None, ref_model: Any = None, monitors: MonitorSet | None = None,
                  callbacks: Sequence[Any] = (), templates: PromptTemplates | None = None,
-                 optimizer_factory: Callable[[Any, TrainerConfig], Any] | None = None) -> None:
+                 optimizer_factory: Callable[[Any, TrainerConfig], Any] | None = None,
+                 overwrite: bool | None = False) -> None:
         config.validate()
         self.config = config
         cfg = config
+        if overwrite is not None:  # None: resume() continues the run that is there
+            _claim_run_dir(Path(cfg.out), bool(overwrite))
         src_dir: Any = None
         if model is None:
             from .model import Model  # the model engine (docs/api.md)
@@ -1250,7 +1258,7 @@ class Trainer:
             model.source_dir = str(ck / "model")  # its tokenizer files go into the next checkpoints
         except AttributeError:
             pass
-        tr = cls(cfg, model=model, **kwargs)
+        tr = cls(cfg, model=model, overwrite=None, **kwargs)
         tr._load_optimizer_state(_load_tree(ck / "optimizer.npz", ck / "optimizer.json"))
         tr.buffers = Buffers.load(ck / "buffers.json")
         try:
@@ -1275,6 +1283,33 @@ class Trainer:
                     continue
             mpath.write_text("".join(x + "\n" for x in kept), encoding="utf-8")
         return tr
+
+
+# What a run writes into its directory; a new run refuses a directory holding any of it.
+_RUN_FILES = ("metrics.jsonl", "samples.jsonl", "evals.jsonl", "audit.jsonl", "config.toml", "learning.json")
+_RUN_DIRS = ("checkpoints", "buffers")
+
+
+def _claim_run_dir(run: Path, overwrite: bool) -> None:
+    """Refuse (ValueError) to start a new run in a directory that holds one,
+    unless ``overwrite``, which deletes that run's files (nothing else)."""
+    if not run.exists():
+        return
+    if not run.is_dir():
+        raise ValueError(f"run directory {run} exists and is not a directory")
+    found = [n for n in _RUN_FILES if (run / n).exists()] + [n for n in _RUN_DIRS if (run / n).exists()]
+    if not found:
+        return
+    if not overwrite:
+        raise ValueError(f"{run} already holds a run ({', '.join(found)}): continue it with "
+                         f"`azr train --resume {run}` (Trainer.resume), choose another --out, or pass "
+                         f"--overwrite (Trainer(..., overwrite=True)) to delete that run first")
+    for n in found:
+        p = run / n
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def _bar_summary(m: dict[str, Any], last_eval: dict[str, Any] | None = None) -> dict[str, str]:
@@ -1316,6 +1351,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any TrainerConfig field; repeatable")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in --out (metrics, checkpoints, ...) instead of refusing")
     return p
 
 
@@ -1350,7 +1387,7 @@ def cli_main(argv: Sequence[str] | None = None, **trainer_kwargs: Any) -> int:
             if args.seed_file:
                 cfg.set("seed_files", args.seed_file)
             cfg.override(sets)
-            tr = Trainer(cfg, **trainer_kwargs)
+            tr = Trainer(cfg, overwrite=args.overwrite, **trainer_kwargs)
         with tr:
             tr.train()
             m = tr.last_metrics

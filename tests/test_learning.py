@@ -475,3 +475,29 @@ def test_share_triplets_puts_each_valid_triplet_in_both_buffers(tmp_path):
     plain.train()
     assert ({(t.program, t.input) for t in plain.buffers["deduction"].tasks}
             != {(t.program, t.input) for t in plain.buffers["abduction"].tasks})
+
+
+def test_new_run_refuses_a_directory_holding_a_run(tmp_path, capsys):
+    cfg = make_config(tmp_path, steps=1)
+    make_trainer(cfg).train()
+    run = Path(cfg.out)
+    before = (run / "metrics.jsonl").read_text()
+    with pytest.raises(ValueError, match="already holds a run.*--resume"):
+        make_trainer(cfg)
+    assert (run / "metrics.jsonl").read_text() == before  # nothing was touched
+    from test_trainer import cli_main
+
+    argv = ["train", "--preset", "quickstart", "--out", str(run), "--steps", "1", "--no-progress"]
+    assert cli_main(argv, model=FakeModel(), executor=FakeExecutor()) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    # --overwrite (overwrite=True) deletes that run's files and starts afresh
+    (run / "notes.txt").write_text("mine")
+    tr = make_trainer(cfg, overwrite=True)
+    assert not (run / "metrics.jsonl").exists() and not (run / "checkpoints").exists()
+    assert (run / "notes.txt").read_text() == "mine"
+    tr.train()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    # resuming is not a new run
+    Trainer.resume(run, model_loader=FakeModel.from_pretrained, executor=FakeExecutor(),
+                   optimizer_factory=lambda m, c: FakeAdamW(m), overrides=["steps=2"]).train()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
