@@ -407,6 +407,7 @@ class Trainer:
                 fn(self, payload)
 
     def _phase(self, name: str) -> None:
+        self._cur_phase = name.split()[0]
         if self._bar is not None:
             self._bar.set_postfix_str(f"step {self.step_count + 1} {name}", refresh=True)
 
@@ -428,7 +429,10 @@ class Trainer:
             kw["kv_budget_mb"] = cfg.kv_budget_mb
         t = time.perf_counter()
         outs = self.model.generate(prompts, **kw)
-        self._times["generate"] = self._times.get("generate", 0.0) + time.perf_counter() - t
+        dt = time.perf_counter() - t
+        self._times["generate"] = self._times.get("generate", 0.0) + dt
+        key = f"generate_{getattr(self, '_cur_phase', 'other')}"  # per phase: propose, learnability, solve
+        self._times[key] = self._times.get(key, 0.0) + dt
         if len(outs) != len(prompts) or any(len(o) != n for o in outs):
             raise RuntimeError(f"model.generate returned {len(outs)} groups for {len(prompts)} prompts "
                                f"(expected {n} completions each)")
