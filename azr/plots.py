@@ -161,4 +161,27 @@ def plot_run(run_dir: str | Path | RunData, path: str | Path | None = None, wind
     return fig
 
 
-__all__ = ["RunData", "load_run", "plot_run", "smooth"]
+def main(argv: list[str] | None = None) -> int:
+    """``python -m azr.plots RUN_DIR OUT.png [--window N]``: draw a run's curves."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m azr.plots", description="Draw a self-play run's curves.")
+    ap.add_argument("run_dir", help="a run directory (azr train --out)")
+    ap.add_argument("out", help="image to write (.png, .svg, .pdf)")
+    ap.add_argument("--window", type=int, default=5, help="steps per moving average (default 5)")
+    args = ap.parse_args(argv)
+    if args.window < 1:
+        ap.error("--window must be >= 1")
+    try:
+        plot_run(args.run_dir, args.out, window=args.window)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"azr.plots: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+__all__ = ["RunData", "load_run", "main", "plot_run", "smooth"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
