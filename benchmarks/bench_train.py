@@ -6,6 +6,10 @@ length 4 x 256 (random weights, copied into both engines), it measures:
 - forward+backward tokens/s of a per-token log-prob loss (ours:
   ``Model.loss_and_backward``; PyTorch: transformers forward with SDPA
   attention + cross-entropy + ``backward()``),
+- a self-play update's shape, the first 80 % of each row a prompt at weight
+  0 (ours: ``Model.backward``, whose vocabulary head skips those rows, and
+  for reference our ``loss_and_backward``, which runs it on every row;
+  PyTorch: full logits, log-softmax, masked sum, ``backward()``),
 - the AdamW step time (ours: ``azr.AdamW.step`` with clipping; PyTorch:
   ``clip_grad_norm_`` + ``torch.optim.AdamW.step``),
 - our achieved matmul GFLOP/s (time inside azr's sgemm calls) next to the
@@ -95,6 +99,23 @@ def bench_model(name: str, shape: dict, B: int, T: int, steps: int, threads: int
         t_opt.append(time.perf_counter() - t0)
         ours.zero_grad()
     gemm_s, gemm_f = _core.gemm_stats(True)
+    # A self-play update's shape: the first 80% of each row is prompt, whose
+    # weight is 0. Model.backward runs the vocabulary head only on the other
+    # rows; loss_and_backward (log-probs out) runs it on every row.
+    wm = w.copy()
+    wm[:, :int(0.8 * T)] = 0.0
+    ours.backward(ids, tg, wm)
+    ours.zero_grad()
+    t_skip, t_full = [], []
+    for _ in range(steps):  # alternated, so a drift of the machine hits both
+        t0 = time.perf_counter()
+        ours.backward(ids, tg, wm)
+        t_skip.append(time.perf_counter() - t0)
+        ours.zero_grad()
+        t0 = time.perf_counter()
+        ours.loss_and_backward(ids, tg, wm)
+        t_full.append(time.perf_counter() - t0)
+        ours.zero_grad()
     sg_after = max(_core.sgemm_gflops(4 * T, shape["intermediate_size"], shape["hidden_size"], 2),
                    _core.sgemm_gflops(4 * T, 1536, 576, 2))
     sgemm_rate = max(sg_before, sg_after)
@@ -122,6 +143,23 @@ def bench_model(name: str, shape: dict, B: int, T: int, steps: int, threads: int
         loss.backward()
         return loss
 
+    wm_t = torch.from_numpy(wm)
+
+    def torch_masked():  # the usual way: full logits, log-softmax, masked sum
+        logits = tm(ids_t).logits
+        lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tg_t[..., None])[..., 0]
+        loss = -(wm_t * lp).sum()
+        loss.backward()
+        return loss
+
+    torch_masked()
+    tm.zero_grad()
+    p_masked = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        torch_masked()
+        p_masked.append(time.perf_counter() - t0)
+        tm.zero_grad()
     torch_fb()
     torch.nn.utils.clip_grad_norm_(tm.parameters(), 1.0)
     topt.step()
@@ -147,6 +185,9 @@ def bench_model(name: str, shape: dict, B: int, T: int, steps: int, threads: int
     print(f"   loss ours {loss_ours:.4f}  torch {loss_t.item():.4f} (same weights)")
     print(f"   fwd+bwd tokens/s: azr {ours_tps:,.0f}   torch {torch_tps:,.0f}   "
           f"ratio {ours_tps / torch_tps:.2f}x")
+    print(f"   update, 80% prompt (weight 0), s: azr backward {min(t_skip):.3f}   torch {min(p_masked):.3f}   "
+          f"ratio {min(p_masked) / min(t_skip):.2f}x;   azr loss_and_backward (head on every row) "
+          f"{min(t_full):.3f}   ratio {min(t_full) / min(t_skip):.2f}x")
     print(f"   AdamW step (s):   azr {min(t_opt):.3f}   torch {min(p_opt):.3f}   "
           f"ratio {min(p_opt) / min(t_opt):.2f}x")
     print(f"   machine SGEMM beside our steps: {sgemm_rate:.1f} GFLOP/s")
@@ -158,6 +199,12 @@ def bench_model(name: str, shape: dict, B: int, T: int, steps: int, threads: int
         {"name": f"{name}_fwd_bwd_tokens_per_s", "unit": "tokens/s", "ours": ours_tps,
          "baseline": torch_tps, "baseline_name": f"torch {torch.__version__} CPU",
          "ratio": ours_tps / torch_tps},
+        {"name": f"{name}_update_prompt80_s", "unit": "s", "ours": min(t_skip), "baseline": min(p_masked),
+         "baseline_name": f"torch {torch.__version__} CPU, full logits, masked loss",
+         "ratio": min(p_masked) / min(t_skip)},
+        {"name": f"{name}_update_prompt80_head_skip_s", "unit": "s", "ours": min(t_skip),
+         "baseline": min(t_full), "baseline_name": "azr loss_and_backward (head on every row)",
+         "ratio": min(t_full) / min(t_skip)},
         {"name": f"{name}_adamw_step_s", "unit": "s", "ours": min(t_opt), "baseline": min(p_opt),
          "baseline_name": f"torch.optim.AdamW {torch.__version__}",
          "ratio": min(p_opt) / min(t_opt)},
