@@ -13,7 +13,12 @@ def test_presets():
     assert q.batch_size < p.batch_size and q.steps == 3
     with pytest.raises(ValueError, match="unknown preset 'tiny'.*paper"):
         TrainerConfig.preset("tiny")
-    assert set(PRESETS) == {"paper", "quickstart"}
+    assert set(PRESETS) == {"paper", "quickstart", "cpu"}
+    c = TrainerConfig.preset("cpu")
+    # the learning preset: a 135M model's learning rate, not the 7B paper's; several samples per
+    # (task, role) group; anti-collapse filter; a time budget with held-out evaluation
+    assert c.lr >= 1e-5 and c.batch_size >= 8 and c.reject_trivial and c.max_minutes == 120
+    assert c.eval_every > 0 and c.eval_tasks == ["heldout-dev"]
 
 
 def test_overrides_convert_types():
