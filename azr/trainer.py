@@ -344,24 +344,40 @@ class Trainer:
         self.train_seconds = 0.0  # wall time of seeding, steps and checkpoints (evaluations excluded)
         self.last_eval_seconds = 0.0
         self._stats: dict[str, int] = {}
-        if cfg.exclude_heldout:
-            self._heldout_keys = self._load_heldout_keys()
+        self.eval_disabled = ""  # why evaluation during training is off although asked for ("" if not)
+        if cfg.exclude_heldout or cfg.eval_every:
+            self._prepare_heldout()
 
-    def _load_heldout_keys(self) -> set[str] | None:
-        """The held-out programs' keys. When the run evaluates held-out sets,
-        their files are required (downloaded into the cache if need be);
-        otherwise they are used when present locally and silently skipped
-        when not (``metrics["heldout_excluded"]`` says which)."""
-        from .evaluation.datasets import DataNotFoundError
+    def _prepare_heldout(self) -> None:
+        """Load the held-out programs' keys (kept out of every buffer) and make
+        sure the evaluation data is at hand. Without ``eval_every`` the files
+        are used when present locally (nothing is downloaded; a run cannot
+        meet programs it has no file of). With it they are downloaded into the
+        cache if need be; when that fails, a folder the user named
+        (``eval_data_dir``) is an error, otherwise training goes on with
+        evaluation off, a warning and ``eval_disabled`` in the metrics."""
+        from .evaluation.datasets import DataNotFoundError, task_file
         from .heldout import heldout_keys
 
-        need = bool(self.config.eval_every) and any(t.startswith("heldout") for t in self.config.eval_tasks)
+        cfg = self.config
+        want = bool(cfg.eval_every)
+        d = cfg.eval_data_dir or None
         try:
-            return heldout_keys(self.config.eval_data_dir or None, download=need)
-        except DataNotFoundError:
-            if need:
+            if cfg.exclude_heldout or (want and any(t.startswith("heldout") for t in cfg.eval_tasks)):
+                self._heldout_keys = heldout_keys(d, download=want)
+            if want and any(t.startswith("cruxeval") for t in cfg.eval_tasks):
+                task_file("cruxeval-o", d, download=True, progress=False)
+        except DataNotFoundError as e:
+            if not want:
+                return
+            if cfg.eval_data_dir:
                 raise
-            return None
+            import warnings
+
+            self.eval_disabled = f"the evaluation data is unavailable: {e}"
+            warnings.warn(f"azr train: evaluation during training is off ({self.eval_disabled}); set config "
+                          f"field 'eval_data_dir' (or AZR_DATA_DIR) to a folder with the benchmark files",
+                          stacklevel=3)
 
     def _held_out(self, program: str) -> bool:
         if not self._heldout_keys:
@@ -941,7 +957,7 @@ class Trainer:
     # ----------------------------------------------------------- evaluation
     def _eval_due(self, step: int) -> bool:
         e = self.config.eval_every
-        return bool(e) and step % e == 0
+        return bool(e) and not self.eval_disabled and step % e == 0
 
     @staticmethod
     def _eval_summary(ev: dict[str, Any]) -> dict[str, Any]:
@@ -1094,6 +1110,8 @@ class Trainer:
             "monitor_counts": dict(self.monitors.counts),
             **{k: _nan_to_none(v) if isinstance(v, float) else v for k, v in upd.items()},
             "lr": float(getattr(self.optimizer, "lr", self.config.lr)),
+            "heldout_excluded": bool(self._heldout_keys),
+            **({"eval_disabled": self.eval_disabled} if self.eval_disabled else {}),
         }
 
     # --------------------------------------------------------------- train
@@ -1119,7 +1137,8 @@ class Trainer:
             self._bar = None
         budget = cfg.max_minutes * 60.0
         try:
-            if cfg.eval_every and self.step_count == 0 and not self._evaluated(0):
+            evaluating = bool(cfg.eval_every) and not self.eval_disabled
+            if evaluating and self.step_count == 0 and not self._evaluated(0):
                 self._eval_record(0)
             if not self.seeded:
                 self._phase("seed buffers")
@@ -1134,7 +1153,7 @@ class Trainer:
                     self._bar.set_postfix(_bar_summary(m, self._eval_summary(self.last_eval)), refresh=False)
                 if cfg.save_every and self.step_count % cfg.save_every == 0:
                     self._timed_save()
-            if cfg.eval_every and not self._evaluated(self.step_count):
+            if evaluating and not self._evaluated(self.step_count):
                 self._eval_record(self.step_count)
             if not cfg.save_every or self.step_count % cfg.save_every:
                 self._timed_save()

@@ -501,3 +501,19 @@ def test_new_run_refuses_a_directory_holding_a_run(tmp_path, capsys):
     Trainer.resume(run, model_loader=FakeModel.from_pretrained, executor=FakeExecutor(),
                    optimizer_factory=lambda m, c: FakeAdamW(m), overrides=["steps=2"]).train()
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_evaluation_without_data_warns_and_trains(tmp_path, monkeypatch):
+    monkeypatch.delenv("AZR_DATA_DIR", raising=False)
+    monkeypatch.setenv("AZR_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("AZR_OFFLINE", "1")
+    cfg = make_config(tmp_path, steps=1, eval_every=1)
+    with pytest.warns(UserWarning, match="evaluation during training is off.*eval_data_dir"):
+        tr = make_trainer(cfg)
+    m = tr.train()[0]
+    assert "unavailable" in m["eval_disabled"] and "eval" not in m and m["heldout_excluded"] is False
+    assert not (Path(cfg.out) / "evals.jsonl").exists()
+    # a folder the user named must hold the files
+    cfg2 = make_config(tmp_path / "b", steps=1, eval_every=1, eval_data_dir=str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="nope"):
+        make_trainer(cfg2)
