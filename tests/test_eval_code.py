@@ -2,8 +2,7 @@
 
 Scorer tests run against two executors with the documented `azr.Executor`
 API: `ReferenceExecutor` (tests/eval_support.py, a subprocess-per-run stand-in
-that checks this layer's test logic) and the real `azr.Executor` when it is
-importable (skipped, with the reason, until the sandbox layer is merged).
+that checks this layer's test logic) and the real `azr.Executor`.
 They run on a subset by default; AZR_EVAL_FULL=1 runs every problem.
 """
 from __future__ import annotations
@@ -21,6 +20,7 @@ from azr.evaluation import (build_program, build_test_code, extract_code, extrac
 from azr.evaluation.code_tasks import sanitize_code
 from azr.evaluation.prompts import BuiltPrompt
 from azr.evaluation.runner import EvalConfig, _Judge
+from azr.executor import Executor
 
 FULL = os.environ.get("AZR_EVAL_FULL") == "1"
 
@@ -130,16 +130,6 @@ def executor(request):
         with ReferenceExecutor(workers=2, timeout=10.0, memory_mb=1024) as ex:
             yield ex
         return
-    try:
-        from azr import Executor  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from azr.executor import Executor  # type: ignore[no-redef]
-        except ImportError:
-            Executor = None
-    if Executor is None:
-        pytest.skip("azr.Executor is not importable in this build (the sandbox layer is not merged yet); "
-                    "the scorers are checked with ReferenceExecutor")
     with Executor(workers=2, timeout=10.0, memory_mb=1024) as ex:
         yield ex
 
@@ -258,20 +248,21 @@ def test_test_code_is_self_contained():
         build_test_code("", "f", [], dataset="apps")
 
 
-def test_hostile_answers_do_not_reach_the_host(executor, tmp_path):
-    """Through azr.Executor, a CRUXEval answer or a generated program cannot touch the evaluator's files."""
-    if isinstance(executor, ReferenceExecutor):
-        pytest.skip("ReferenceExecutor is a plain subprocess, not a sandbox; this checks azr.Executor")
+def test_hostile_answers_do_not_reach_the_host(tmp_path):
+    """Through azr.Executor, a CRUXEval answer or a generated program cannot touch the evaluator's files
+    (ReferenceExecutor is a plain subprocess, not a sandbox: this checks azr.Executor only)."""
     from azr.evaluation import Problem
 
-    marker = tmp_path / "pwned"
-    touch = f"__import__('pathlib').Path({str(marker)!r}).write_text('x')"
-    p = Problem("cruxeval-o", "t", "", "1", {"code": "def f(x):\n    return x", "input": "1", "output": "1"})
-    res = _judge("cruxeval-o", executor, [(p, f"<answer>{touch}</answer>")])
-    res += _judge("cruxeval-i", executor, [(Problem("cruxeval-i", "t", "", "1", p.meta), f"<answer>{touch}</answer>")])
-    he = Problem("humaneval+", "t", "", "", {"prompt": "", "entry_point": "g", "reference": "def g():\n    return 1\n",
-                                             "base_input": [[]], "plus_input": [], "atol": 0.0, "dataset": "humaneval"})
-    res += _judge("humaneval+", executor, [(he, f"```python\n_x = {touch}\ndef g():\n    return 1\n```")])
+    with Executor(workers=2, timeout=10.0, memory_mb=1024) as executor:
+        marker = tmp_path / "pwned"
+        touch = f"__import__('pathlib').Path({str(marker)!r}).write_text('x')"
+        p = Problem("cruxeval-o", "t", "", "1", {"code": "def f(x):\n    return x", "input": "1", "output": "1"})
+        res = _judge("cruxeval-o", executor, [(p, f"<answer>{touch}</answer>")])
+        crux_i = Problem("cruxeval-i", "t", "", "1", p.meta)
+        res += _judge("cruxeval-i", executor, [(crux_i, f"<answer>{touch}</answer>")])
+        he = Problem("humaneval+", "t", "", "", {"prompt": "", "entry_point": "g", "reference": "def g():\n    return 1\n",
+                                                 "base_input": [[]], "plus_input": [], "atol": 0.0, "dataset": "humaneval"})
+        res += _judge("humaneval+", executor, [(he, f"```python\n_x = {touch}\ndef g():\n    return 1\n```")])
     assert not any(r["correct"] for r in res[:2])
     assert not marker.exists()
 

@@ -101,6 +101,20 @@ def test_isolation_layers_reported(ex):
     assert iso["pid_namespace"] or iso["subreaper"]
 
 
+def test_isolation_layers_ci_expects(ex):
+    """The layers the machine must give, named in AZR_EXPECT_ISOLATION
+    (comma-separated; .ci/run sets it): several checks here hold only when a
+    layer is active, so a missing layer must fail here, not skip them."""
+    want = [n.strip() for n in os.environ.get("AZR_EXPECT_ISOLATION", "").split(",") if n.strip()]
+    if not want:
+        pytest.skip("AZR_EXPECT_ISOLATION is not set: no isolation layer is required on this machine")
+    iso = ex.isolation
+    unknown = sorted(set(want) - set(iso))
+    assert not unknown, f"AZR_EXPECT_ISOLATION names unknown layers {unknown}; the layers are {sorted(iso)}"
+    missing = [n for n in want if not iso[n]]
+    assert not missing, f"expected isolation layers are not active: {missing}"
+
+
 def test_children_see_empty_environment_and_own_uid(ex, monkeypatch):
     prog = ("import os\ndef f(x):\n"
             "    return (sorted(k for k in os.environ), os.getuid(), os.getpid() == os.getpgid(0))")

@@ -37,13 +37,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-gguf = pytest.importorskip("gguf")
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
-pytest.importorskip("accelerate")  # transformers needs it to load GGUF files
+import accelerate  # noqa: F401  (transformers needs it to load GGUF files)
+import gguf
+import tokenizers
+import torch
+import transformers
 
-import azr  # noqa: E402
+import azr
 from azr import gguf as agguf  # noqa: E402
 
 PROMPTS = [
@@ -464,24 +464,19 @@ def test_default_model_found_without_importing_plugin(smollm_path, tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# azr's own engine and tokenizer on the default model (active once the model
-# engine / tokenizer layers are in the tree; they skip with a reason before)
+# azr's own engine and tokenizer on the default model
 # ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def azr_model(converted):
-    if not hasattr(azr, "Model"):
-        pytest.skip("azr.Model (the model engine layer) is not in this tree")
     return azr.Model.from_pretrained(converted)
 
 
 @pytest.fixture(scope="module")
 def azr_tokenizer(converted):
-    try:
-        from azr.tokenizer import Tokenizer
-    except ImportError:
-        pytest.skip("azr.Tokenizer (the tokenizer layer) is not in this tree")
+    from azr.tokenizer import Tokenizer
+
     return Tokenizer.from_pretrained(converted)
 
 
@@ -517,8 +512,6 @@ GREEDY_PROMPTS = [
 
 
 def test_azr_greedy_continuations_equal_transformers(azr_model, tf_from_gguf, tf_tokenizer):
-    if not hasattr(azr_model, "generate"):
-        pytest.skip("Model.generate (the rollout engine layer) is not in this tree")
     for p in GREEDY_PROMPTS:
         text = tf_tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                                 add_generation_prompt=True)

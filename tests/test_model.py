@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
-import azr  # noqa: E402
-from azr.model import Model, ModelConfig  # noqa: E402
+import azr
+from azr.model import Model, ModelConfig
 
 VOCAB = 101
 

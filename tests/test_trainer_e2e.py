@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from azr import executor as executor_mod
+from azr import model as model_mod
 from azr.config import TrainerConfig
 from azr.tasks import TASK_TYPES, PromptTemplates
 from azr.trainer import Trainer
-
-model_mod = pytest.importorskip("azr.model")
-executor_mod = pytest.importorskip("azr.executor")
 
 SEEDS = [
     {"snippet": "def f(a):\n    return a + 1", "input": "3", "output": "4", "imports": []},
