@@ -8,11 +8,15 @@ that needs one of them skips with a clear reason when it is absent.
 
 Under CI (the environment variable `CI` set, as `.ci/run` does) nothing may
 vanish quietly:
-- the run refuses to start without ../shared/data or ../shared/redteam;
+- the run refuses to start without ../shared/data, ../shared/redteam or the
+  pytest-timeout plugin (declared in the `test` extra);
 - every skip is a failure unless its reason is in `SKIPS_ALLOWED_IN_CI`, so a
   missing declared dependency (`pytest.importorskip`), a missing data file, a
   missing default model or a missing sandbox layer fails the run instead of
   shrinking it.
+
+Every Hypothesis test is derandomized (the `azr` profile, loaded always): the
+same examples every run, so a run cannot flake on a new draw.
 """
 from __future__ import annotations
 
@@ -20,8 +24,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 REPO = Path(__file__).resolve().parent.parent
+
+hypothesis_settings.register_profile("azr", derandomize=True, database=None)
+hypothesis_settings.load_profile("azr")
 
 # Skip reasons that are not a missing dependency, data set or layer: none at
 # present. Add a reason here only with a comment saying why CI may skip it.
@@ -52,6 +60,8 @@ def pytest_configure(config):
         missing.append("the real test data (set AZR_SHARED_DATA or place it at ../shared/data)")
     if redteam_path() is None:
         missing.append("the red-team corpus (set AZR_REDTEAM or place it at ../shared/redteam)")
+    if not config.pluginmanager.hasplugin("timeout"):
+        missing.append("the pytest-timeout plugin (pip install '.[test]')")
     if missing:
         raise pytest.UsageError("CI is set, so the run needs " + "; ".join(missing))
 

@@ -1,5 +1,6 @@
 """The rules that make a green run mean something (tests/conftest.py,
-pyproject.toml): under CI a skip fails and missing data stops the run, and the
+pyproject.toml): under CI a skip fails and missing data stops the run, a hung
+test is stopped, Hypothesis draws the same examples every run, and the
 reference libraries are pinned to the versions the tests were written against.
 
 The CI rules are checked on throwaway test files run by a child pytest, so
@@ -12,8 +13,11 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
+
+import hypothesis
 
 try:
     import tomllib
@@ -75,12 +79,34 @@ def test_ci_refuses_to_start_without_shared_data_or_redteam(tmp_path):
         assert _pytest(tmp_path, body, ci=False, **{var: str(tmp_path / "absent")}).returncode == 0
 
 
+def test_a_hung_test_is_stopped(tmp_path):
+    """The project's timeout settings (pyproject.toml), with the limit cut to 2 s."""
+    body = "import time\n\ndef test_hangs():\n    time.sleep(300)\n"
+    t0 = time.monotonic()
+    r = _pytest(tmp_path, body, "-c", str(REPO / "pyproject.toml"), "-o", "timeout=2", ci=False)
+    assert time.monotonic() - t0 < 60
+    assert r.returncode != 0 and "Timeout" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_timeout_is_configured():
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert 60 <= int(cfg["timeout"]) <= 1800 and cfg["timeout_method"] == "thread"
+
+
+def test_hypothesis_is_derandomized(request):
+    assert hypothesis.settings.default.derandomize
+    for item in request.session.items:
+        fn = getattr(item, "obj", None)
+        if getattr(fn, "is_hypothesis_test", False):
+            assert fn._hypothesis_internal_use_settings.derandomize, item.nodeid
+
+
 def test_reference_libraries_are_pinned_to_the_installed_versions():
     """The reference tests compare against these libraries' numbers and
     token ids: a new release must be a deliberate change of the pin."""
     extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
     pins = dict(m.groups() for m in (re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", r.strip()) for r in extra) if m)
-    for name in ("torch", "tokenizers", "transformers", "gguf", "accelerate"):
+    for name in ("torch", "tokenizers", "transformers", "gguf", "accelerate", "pytest-timeout"):
         assert name in pins, f"{name} is not pinned (==) in the test extra"
         installed = metadata.version(name).split("+")[0]  # == 2.13.0 accepts the local build 2.13.0+cpu
         assert installed == pins[name], (name, installed, pins[name])
