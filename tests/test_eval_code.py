@@ -7,6 +7,7 @@ They run on a subset by default; AZR_EVAL_FULL=1 runs every problem.
 """
 from __future__ import annotations
 
+import ast
 import itertools
 import os
 from fractions import Fraction
@@ -157,17 +158,72 @@ def test_cruxeval_gold_scores_100_and_wrong_scores_0(shared_data, executor, task
     assert not unexpected, unexpected
     for k, r in bad.items():  # refused as non-literal input by the sandbox, not judged wrong
         assert r["status"] == "error" and "not allowed in an input" in r["message"], (k, r)
-    # wrong answers: an output of another problem (different text and value), or a type change
-    wrong = []
-    for i, p in enumerate(probs):
-        other = probs[(i + 1) % len(probs)]
-        if task == "cruxeval-o":
-            w = other.answer if other.answer != p.answer else repr(p.answer)
-        else:
-            w = "'definitely not an input', 12345, [None]"
-        wrong.append((p, f"<answer>{w}</answer>"))
-    res = _judge(task, executor, wrong)
+    # wrong answers: for CRUXEval-O an output of another problem (different text and value), or a type
+    # change; for CRUXEval-I an argument list f runs on and returns another output for, so the judge
+    # compares outputs instead of stopping at a TypeError for the wrong number of arguments
+    if task == "cruxeval-o":
+        wrong = []
+        for i, p in enumerate(probs):
+            other = probs[(i + 1) % len(probs)]
+            wrong.append((p, other.answer if other.answer != p.answer else repr(p.answer)))
+    else:
+        found = _runnable_wrong_inputs([p for p in probs if p.id not in CRUX_I_NOT_LITERAL])
+        missing = [p.id for p in probs if p.id not in CRUX_I_NOT_LITERAL and p.id not in found]
+        assert not missing or FULL, f"no runnable wrong input found for {missing}"
+        wrong = [(p, found[p.id]) for p in probs if p.id in found]
+    res = _judge(task, executor, [(p, f"<answer>{w}</answer>") for p, w in wrong])
     assert not any(r["correct"] for r in res), [(p.id, r) for (p, _), r in zip(wrong, res) if r["correct"]]
+    if task == "cruxeval-i":  # judged on their outputs: every run ended normally
+        assert all(r["status"] == "ok" for r in res), [(p.id, w, r) for (p, w), r in zip(wrong, res)
+                                                       if r["status"] != "ok"]
+
+
+def _literal_variants(v) -> list:
+    """Other values near v, plus a few of other types."""
+    out: list = []
+    if isinstance(v, bool):
+        out = [not v]
+    elif isinstance(v, int):
+        out = [v + 1, v - 1, 0, 1]
+    elif isinstance(v, float):
+        out = [v + 1.0, 0.0]
+    elif isinstance(v, str):
+        out = [v + "x", v[::-1], "", "\u00e9" * max(1, len(v))]
+    elif isinstance(v, (list, tuple)):
+        t = type(v)
+        out = [t(v[1:]), t(list(v) + list(v[:1])), t(list(v)[::-1]), t()]
+    elif isinstance(v, dict):
+        out = [dict(list(v.items())[1:]), {**v, "x": 1}, {}]
+    return out + [None, 0, "", []]
+
+
+def _runnable_wrong_inputs(probs) -> dict[str, str]:
+    """problem id -> an argument list that f accepts and that gives another output than the gold: the gold
+    arguments with one changed, else another problem's gold input. Found by running f in azr.Executor
+    (independent of the executor under test) and comparing with the gold output here."""
+    from azr.executor import values_equal
+
+    def args_of(text):
+        call = ast.parse(f"f({text})", mode="eval").body
+        return [ast.literal_eval(a) for a in call.args], {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+
+    def render(args, kwargs):
+        return ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
+
+    cands = []
+    for i, p in enumerate(probs):
+        args, kwargs = args_of(p.answer)
+        mine = [render(args[:j] + [m] + args[j + 1:], kwargs) for j, a in enumerate(args)
+                for m in _literal_variants(a)]
+        others = [q.answer for q in probs[i + 1:] + probs[:i] if q.answer != p.answer]
+        cands += [(p, c) for c in mine + others]
+    with Executor(workers=2, timeout=2.0, memory_mb=512) as ex:
+        runs = ex.run([p.meta["code"] for p, _ in cands], [c for _, c in cands])
+    found: dict[str, str] = {}
+    for (p, c), r in zip(cands, runs):
+        if p.id not in found and r.status == "ok" and not values_equal(r.value, ast.literal_eval(p.meta["output"])):
+            found[p.id] = c
+    return found
 
 
 def test_cruxeval_output_equality_is_type_aware(executor):
