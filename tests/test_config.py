@@ -13,7 +13,9 @@ def test_presets():
     assert q.batch_size < p.batch_size and q.steps == 3
     with pytest.raises(ValueError, match="unknown preset 'tiny'.*paper"):
         TrainerConfig.preset("tiny")
-    assert set(PRESETS) == {"paper", "quickstart"}
+    assert {"paper", "quickstart", "cpu"} <= set(PRESETS)
+    for name in PRESETS:
+        TrainerConfig.preset(name).validate()
 
 
 def test_overrides_convert_types():

@@ -191,12 +191,14 @@ def mirror(tmp_path, monkeypatch):
 
 
 def test_pinned_sources_match_the_shared_copies(shared_data):
-    """Every file a task reads first is pinned, and the pins are the real files' size and hash."""
+    """Every file a task reads first is pinned, as are the paper's seed files (azr_seeds/, beside the
+    benchmarks), and the pins are the real files' size and hash."""
     from azr.evaluation.datasets import _FILES
 
-    assert {names[0] for names in _FILES.values()} == set(BENCHMARK_FILES)
+    seeds = {name for name in BENCHMARK_FILES if name.startswith("azr_seeds/")}
+    assert seeds and {names[0] for names in _FILES.values()} | seeds == set(BENCHMARK_FILES)
     for name, bf in BENCHMARK_FILES.items():
-        local = shared_data / "benchmarks" / name
+        local = shared_data / name if name in seeds else shared_data / "benchmarks" / name
         assert local.stat().st_size == bf.size, name
         assert _sha256(local) == bf.sha256, name
         assert re.fullmatch(r"https://raw\.githubusercontent\.com/[\w.-]+/[\w.-]+/[0-9a-f]{40}/\S+", bf.url), bf.url
