@@ -14,6 +14,8 @@ def test_presets():
     with pytest.raises(ValueError, match="unknown preset 'tiny'.*paper"):
         TrainerConfig.preset("tiny")
     assert set(PRESETS) == {"paper", "quickstart", "cpu"}
+    for name in PRESETS:
+        TrainerConfig.preset(name).validate()
     c = TrainerConfig.preset("cpu")
     # the learning preset: a 135M model's learning rate, not the 7B paper's; several samples per
     # (task, role) group; anti-collapse filter; a time budget with held-out evaluation

@@ -2,14 +2,15 @@
 
 Scorer tests run against two executors with the documented `azr.Executor`
 API: `ReferenceExecutor` (tests/eval_support.py, a subprocess-per-run stand-in
-that checks this layer's test logic) and the real `azr.Executor` when it is
-importable (skipped, with the reason, until the sandbox layer is merged).
+that checks this layer's test logic) and the real `azr.Executor`.
 They run on a subset by default; AZR_EVAL_FULL=1 runs every problem.
 """
 from __future__ import annotations
 
+import ast
 import itertools
 import os
+import time
 from fractions import Fraction
 from math import comb
 
@@ -21,6 +22,7 @@ from azr.evaluation import (build_program, build_test_code, extract_code, extrac
 from azr.evaluation.code_tasks import sanitize_code
 from azr.evaluation.prompts import BuiltPrompt
 from azr.evaluation.runner import EvalConfig, _Judge
+from azr.executor import Executor
 
 FULL = os.environ.get("AZR_EVAL_FULL") == "1"
 
@@ -102,11 +104,17 @@ def test_sanitize_keeps_definitions_and_drops_examples():
 
 
 def test_extraction_is_bounded_on_hostile_text():
+    """Each extraction returns (or gives None) within 1 s on 5-160 KB of hostile text: it takes
+    milliseconds, and a regex that backtracks quadratically here would take minutes."""
     for text in ["assert f(" + "[" * 50_000 + ") == 1", "<answer>f(" + "(" * 5000 + ")</answer>",
                  "```" * 10_000, "`" * 100_001, "<answer>" * 20_000]:
         for task in ("cruxeval-i", "cruxeval-o"):
+            t0 = time.perf_counter()
             extract_crux_answer(text, task)  # returns something or None, never raises
+            assert time.perf_counter() - t0 < 1.0, (task, text[:40])
+        t0 = time.perf_counter()
         extract_code(text, "f")
+        assert time.perf_counter() - t0 < 1.0, ("code", text[:40])
 
 
 def test_extract_code_and_build_program():
@@ -130,16 +138,6 @@ def executor(request):
         with ReferenceExecutor(workers=2, timeout=10.0, memory_mb=1024) as ex:
             yield ex
         return
-    try:
-        from azr import Executor  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from azr.executor import Executor  # type: ignore[no-redef]
-        except ImportError:
-            Executor = None
-    if Executor is None:
-        pytest.skip("azr.Executor is not importable in this build (the sandbox layer is not merged yet); "
-                    "the scorers are checked with ReferenceExecutor")
     with Executor(workers=2, timeout=10.0, memory_mb=1024) as ex:
         yield ex
 
@@ -167,17 +165,72 @@ def test_cruxeval_gold_scores_100_and_wrong_scores_0(shared_data, executor, task
     assert not unexpected, unexpected
     for k, r in bad.items():  # refused as non-literal input by the sandbox, not judged wrong
         assert r["status"] == "error" and "not allowed in an input" in r["message"], (k, r)
-    # wrong answers: an output of another problem (different text and value), or a type change
-    wrong = []
-    for i, p in enumerate(probs):
-        other = probs[(i + 1) % len(probs)]
-        if task == "cruxeval-o":
-            w = other.answer if other.answer != p.answer else repr(p.answer)
-        else:
-            w = "'definitely not an input', 12345, [None]"
-        wrong.append((p, f"<answer>{w}</answer>"))
-    res = _judge(task, executor, wrong)
+    # wrong answers: for CRUXEval-O an output of another problem (different text and value), or a type
+    # change; for CRUXEval-I an argument list f runs on and returns another output for, so the judge
+    # compares outputs instead of stopping at a TypeError for the wrong number of arguments
+    if task == "cruxeval-o":
+        wrong = []
+        for i, p in enumerate(probs):
+            other = probs[(i + 1) % len(probs)]
+            wrong.append((p, other.answer if other.answer != p.answer else repr(p.answer)))
+    else:
+        found = _runnable_wrong_inputs([p for p in probs if p.id not in CRUX_I_NOT_LITERAL])
+        missing = [p.id for p in probs if p.id not in CRUX_I_NOT_LITERAL and p.id not in found]
+        assert not missing or FULL, f"no runnable wrong input found for {missing}"
+        wrong = [(p, found[p.id]) for p in probs if p.id in found]
+    res = _judge(task, executor, [(p, f"<answer>{w}</answer>") for p, w in wrong])
     assert not any(r["correct"] for r in res), [(p.id, r) for (p, _), r in zip(wrong, res) if r["correct"]]
+    if task == "cruxeval-i":  # judged on their outputs: every run ended normally
+        assert all(r["status"] == "ok" for r in res), [(p.id, w, r) for (p, w), r in zip(wrong, res)
+                                                       if r["status"] != "ok"]
+
+
+def _literal_variants(v) -> list:
+    """Other values near v, plus a few of other types."""
+    out: list = []
+    if isinstance(v, bool):
+        out = [not v]
+    elif isinstance(v, int):
+        out = [v + 1, v - 1, 0, 1]
+    elif isinstance(v, float):
+        out = [v + 1.0, 0.0]
+    elif isinstance(v, str):
+        out = [v + "x", v[::-1], "", "\u00e9" * max(1, len(v))]
+    elif isinstance(v, (list, tuple)):
+        t = type(v)
+        out = [t(v[1:]), t(list(v) + list(v[:1])), t(list(v)[::-1]), t()]
+    elif isinstance(v, dict):
+        out = [dict(list(v.items())[1:]), {**v, "x": 1}, {}]
+    return out + [None, 0, "", []]
+
+
+def _runnable_wrong_inputs(probs) -> dict[str, str]:
+    """problem id -> an argument list that f accepts and that gives another output than the gold: the gold
+    arguments with one changed, else another problem's gold input. Found by running f in azr.Executor
+    (independent of the executor under test) and comparing with the gold output here."""
+    from azr.executor import values_equal
+
+    def args_of(text):
+        call = ast.parse(f"f({text})", mode="eval").body
+        return [ast.literal_eval(a) for a in call.args], {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+
+    def render(args, kwargs):
+        return ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
+
+    cands = []
+    for i, p in enumerate(probs):
+        args, kwargs = args_of(p.answer)
+        mine = [render(args[:j] + [m] + args[j + 1:], kwargs) for j, a in enumerate(args)
+                for m in _literal_variants(a)]
+        others = [q.answer for q in probs[i + 1:] + probs[:i] if q.answer != p.answer]
+        cands += [(p, c) for c in mine + others]
+    with Executor(workers=2, timeout=2.0, memory_mb=512) as ex:
+        runs = ex.run([p.meta["code"] for p, _ in cands], [c for _, c in cands])
+    found: dict[str, str] = {}
+    for (p, c), r in zip(cands, runs):
+        if p.id not in found and r.status == "ok" and not values_equal(r.value, ast.literal_eval(p.meta["output"])):
+            found[p.id] = c
+    return found
 
 
 def test_cruxeval_output_equality_is_type_aware(executor):
@@ -258,20 +311,21 @@ def test_test_code_is_self_contained():
         build_test_code("", "f", [], dataset="apps")
 
 
-def test_hostile_answers_do_not_reach_the_host(executor, tmp_path):
-    """Through azr.Executor, a CRUXEval answer or a generated program cannot touch the evaluator's files."""
-    if isinstance(executor, ReferenceExecutor):
-        pytest.skip("ReferenceExecutor is a plain subprocess, not a sandbox; this checks azr.Executor")
+def test_hostile_answers_do_not_reach_the_host(tmp_path):
+    """Through azr.Executor, a CRUXEval answer or a generated program cannot touch the evaluator's files
+    (ReferenceExecutor is a plain subprocess, not a sandbox: this checks azr.Executor only)."""
     from azr.evaluation import Problem
 
-    marker = tmp_path / "pwned"
-    touch = f"__import__('pathlib').Path({str(marker)!r}).write_text('x')"
-    p = Problem("cruxeval-o", "t", "", "1", {"code": "def f(x):\n    return x", "input": "1", "output": "1"})
-    res = _judge("cruxeval-o", executor, [(p, f"<answer>{touch}</answer>")])
-    res += _judge("cruxeval-i", executor, [(Problem("cruxeval-i", "t", "", "1", p.meta), f"<answer>{touch}</answer>")])
-    he = Problem("humaneval+", "t", "", "", {"prompt": "", "entry_point": "g", "reference": "def g():\n    return 1\n",
-                                             "base_input": [[]], "plus_input": [], "atol": 0.0, "dataset": "humaneval"})
-    res += _judge("humaneval+", executor, [(he, f"```python\n_x = {touch}\ndef g():\n    return 1\n```")])
+    with Executor(workers=2, timeout=10.0, memory_mb=1024) as executor:
+        marker = tmp_path / "pwned"
+        touch = f"__import__('pathlib').Path({str(marker)!r}).write_text('x')"
+        p = Problem("cruxeval-o", "t", "", "1", {"code": "def f(x):\n    return x", "input": "1", "output": "1"})
+        res = _judge("cruxeval-o", executor, [(p, f"<answer>{touch}</answer>")])
+        crux_i = Problem("cruxeval-i", "t", "", "1", p.meta)
+        res += _judge("cruxeval-i", executor, [(crux_i, f"<answer>{touch}</answer>")])
+        he = Problem("humaneval+", "t", "", "", {"prompt": "", "entry_point": "g", "reference": "def g():\n    return 1\n",
+                                                 "base_input": [[]], "plus_input": [], "atol": 0.0, "dataset": "humaneval"})
+        res += _judge("humaneval+", executor, [(he, f"```python\n_x = {touch}\ndef g():\n    return 1\n```")])
     assert not any(r["correct"] for r in res[:2])
     assert not marker.exists()
 

@@ -197,36 +197,78 @@ def test_cli_main(bench, tmp_path, monkeypatch, capsys):
     assert len((out / "samples" / "gsm8k.jsonl").read_text().splitlines()) == 4
 
 
-def test_tiny_real_model_end_to_end(shared_data, tmp_path):
-    """A few problems per task through the real engine (TinyStories-656K) and sandbox, when both exist.
+class ScriptedAnswers:
+    """The real rollout engine generates (a story model's text), then each
+    completion's text is replaced by the next scripted answer: the runner
+    calls generate with its problems in order, task after task."""
 
-    The scores of a story model are ~0; this checks that every piece runs together and that every
-    sample is written out and judged."""
-    Model = getattr(azr, "Model", None)
-    if Model is None or not hasattr(Model, "generate"):
-        pytest.skip("azr.Model.generate (the rollout engine) is not in this build yet")
-    from azr.evaluation.runner import _make_executor
+    def __init__(self, model, answers):
+        self.model, self.answers = model, list(answers)
+        self.tokenizer = model.tokenizer
+        self.engine_tokens = 0
 
-    tasks = ["gsm8k", "math500", "aime24"]
-    executor = None
-    try:
-        executor = _make_executor(EvalConfig())
-        tasks = ["cruxeval-i", "cruxeval-o", "humaneval+", "mbpp+"] + tasks
-    except RuntimeError:
-        pass
-    model = Model.from_pretrained(str(shared_data / "models" / "tinystories-656k"))
-    try:
-        res = evaluate(model, tasks, executor=executor, data_dir=shared_data / "benchmarks", limit=2,
-                       max_new_tokens=16, batch_size=4, out_dir=str(tmp_path), progress=False)
-    finally:
-        if executor is not None:
-            executor.close()
-    for t in tasks:
-        r = res.tasks[t]
-        assert r.n_problems == 2 and r.generated_tokens > 0
-        assert all(0.0 <= v <= 1.0 for v in r.scores.values())
-        lines = (tmp_path / "samples" / (t.replace("+", "_plus") + ".jsonl")).read_text().splitlines()
-        assert len(lines) == 2 and all("status" in json.loads(x) for x in lines)
+    def generate(self, prompts, **kw):
+        out = self.model.generate(prompts, **kw)
+        for row in out:
+            for c in row:
+                self.engine_tokens += len(c.token_ids)
+                c.text = self.answers.pop(0)
+        return out
+
+
+REAL_TASKS = ["cruxeval-o", "cruxeval-i", "humaneval+", "mbpp+", "gsm8k", "math500", "aime24"]
+
+
+def _scripted(task, probs, gold):
+    """A completion per problem (azr prompt style: the model writes after "<think>", up to the stop
+    string "</answer>"): the gold answer, or a wrong one that runs and parses like an answer."""
+    out = []
+    for i, p in enumerate(probs):
+        other = probs[(i + 1) % len(probs)]
+        if task == "cruxeval-o":
+            ans = p.answer if gold else other.answer
+            assert gold or other.answer != p.answer
+            out.append(f"I ran it.</think> <answer>{ans}")
+        elif task == "cruxeval-i":
+            ans = p.answer if gold else other.answer
+            assert gold or other.meta["output"] != p.meta["output"]
+            out.append(f"I ran it.</think> <answer>{ans}")
+        elif task in ("humaneval+", "mbpp+"):
+            entry = p.meta["entry_point"]
+            body = p.meta["reference"] if gold else f"def {entry}(*args, **kwargs):\n    return None\n"
+            out.append(f"Easy.</think> <answer>```python\n{body}\n```")
+        else:
+            ans = p.answer if gold else "123456789"
+            assert gold or ans != p.answer
+            out.append(f"So the answer is \\boxed{{{ans}}}.</think> <answer>{ans}")
+    return out
+
+
+def test_real_engine_and_sandbox_score_gold_1_and_wrong_0(shared_data, tmp_path):
+    """Two problems per task through the real rollout engine (TinyStories-656K, whose text is then
+    replaced by scripted answers), the real sandbox (azr.Executor) and the real math grader: gold
+    answers score 1 on every task and wrong ones 0, and every sample is written out and judged."""
+    model = azr.Model.from_pretrained(str(shared_data / "models" / "tinystories-656k"))
+    bench = shared_data / "benchmarks"
+    probs = {t: load_task(t, bench, limit=2) for t in REAL_TASKS}
+    for gold, want in ((True, 1.0), (False, 0.0)):
+        scripted = ScriptedAnswers(model, [a for t in REAL_TASKS for a in _scripted(t, probs[t], gold)])
+        out = tmp_path / ("gold" if gold else "wrong")
+        res = evaluate(scripted, REAL_TASKS, data_dir=bench, limit=2, max_new_tokens=8, batch_size=2,
+                       prompt_style="azr", out_dir=str(out), progress=False)
+        assert scripted.answers == [] and scripted.engine_tokens > 0
+        for t in REAL_TASKS:
+            r = res.tasks[t]
+            assert r.n_problems == 2 and r.generated_tokens > 0
+            assert r.scores["pass@1"] == want, (t, gold, r.scores, r.statuses)
+            if t in ("humaneval+", "mbpp+"):
+                assert r.scores["base_pass@1"] == want, (t, gold, r.scores)
+            lines = [json.loads(x) for x in (out / "samples" / (t.replace("+", "_plus") + ".jsonl"))
+                     .read_text().splitlines()]
+            assert [x["id"] for x in lines] == [p.id for p in probs[t]]
+            assert all(x["correct"] is gold for x in lines), (t, lines)
+            if gold or t.startswith("cruxeval-o"):
+                assert all(x["status"] == "ok" for x in lines), (t, [x["message"] for x in lines])
 
 
 class CharTok:

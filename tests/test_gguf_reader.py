@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-gguf = pytest.importorskip("gguf")
-from gguf import GGMLQuantizationType as QT  # noqa: E402
-from gguf import quants  # noqa: E402
+import gguf
+from gguf import GGMLQuantizationType as QT
+from gguf import quants
 
-import azr  # noqa: E402
+import azr
 from azr._native import _core  # noqa: E402
 from azr import gguf as agguf  # noqa: E402
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-st_numpy = pytest.importorskip("safetensors.numpy")
+import safetensors.numpy as st_numpy
+import torch
+import transformers
 
-import azr  # noqa: E402
-from azr import _core  # noqa: E402
-from azr.model import Model, ModelConfig  # noqa: E402
+import azr
+from azr import _core
+from azr.model import Model, ModelConfig
 
 
 def _tiny_cfg(**kw) -> ModelConfig:

@@ -10,13 +10,14 @@ import random
 
 import pytest
 
-tokenizers = pytest.importorskip("tokenizers")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+import tokenizers
+import transformers
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-import azr  # noqa: E402
-from azr.tokenizer import Tokenizer  # noqa: E402
-from tokenizer_helpers import (gpt2_style_json, load_pair, stdlib_corpus, stdlib_files,  # noqa: E402
+import azr
+from azr.tokenizer import Tokenizer
+from tokenizer_helpers import (gpt2_style_json, load_pair, stdlib_corpus, stdlib_files,
                                with_added_tokens)
 
 ALL = ["qwen2.5", "qwen3", "llama3.1", "tinystories"]
@@ -286,7 +287,6 @@ def test_merges_as_strings_and_pairs_agree(shared_data):
 
 @pytest.mark.parametrize("name", ALL)
 def test_metadata_matches_transformers(shared_data, name):
-    transformers = pytest.importorskip("transformers")
     ours, hf = load_pair(str(shared_data), name)
     d = shared_data / ("models" if name == "tinystories" else "tokenizers") / (
         "tinystories-656k" if name == "tinystories" else name)
@@ -313,7 +313,6 @@ CHATS = [
 
 @pytest.mark.parametrize("name", ["qwen2.5", "qwen3", "llama3.1"])
 def test_chat_template_matches_transformers(shared_data, name):
-    transformers = pytest.importorskip("transformers")
     ours, _ = load_pair(str(shared_data), name)
     ref = transformers.AutoTokenizer.from_pretrained(str(shared_data / "tokenizers" / name))
     assert ours.chat_template == ref.chat_template

@@ -9,11 +9,11 @@ import unicodedata
 
 import pytest
 
-tokenizers = pytest.importorskip("tokenizers")
+import tokenizers
 
-from azr._native import _core  # noqa: E402
-from azr.tokenizer import UNICODE_VERSION, Tokenizer  # noqa: E402
-from tokenizer_helpers import gpt2_style_json, load_pair  # noqa: E402
+from azr._native import _core
+from azr.tokenizer import UNICODE_VERSION, Tokenizer
+from tokenizer_helpers import gpt2_style_json, load_pair
 
 
 def all_code_points() -> list[str]:

@@ -11,23 +11,28 @@ sandbox. No fakes.
 - learning: a tiny random model with a 12-token BPE vocabulary answering easy
   deduction tasks (solve role only); the solver reward rises through the real
   gradient path (generate -> sandbox judge -> advantages ->
-  loss_and_backward -> AdamW).
+  loss_and_backward -> AdamW);
+- judging: a scripted policy (test_trainer's fake, speaking through the real
+  Qwen2.5 tokenizer) proposes and solves all three task types, right and
+  wrong, through the real sandbox; every outcome and reward is checked
+  against values computed here.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from azr import executor as executor_mod
+from azr import model as model_mod
 from azr.config import TrainerConfig
 from azr.tasks import TASK_TYPES, PromptTemplates
 from azr.trainer import Trainer
-
-model_mod = pytest.importorskip("azr.model")
-executor_mod = pytest.importorskip("azr.executor")
 
 SEEDS = [
     {"snippet": "def f(a):\n    return a + 1", "input": "3", "output": "4", "imports": []},
@@ -205,3 +210,119 @@ def test_solver_reward_rises(executor, tmp_path):
     acc_last = float(np.mean([m["tasks"]["deduction"]["solve"]["solve_acc"] for m in ms[-5:]]))
     assert last > first + 0.5, r
     assert acc_last > 0.3, r
+
+
+# ------------------------------------------------------------ scripted model
+# The self-play loop through real judging: test_trainer's scripted policy
+# (it proposes and solves tasks over a few known programs, right or wrong at
+# random, sometimes malformed) speaking through the real Qwen2.5 tokenizer
+# (chat template, byte-level BPE), judged by the real azr.Executor, with the
+# trainer's real rewards and advantages. Outcomes and rewards are checked
+# against values computed here by running the known programs in Python.
+class _CountingExecutor:
+    """The real executor, counting the calls per method."""
+
+    def __init__(self, ex):
+        self._ex, self.calls = ex, {}
+
+    def __getattr__(self, name):
+        fn = getattr(self._ex, name)
+        if not callable(fn):
+            return fn
+
+        def counted(*a, **k):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return fn(*a, **k)
+        return counted
+
+
+def test_scripted_policy_reaches_real_judging_for_every_task_type(shared_data, executor, tmp_path):
+    from types import SimpleNamespace
+
+    import test_trainer as tt
+
+    from azr import tasks
+    from azr.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_pretrained(shared_data / "tokenizers" / "qwen2.5")
+
+    class ScriptedModel(tt.FakeModel):
+        """FakeModel's policy and exact gradient, reading and writing real token ids; a third of its
+        induction answers are a lookup table of the pairs shown, right on those alone."""
+
+        def _answer(self, prompt, rng):
+            if "maps each of these inputs" in prompt and rng.random() < 1 / 3:
+                table = ", ".join(f"{i}: {o}" for i, o in zip(tt.blocks(prompt, "input"), tt.blocks(prompt, "output")))
+                return f"hmm</think><answer>```python\ndef f(x):\n    return {{{table}}}.get(x)\n```</answer>"
+            return super()._answer(prompt, rng)
+
+        def generate(self, prompts, n=1, max_new_tokens=256, temperature=1.0, top_p=1.0, top_k=0, stop=None,
+                     seed=0, max_slots=None, kv_budget_mb=None, progress=False):
+            self.gen_calls.append(dict(n=n, count=len(prompts), seed=seed, stop=stop))
+            key = zlib.crc32(self.params["w"].tobytes())
+            outs = []
+            for i, ids in enumerate(prompts):
+                text = tok.decode(list(ids))
+                group = []
+                for j in range(n):
+                    out = self._answer(text, np.random.default_rng([seed, i, j, key]))
+                    toks = tok.encode(out)[:max_new_tokens]
+                    out = tok.decode(toks)
+                    lp = self._logp(toks)
+                    stopped = stop and "</answer>" not in out and "hmm" in out  # as FakeModel
+                    group.append(SimpleNamespace(token_ids=toks, text=out, logprobs=lp, model_logprobs=lp.copy(),
+                                                 finish_reason="stop" if stopped else "eos"))
+                outs.append(group)
+            return outs
+
+    model = ScriptedModel()
+    model.tokenizer = tok
+    counting = _CountingExecutor(executor)
+    rec = tt.Recorder()
+    cfg = tt.make_config(tmp_path, batch_size=6, max_new_tokens_propose=400, max_new_tokens_solve=400)
+    tr = tt.make_trainer(cfg, model, executor=counting, callbacks=[rec])
+    assert tr.style == "chat"
+    for _ in range(3):
+        tr.step()
+    assert {"validate", "judge_output", "judge_input", "judge_program"} <= set(counting.calls), counting.calls
+
+    def held_out(r):
+        shown = list(zip(tt.blocks(r.prompt_text, "input"), tt.blocks(r.prompt_text, "output")))
+        return [(i, o) for i, o in zip(r.item.inputs, r.item.outputs) if (i, o) not in shown]
+
+    seen = set()
+    for rolls in rec.rollouts:
+        for r in rolls:
+            if r.role == "solve":
+                ans, _ = tasks.parse_answer(r.task, r.text, r.prefix)
+                if ans is None:
+                    assert r.outcome == "format_error" and r.reward == -1.0, r.text
+                    continue
+                t = r.item
+                if r.task == "deduction":
+                    try:
+                        ok = repr(ast.literal_eval(ans)) == t.output
+                    except (ValueError, SyntaxError):
+                        ok = False
+                elif r.task == "abduction":
+                    ok = tt.safe_repr(t.program, ans) == t.output
+                else:
+                    pairs = held_out(r)
+                    ok = bool(pairs) and all(tt.safe_repr(ans, i) == o for i, o in pairs)
+                assert r.outcome == ("correct" if ok else "wrong"), (r.task, ans, r.outcome)
+                assert r.reward == {"correct": 1.0, "wrong": -0.5}[r.outcome]
+                seen.add((r.task, r.outcome))
+            else:
+                if r.outcome == "valid":
+                    k = round(r.acc * cfg.n_learnability)
+                    assert r.acc * cfg.n_learnability == pytest.approx(k)
+                    assert r.reward == pytest.approx(-0.5 if k in (0, cfg.n_learnability) else 1 - r.acc)
+                    if r.task != "induction":  # the program runs on its input, here too
+                        assert tt.safe_repr(r.item.program, r.item.input) == r.item.output
+                    else:
+                        assert [tt.safe_repr(r.item.program, i) for i in r.item.inputs] == r.item.outputs
+                else:
+                    assert r.outcome in ("invalid", "malformed") and r.reward == -1.0
+                seen.add((r.task, "propose-" + r.outcome))
+    for kind in TASK_TYPES:
+        assert {(kind, "correct"), (kind, "wrong"), (kind, "propose-valid")} <= seen, sorted(seen)
