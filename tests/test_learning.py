@@ -25,7 +25,7 @@ from azr.trainer import Trainer
 
 from test_trainer import NAMES, FakeAdamW, FakeExecutor, FakeModel, make_config, make_trainer
 
-executor_mod = pytest.importorskip("azr.executor")
+from azr import executor as executor_mod
 
 
 @pytest.fixture(scope="module")
@@ -381,7 +381,6 @@ def _run_notebook(path: Path, env: dict[str, str], monkeypatch) -> dict:
 
 
 def test_learning_notebook_reads_a_run(tiny_cfg, executor, tmp_path, monkeypatch):
-    pytest.importorskip("matplotlib")
     import matplotlib
 
     matplotlib.use("Agg")
