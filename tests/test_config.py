@@ -21,6 +21,8 @@ def test_presets():
     # (task, role) group; anti-collapse filter; a time budget with held-out evaluation
     assert c.lr >= 1e-5 and c.batch_size >= 8 and c.reject_trivial and c.max_minutes == 120
     assert c.eval_every > 0 and c.eval_tasks == ["heldout-dev"]
+    # induction left out (its proposals were never valid in the sweep) and triplets shared across types
+    assert c.task_types == ["deduction", "abduction"] and c.share_triplets
 
 
 def test_overrides_convert_types():
