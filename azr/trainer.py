@@ -1246,32 +1246,7 @@ class Trainer:
         the resumed run's log reads as if never interrupted.
         """
         run = Path(run_dir)
-        if checkpoint is None:
-            latest = run / "checkpoints" / "latest"
-            if not latest.is_file():
-                raise FileNotFoundError(f"{run} has no checkpoints/latest: not a run directory, or no "
-                                        f"checkpoint was written yet")
-            ck = run / "checkpoints" / latest.read_text(encoding="utf-8").strip()
-        else:
-            ck = Path(checkpoint)
-        if not (ck / "trainer_state.json").is_file():
-            raise FileNotFoundError(f"checkpoint {ck} is incomplete (no trainer_state.json)")
-        try:
-            state = json.loads((ck / "trainer_state.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"checkpoint {ck}: trainer_state.json is not valid JSON ({e})") from None
-        if not isinstance(state, dict) or state.get("version") != 1:
-            raise ValueError(f"checkpoint {ck}: unsupported trainer_state.json (expected version 1)")
-        for k in ("config", "step", "rng"):
-            if k not in state:
-                raise ValueError(f"checkpoint {ck}: trainer_state.json lacks {k!r}")
-        if not isinstance(state["step"], int) or state["step"] < 0:
-            raise ValueError(f"checkpoint {ck}: trainer_state.json 'step' must be an integer >= 0")
-        if not isinstance(state["config"], dict):
-            raise ValueError(f"checkpoint {ck}: trainer_state.json 'config' must be an object")
-        cfg = TrainerConfig.from_dict(state["config"], where=f"{ck}/trainer_state.json")
-        cfg.out = str(run)
-        cfg.override(overrides)
+        ck, state, cfg = _read_checkpoint(run, overrides, checkpoint)
         if model_loader is None:
             from .model import Model
 
@@ -1306,6 +1281,40 @@ class Trainer:
                     continue
             mpath.write_text("".join(x + "\n" for x in kept), encoding="utf-8")
         return tr
+
+
+def _read_checkpoint(run: Path, overrides: Sequence[str] = (), checkpoint: str | os.PathLike | None = None
+                     ) -> tuple[Path, dict[str, Any], TrainerConfig]:
+    """The checkpoint :meth:`Trainer.resume` continues from (``run``'s latest
+    or ``checkpoint``), its checked ``trainer_state.json`` and the resumed
+    config (the saved one with ``overrides``), without loading any weights."""
+    if checkpoint is None:
+        latest = run / "checkpoints" / "latest"
+        if not latest.is_file():
+            raise FileNotFoundError(f"{run} has no checkpoints/latest: not a run directory, or no "
+                                    f"checkpoint was written yet")
+        ck = run / "checkpoints" / latest.read_text(encoding="utf-8").strip()
+    else:
+        ck = Path(checkpoint)
+    if not (ck / "trainer_state.json").is_file():
+        raise FileNotFoundError(f"checkpoint {ck} is incomplete (no trainer_state.json)")
+    try:
+        state = json.loads((ck / "trainer_state.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"checkpoint {ck}: trainer_state.json is not valid JSON ({e})") from None
+    if not isinstance(state, dict) or state.get("version") != 1:
+        raise ValueError(f"checkpoint {ck}: unsupported trainer_state.json (expected version 1)")
+    for k in ("config", "step", "rng"):
+        if k not in state:
+            raise ValueError(f"checkpoint {ck}: trainer_state.json lacks {k!r}")
+    if not isinstance(state["step"], int) or state["step"] < 0:
+        raise ValueError(f"checkpoint {ck}: trainer_state.json 'step' must be an integer >= 0")
+    if not isinstance(state["config"], dict):
+        raise ValueError(f"checkpoint {ck}: trainer_state.json 'config' must be an object")
+    cfg = TrainerConfig.from_dict(state["config"], where=f"{ck}/trainer_state.json")
+    cfg.out = str(run)
+    cfg.override(overrides)
+    return ck, state, cfg
 
 
 # What a run writes into its directory; a new run refuses a directory holding any of it.
@@ -1379,6 +1388,38 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_resume_flags(args: argparse.Namespace) -> None:
+    """``--resume RUN`` continues RUN as saved: refuse (ValueError) the flags
+    that would otherwise be ignored, each with the reason."""
+    run = Path(args.resume)
+    why = []
+    if args.out is not None and Path(args.out).resolve() != run.resolve():
+        why.append(f"--out {args.out} (a resumed run stays in {run})")
+    for flag, given, reason in (
+            ("--preset", args.preset, "a resumed run keeps its saved config; change a field with --set FIELD=VALUE"),
+            ("--config", args.config, "a resumed run keeps its saved config; change a field with --set FIELD=VALUE"),
+            ("--model", args.model, "a resumed run continues from its checkpoint's model"),
+            ("--seed-file", args.seed_file, "a resumed run's buffers come from its checkpoint"),
+            ("--overwrite", args.overwrite, "--overwrite deletes a run, --resume continues it")):
+        if given:
+            why.append(f"{flag} ({reason})")
+    if why:
+        raise ValueError(f"--resume {run} cannot be combined with " + "; ".join(why))
+
+
+def _nothing_to_do(run: str, state: dict[str, Any], cfg: TrainerConfig) -> str:
+    """Why resuming ``run`` would train no step ("" when it would)."""
+    step = state["step"]
+    if step >= cfg.steps:
+        return (f"{run} already has {step} steps done and its target is {cfg.steps}: nothing to do "
+                f"(pass --steps N with N > {step} to train further)")
+    spent = state.get("train_seconds", 0.0)
+    if cfg.max_minutes and isinstance(spent, (int, float)) and spent >= cfg.max_minutes * 60:
+        return (f"{run} has used its training time ({spent / 60:.1f} of max_minutes = {cfg.max_minutes:g}): "
+                f"nothing to do (raise it with --set max_minutes=M)")
+    return ""
+
+
 def cli_main(argv: Sequence[str] | None = None, **trainer_kwargs: Any) -> int:
     """``azr train ...``: returns the exit status. ``trainer_kwargs`` go to the
     Trainer (tests inject a model/executor this way)."""
@@ -1393,6 +1434,12 @@ def cli_main(argv: Sequence[str] | None = None, **trainer_kwargs: Any) -> int:
         if args.no_progress:
             sets.append("progress=false")
         if args.resume:
+            _check_resume_flags(args)
+            _, state, cfg = _read_checkpoint(Path(args.resume), sets)
+            done = _nothing_to_do(args.resume, state, cfg)
+            if done:
+                print(f"azr train: {done}", file=sys.stderr)
+                return 0
             loader = trainer_kwargs.pop("model_loader", None)
             tr = Trainer.resume(args.resume, model_loader=loader, overrides=sets, **trainer_kwargs)
         else:

@@ -54,3 +54,59 @@ def test_azr_train_runs_one_step_on_the_default_model(tmp_path, capsys):
     assert 'model = "SmolLM2-135M-Instruct"' in saved and "batch_size = 1" in saved, saved
     ck = out / "checkpoints" / "step_000001" / "model"
     assert Model.from_pretrained(ck).config.hidden_size == 576
+
+
+# ------------------------------------------------------------- azr train --resume
+def _fake_run(tmp_path, steps=2):
+    """A finished `azr train` run of `steps` steps on the fake model of test_trainer."""
+    from test_trainer import FakeAdamW, FakeExecutor, FakeModel
+
+    from azr.trainer import cli_main
+
+    out = tmp_path / "run"
+    rc = cli_main(["train", "--preset", "quickstart", "--steps", str(steps), "--out", str(out), "--no-progress",
+                   "--set", "batch_size=2", "--set", "n_learnability=2", "--set", "seed_rounds=0"],
+                  model=FakeModel(), executor=FakeExecutor(), optimizer_factory=lambda m, c: FakeAdamW(m))
+    assert rc == 0
+    return out
+
+
+def _no_model(path):
+    raise AssertionError("the model was loaded")
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--preset", "paper"], "--preset"),
+    (["--config", "x.toml"], "--config"),
+    (["--out", "elsewhere"], "--out elsewhere"),
+    (["--model", "m"], "--model"),
+    (["--seed-file", "s.jsonl"], "--seed-file"),
+    (["--overwrite"], "--overwrite"),
+])
+def test_resume_refuses_flags_it_would_ignore(tmp_path, capsys, extra, named):
+    """`--resume RUN` continues RUN with its saved config and checkpoint: a flag
+    that could not take effect is an error naming it, before any model loads."""
+    from azr.trainer import cli_main
+
+    out = _fake_run(tmp_path)
+    before = (out / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert cli_main(["train", "--resume", str(out), "--steps", "3", *extra], model_loader=_no_model) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"azr train: error: --resume {out} cannot be combined with {named}"), err
+    assert (out / "metrics.jsonl").read_text() == before
+
+
+def test_resume_with_steps_already_done_says_so(tmp_path, capsys):
+    from azr.trainer import cli_main
+
+    out = _fake_run(tmp_path)
+    before = (out / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    for argv in (["--steps", "2"], ["--steps", "1"], []):  # [] : the saved target, 2
+        assert cli_main(["train", "--resume", str(out), *argv], model_loader=_no_model) == 0
+        err = capsys.readouterr().err
+        assert "already has 2 steps done" in err and "nothing to do" in err and "--steps N" in err, err
+    # --out naming the run itself is no conflict
+    assert cli_main(["train", "--resume", str(out), "--out", str(out)], model_loader=_no_model) == 0
+    assert (out / "metrics.jsonl").read_text() == before
