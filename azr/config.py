@@ -52,6 +52,26 @@ def read_toml(path: str | Path, what: str) -> dict[str, Any]:
         raise ValueError(f"{what} {p} is not valid TOML: {e}") from None
 
 
+def check_writable_dir(path: str | Path, what: str) -> None:
+    """Raise ValueError (naming ``what`` and the path) unless files can be
+    written in directory ``path``, or it can be created; creates nothing."""
+    import tempfile
+
+    p = Path(path)
+    probe = p
+    try:
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            where = "is a file" if probe == p else f"is inside {probe}, which is a file"
+            raise ValueError(f"{what} {p} {where}, not a directory")
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise ValueError(f"{what} {p} is not writable: cannot create files in {probe} "
+                         f"({e.strerror or e})") from None
+
+
 @dataclass
 class TrainerConfig:
     """Configuration of a self-play run (see the module docstring for presets)."""
@@ -351,4 +371,4 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} as TOML")
 
 
-__all__ = ["CHOICES", "PRESETS", "TrainerConfig"]
+__all__ = ["CHOICES", "PRESETS", "TrainerConfig", "check_writable_dir"]

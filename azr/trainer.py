@@ -46,7 +46,7 @@ import numpy as np
 
 from . import rl
 from .buffers import Buffers, load_seed_jsonl
-from .config import TrainerConfig
+from .config import TrainerConfig, check_writable_dir
 from .monitors import Flag, MonitorSet, PatternMonitor, default_monitors
 from .tasks import (TASK_TYPES, PromptTemplates, Proposal, Task, build_prompt_ids, forced_prefix,
                     judge_answers, parse_answer, parse_proposal, proposer_text, resolve_style, response_plan,
@@ -257,6 +257,7 @@ class Trainer:
         cfg = config
         if overwrite is not None:  # None: resume() continues the run that is there
             _claim_run_dir(Path(cfg.out), bool(overwrite))
+        check_writable_dir(cfg.out, "run directory (config field 'out')")
         src_dir: Any = None
         if model is None:
             from .model import Model  # the model engine (docs/api.md)
@@ -270,6 +271,7 @@ class Trainer:
                 except Exception:  # noqa: BLE001 - only used to copy tokenizer files into checkpoints
                     src_dir = None
         self.model = model
+        _check_context(cfg, model)
         # tokenizer files copied into every checkpoint, so it loads on its own
         self._tokenizer_files = _read_tokenizer_files(cfg.tokenizer, cfg.model, src_dir,
                                                       getattr(model, "source_dir", None))
@@ -1342,6 +1344,29 @@ def _claim_run_dir(run: Path, overwrite: bool) -> None:
             shutil.rmtree(p)
         else:
             p.unlink()
+
+
+def _check_context(cfg: TrainerConfig, model: Any) -> None:
+    """Refuse (ValueError) a prompt budget the model's context cannot hold:
+    ``max_prompt_tokens`` plus the longer response budget must fit in
+    ``max_position_embeddings`` (otherwise long prompts fail mid-run)."""
+    ctx = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not isinstance(ctx, int) or isinstance(ctx, bool):
+        return
+    budgets = [("max_new_tokens_solve", cfg.max_new_tokens_solve)]  # solving, learnability, evaluation
+    if "propose" in cfg.roles or cfg.seed_rounds:
+        budgets.append(("max_new_tokens_propose", cfg.max_new_tokens_propose))
+    field_, new = max(budgets, key=lambda x: x[1])
+    prompt = cfg.max_prompt_tokens  # 0: no limit, but a prompt has at least one token
+    if (prompt + new <= ctx) if prompt else (new < ctx):
+        return
+    have = f"the model {cfg.model} has a context of {ctx} positions (max_position_embeddings)"
+    if new >= ctx:
+        raise ValueError(f"config field {field_!r} = {new} leaves no room for a prompt: {have}; lower it "
+                         f"(--set {field_}=N) and set max_prompt_tokens so that both fit")
+    raise ValueError(f"the prompt budget does not fit the model: max_prompt_tokens ({prompt}) + {field_} "
+                     f"({new}) = {prompt + new} tokens, but {have}; lower max_prompt_tokens to {ctx - new} "
+                     f"or less (--set max_prompt_tokens={ctx - new}) or the max_new_tokens_* fields")
 
 
 def _bar_summary(m: dict[str, Any], last_eval: dict[str, Any] | None = None) -> dict[str, str]:

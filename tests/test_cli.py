@@ -1,4 +1,6 @@
 """The `azr` entry point dispatches to each layer's own command-line parser."""
+from pathlib import Path
+
 import pytest
 
 from azr import cli
@@ -110,3 +112,103 @@ def test_resume_with_steps_already_done_says_so(tmp_path, capsys):
     # --out naming the run itself is no conflict
     assert cli_main(["train", "--resume", str(out), "--out", str(out)], model_loader=_no_model) == 0
     assert (out / "metrics.jsonl").read_text() == before
+
+
+# ------------------------------------------------------------- user mistakes: `azr <cmd>: error: ...`, status 2
+def _unwritable(tmp_path, how):
+    """A --out the user cannot write: inside a regular file, or in a read-only directory."""
+    if how == "file":
+        (tmp_path / "afile").write_text("x")
+        return tmp_path / "afile" / "run"
+    import os
+    import tempfile
+
+    if os.geteuid() == 0:  # root writes into any directory, but not into a read-only file system
+        try:
+            with tempfile.TemporaryFile(dir="/sys"):
+                pass
+        except OSError:
+            return Path("/sys") / "azr-out" / "run"
+        pytest.skip("running as root with no read-only file system at /sys")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    return ro / "run"
+
+
+@pytest.mark.parametrize("how", ["file", "read-only"])
+def test_train_refuses_an_unwritable_out_before_loading_the_model(tmp_path, capsys, how):
+    out = _unwritable(tmp_path, how)
+    # the model does not exist: the error must come from --out, checked first
+    rc = cli.main(["train", "--preset", "quickstart", "--out", str(out), "--model", str(tmp_path / "no-model"),
+                   "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("azr train: error: run directory"), err
+    assert str(out) in err and ("not a directory" in err or "not writable" in err), err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("how", ["file", "read-only"])
+def test_eval_refuses_an_unwritable_out_before_loading_the_model(tmp_path, capsys, shared_data, how):
+    out = _unwritable(tmp_path, how)
+    rc = cli.main(["eval", "--model", str(tmp_path / "no-model"), "--tasks", "gsm8k", "--out", str(out),
+                   "--data-dir", str(shared_data / "benchmarks"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"azr eval: error: --out {out}"), err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--limit", "-1"], "--limit must be >= 0, got -1"),
+    (["--temperature", "-1"], "--temperature must be >= 0 (0 = greedy), got -1.0"),
+    (["--n", "2", "--pass-k", "1,4"], "--pass-k 4 is larger than --n (2)"),
+    (["--pass-k", "one"], "--pass-k must be comma-separated integers"),
+    (["--few-shot", "-2"], "--few-shot must be >= 0"),
+    (["--top-p", "0"], "--top-p must be in (0, 1]"),
+])
+def test_eval_argument_errors_name_the_flag_before_loading_the_model(tmp_path, capsys, shared_data, argv,
+                                                                      message):
+    rc = cli.main(["eval", "--model", str(tmp_path / "no-model"), "--tasks", "gsm8k", "--out", str(tmp_path / "o"),
+                   "--data-dir", str(shared_data / "benchmarks"), "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("azr eval: error: " + message), err
+    assert not (tmp_path / "o").exists()
+
+
+def _tiny_model(shared_data):
+    d = shared_data / "models" / "tinystories-656k"
+    if not (d / "model.safetensors").is_file():
+        pytest.skip(f"{d} missing")
+    return d
+
+
+def test_train_refuses_a_prompt_budget_larger_than_the_context(tmp_path, capsys, shared_data):
+    """quickstart's budget (1536 prompt + 128 new tokens) on a 512-position model: refused as soon as the
+    model's config is known, before the sandbox starts or seeding runs."""
+    model = _tiny_model(shared_data)
+    out = tmp_path / "run"
+    rc = cli.main(["train", "--preset", "quickstart", "--out", str(out), "--model", str(model), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("azr train: error: the prompt budget does not fit the model: max_prompt_tokens (1536) "
+                          "+ max_new_tokens_propose (128) = 1664 tokens"), err
+    assert "context of 512 positions" in err and "--set max_prompt_tokens=384" in err, err
+    assert not (out / "metrics.jsonl").exists()
+    # the suggested value fits
+    from azr.config import TrainerConfig
+    from azr.trainer import _check_context
+
+    model_cfg = type("M", (), {"config": type("C", (), {"max_position_embeddings": 512})()})()
+    _check_context(TrainerConfig.preset("quickstart", max_prompt_tokens=384), model_cfg)
+    with pytest.raises(ValueError, match="'max_new_tokens_solve' = 512 leaves no room for a prompt"):
+        _check_context(TrainerConfig.preset("quickstart", max_prompt_tokens=0, max_new_tokens_solve=512,
+                                            roles=["solve"], seed_rounds=0), model_cfg)
+
+
+def test_eval_names_a_problem_whose_prompt_exceeds_the_context(tmp_path, capsys, shared_data):
+    model = _tiny_model(shared_data)
+    rc = cli.main(["eval", "--model", str(model), "--tasks", "math500", "--limit", "2", "--prompt-style", "base",
+                   "--few-shot", "8", "--out", str(tmp_path / "o"), "--data-dir", str(shared_data / "benchmarks"),
+                   "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("azr eval: error: math500 problem "), err
+    assert "the model's context is 512 positions" in err, err

@@ -258,8 +258,10 @@ def test_evaluate_judges_gold_answers_right(tiny_cfg, executor):
     """The evaluation path judges the model's answers with the set's gold:
     a model that writes each task's gold answer scores 1, one that writes a
     wrong literal scores 0."""
-    with Trainer(tiny_cfg("judge", eval_limit=8, scaffold="answer", max_new_tokens_solve=2048), executor=executor) as tr:
-        tr.model.config.max_position_embeddings = 8192  # read every prompt (the answers are scripted)
+    cfg = tiny_cfg("judge", eval_limit=8, scaffold="answer", max_new_tokens_solve=2048)
+    model = __import__("azr").Model.from_pretrained(cfg.model)
+    model.config.max_position_embeddings = 8192  # read every prompt (the answers are scripted)
+    with Trainer(cfg, model=model, executor=executor) as tr:
         es = tr.eval_set("heldout-dev").limit(8)
         gold = {}
         for t in es.tasks:

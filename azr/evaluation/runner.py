@@ -21,13 +21,14 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .code_tasks import build_program, build_test_code, extract_crux_answer, pass_at_k
 from .datasets import (CODE_GEN_TASKS, CRUX_TASKS, MATH_TASKS, TASKS, DataNotFoundError, Problem, canonical_task,
                        load_task, task_file)
 from .math_grader import MathGrader, extract_answer
 from .prompts import PROMPT_STYLES, BuiltPrompt, build_prompt
+from ..config import check_writable_dir
 
 __all__ = ["EvalConfig", "EvalResult", "TaskResult", "evaluate", "cli_main"]
 
@@ -38,8 +39,8 @@ class EvalConfig:
 
     temperature 0 means greedy decoding (sent to the engine as top_k=1).
     prompt_style "auto" picks "chat" when the tokenizer has a chat template,
-    else "azr" (the paper's self-play template). pass_k values above
-    n_samples are skipped.
+    else "azr" (the paper's self-play template). Every pass_k value must be
+    at most n_samples.
     """
 
     tasks: tuple[str, ...] = ("cruxeval-i", "cruxeval-o")
@@ -62,26 +63,35 @@ class EvalConfig:
     memory_mb: int = 1024
     progress: bool = True
 
-    def validate(self) -> None:
+    def validate(self, label: Callable[[str], str] | None = None) -> None:
+        """Check ranges and choices; raises ValueError naming the setting as
+        ``label(field)`` (default ``EvalConfig.<field>``; the CLI names its flags)."""
+        name_of = label or (lambda f: f"EvalConfig.{f}")
         for name in ("n_samples", "max_new_tokens", "batch_size", "workers"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"EvalConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{name_of(name)} must be >= 1, got {getattr(self, name)}")
         for name in ("crux_timeout", "code_timeout", "math_timeout"):
             if float(getattr(self, name)) <= 0:
-                raise ValueError(f"EvalConfig.{name} must be > 0 seconds, got {getattr(self, name)}")
+                raise ValueError(f"{name_of(name)} must be > 0 seconds, got {getattr(self, name)}")
         if self.temperature < 0:
-            raise ValueError(f"EvalConfig.temperature must be >= 0, got {self.temperature}")
+            raise ValueError(f"{name_of('temperature')} must be >= 0 (0 = greedy), got {self.temperature}")
         if not (0 < self.top_p <= 1):
-            raise ValueError(f"EvalConfig.top_p must be in (0, 1], got {self.top_p}")
+            raise ValueError(f"{name_of('top_p')} must be in (0, 1], got {self.top_p}")
         if self.prompt_style not in PROMPT_STYLES + ("auto",):
-            raise ValueError(f"EvalConfig.prompt_style must be one of {PROMPT_STYLES + ('auto',)}, "
+            raise ValueError(f"{name_of('prompt_style')} must be one of {PROMPT_STYLES + ('auto',)}, "
                              f"got {self.prompt_style!r}")
         if self.limit is not None and self.limit < 0:
-            raise ValueError(f"EvalConfig.limit must be >= 0, got {self.limit}")
-        if any(int(k) < 1 for k in self.pass_k):
-            raise ValueError(f"EvalConfig.pass_k values must be >= 1, got {self.pass_k}")
+            raise ValueError(f"{name_of('limit')} must be >= 0, got {self.limit}")
+        if self.few_shot < 0:
+            raise ValueError(f"{name_of('few_shot')} must be >= 0, got {self.few_shot}")
+        if not self.pass_k or any(int(k) < 1 for k in self.pass_k):
+            raise ValueError(f"{name_of('pass_k')} values must be >= 1, got {self.pass_k}")
+        over = [k for k in self.pass_k if int(k) > self.n_samples]
+        if over:
+            raise ValueError(f"{name_of('pass_k')} {over[0]} is larger than {name_of('n_samples')} "
+                             f"({self.n_samples}): pass@k needs at least k samples per problem")
         if not self.tasks:
-            raise ValueError(f"EvalConfig.tasks is empty; choose from {', '.join(TASKS)}")
+            raise ValueError(f"{name_of('tasks')} is empty; choose from {', '.join(TASKS)}")
 
 
 @dataclass
@@ -198,6 +208,19 @@ def _completion_text(c: Any, tokenizer: Any, stop: list[str]) -> str:
     return text[:min(cuts)] if cuts else text
 
 
+def _check_prompt_lengths(model: Any, task: str, problems: list[Problem], prompts: list[Any]) -> None:
+    """A prompt the model's context cannot hold is a ValueError naming the problem (not the engine's
+    "prompts[k]" from inside a batch)."""
+    ctx = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not isinstance(ctx, int):
+        return
+    for p, ids in zip(problems, prompts):
+        if isinstance(ids, list) and len(ids) >= ctx:
+            raise ValueError(f"{task} problem {p.id}: its prompt has {len(ids)} tokens but the model's context is "
+                             f"{ctx} positions (max_position_embeddings), leaving no room for an answer; use "
+                             f"a model with a longer context, or a shorter prompt (--prompt-style, --few-shot)")
+
+
 def _generate(model: Any, prompts: list[str] | list[list[int]], cfg: EvalConfig, stop: list[str],
               seed: int) -> list[list[Any]]:
     greedy = cfg.temperature == 0
@@ -283,7 +306,7 @@ class _Judge:
 
 def _scores(task: str, per_problem: list[list[dict[str, Any]]], cfg: EvalConfig) -> dict[str, float]:
     n = cfg.n_samples
-    ks = sorted({int(k) for k in cfg.pass_k if int(k) <= n} | {1})
+    ks = sorted({int(k) for k in cfg.pass_k} | {1})
     keys = [("pass", "correct")] + ([("base_pass", "base_correct")] if task in CODE_GEN_TASKS else [])
     out: dict[str, float] = {}
     for label, field_ in keys:
@@ -320,6 +343,7 @@ def _run_task(task: str, model: Any, tokenizer: Any, cfg: EvalConfig, executor: 
             t1 = time.perf_counter()
             stop = built[chunk[0]].stop  # the same for every problem of a task
             prompts = _encode_prompts(tokenizer, [built[i].text for i in chunk])
+            _check_prompt_lengths(model, task, [problems[i] for i in chunk], prompts)
             outs = _generate(model, prompts, cfg, stop, cfg.seed + start)
             gen_s += time.perf_counter() - t1
             items, comps, owners = [], [], []
@@ -402,6 +426,7 @@ def evaluate(model: Any, tasks: str | Sequence[str], *, config: EvalConfig | Non
 
     out_dir = Path(cfg.out_dir) if cfg.out_dir else None
     if out_dir is not None:
+        check_writable_dir(out_dir, "out_dir")
         (out_dir / "samples").mkdir(parents=True, exist_ok=True)
     needs_sandbox = any(t in CRUX_TASKS + CODE_GEN_TASKS for t in cfg.tasks)
     own_executor = executor is None and needs_sandbox
@@ -465,32 +490,46 @@ def _build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _flag(field_: str) -> str:
+    """The `azr eval` flag that sets EvalConfig field ``field_``."""
+    return "--n" if field_ == "n_samples" else "--" + field_.replace("_", "-")
+
+
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``azr eval ...``: returns the process exit code (0 ok, 2 bad arguments or missing data)."""
     args = _build_parser().parse_args(list(argv) if argv is not None else None)
-    try:
-        pass_k = tuple(int(k) for k in args.pass_k.split(",") if k.strip())
-        tasks = _parse_tasks(args.tasks)
-        for t in tasks:  # without --data-dir / AZR_DATA_DIR: fetched into the cache when missing
+    try:  # every argument is checked before the model loads
+        try:
+            pass_k = tuple(int(k) for k in args.pass_k.split(",") if k.strip())
+        except ValueError:
+            raise ValueError(f"--pass-k must be comma-separated integers, got {args.pass_k!r}") from None
+        cfg = EvalConfig(tasks=_parse_tasks(args.tasks), data_dir=args.data_dir, out_dir=args.out,
+                         limit=args.limit, prompt_style=args.prompt_style, few_shot=args.few_shot,
+                         n_samples=args.n_samples, pass_k=pass_k, temperature=args.temperature, top_p=args.top_p,
+                         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, workers=args.workers,
+                         code_timeout=args.code_timeout, seed=args.seed, progress=not args.no_progress)
+        cfg.validate(label=_flag)
+        check_writable_dir(args.out, "--out")
+        for t in cfg.tasks:  # without --data-dir / AZR_DATA_DIR: fetched into the cache when missing
             task_file(t, args.data_dir, progress=not args.no_progress)
     except (ValueError, DataNotFoundError) as e:
-        print(f"azr eval: {e}", file=sys.stderr)
+        print(f"azr eval: error: {e}", file=sys.stderr)
         return 2
     try:
         import azr
 
         model = azr.Model.from_pretrained(args.model)  # type: ignore[attr-defined]
     except AttributeError:
-        print("azr eval: azr.Model is not available in this build", file=sys.stderr)
+        print("azr eval: error: azr.Model is not available in this build", file=sys.stderr)
         return 2
     except (OSError, ValueError) as e:
-        print(f"azr eval: cannot load model {args.model!r}: {e}", file=sys.stderr)
+        print(f"azr eval: error: cannot load model {args.model!r}: {e}", file=sys.stderr)
         return 2
-    res = evaluate(model, tasks, model_name=args.model, data_dir=args.data_dir, out_dir=args.out, limit=args.limit,
-                   prompt_style=args.prompt_style, few_shot=args.few_shot, n_samples=args.n_samples,
-                   pass_k=pass_k, temperature=args.temperature, top_p=args.top_p,
-                   max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, workers=args.workers,
-                   code_timeout=args.code_timeout, seed=args.seed, progress=not args.no_progress)
+    try:
+        res = evaluate(model, cfg.tasks, config=cfg, model_name=args.model)
+    except (ValueError, DataNotFoundError) as e:
+        print(f"azr eval: error: {e}", file=sys.stderr)
+        return 2
     print(res.table())
     print(f"\nwall time {res.wall_s:.1f} s; results: {Path(args.out) / 'results.json'}; samples: {res.samples_dir}")
     return 0
