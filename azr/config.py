@@ -3,7 +3,8 @@
 Build one from a preset (``TrainerConfig.preset("quickstart")``), a TOML file
 (``TrainerConfig.from_toml(path)``, top-level keys = field names, optionally
 ``preset = "..."`` as the base) and/or overrides (``cfg.override(["lr=2e-6"])``,
-what ``azr train --set lr=2e-6`` uses). Unknown fields and bad values raise
+what ``azr train --set lr=2e-6`` uses), or directly (``TrainerConfig(lr=1e-5)``,
+converted and checked the same way). Unknown fields and bad values raise
 ``ValueError`` naming the field and its allowed values.
 
 Presets:
@@ -24,6 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import numbers
+import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +161,10 @@ class TrainerConfig:
     keep_checkpoints: int = 2             # most recent checkpoints kept (0 = all)
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        # built directly, TrainerConfig(lr="1e-5") is converted and checked like a preset or TOML value
+        self.validate(where="TrainerConfig")
+
     # ------------------------------------------------------------------ API
     @classmethod
     def field_names(cls) -> list[str]:
@@ -221,8 +229,10 @@ class TrainerConfig:
         self.validate()
         return self
 
-    def validate(self) -> None:
-        """Check ranges and choices; raises ValueError naming the field."""
+    def validate(self, where: str = "config") -> None:
+        """Convert each field to its declared type and check ranges and choices;
+        raises ValueError naming the field (and ``where`` for a wrong type)."""
+        check_fields(self, where)
         for k, allowed in CHOICES.items():
             if getattr(self, k) not in allowed:
                 raise ValueError(f"config field {k!r} = {getattr(self, k)!r} is not one of {allowed}")
@@ -298,9 +308,35 @@ def _hints() -> dict[str, Any]:
     return typing.get_type_hints(TrainerConfig)
 
 
+def check_fields(obj: Any, where: str) -> None:
+    """Convert every field of dataclass ``obj`` to its type hint as :meth:`TrainerConfig.set`
+    does for one (``"1e-5"`` for a float, ``"a,b"`` for a list); a value that does not
+    convert raises ValueError naming ``where``, the field and the value."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        setattr(obj, f.name, _coerce(f.name, hints[f.name], getattr(obj, f.name), where))
+
+
+def _type_name(tp: Any) -> str:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join("None" if a is type(None) else _type_name(a) for a in args)
+    if typing.get_origin(tp) in (list, tuple):
+        return f"{typing.get_origin(tp).__name__} of {_type_name(args[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
 def _coerce(name: str, tp: Any, v: Any, where: str) -> Any:
-    bad = ValueError(f"{where}: field {name!r} expects {getattr(tp, '__name__', str(tp))}, got {v!r}")
+    bad = ValueError(f"{where}: field {name!r} expects {_type_name(tp)}, got {v!r}")
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # only X | None is used
+        if v is None and type(None) in typing.get_args(tp):
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        try:
+            return _coerce(name, inner, v, where)
+        except ValueError:
+            raise bad from None
     if tp is bool:
         if isinstance(v, bool):
             return v
@@ -310,8 +346,8 @@ def _coerce(name: str, tp: Any, v: Any, where: str) -> Any:
     if tp is int:
         if isinstance(v, bool):
             raise bad
-        if isinstance(v, int):
-            return v
+        if isinstance(v, numbers.Integral):
+            return int(v)
         if isinstance(v, str):
             try:
                 return int(v)
@@ -321,7 +357,7 @@ def _coerce(name: str, tp: Any, v: Any, where: str) -> Any:
     if tp is float:
         if isinstance(v, bool):
             raise bad
-        if isinstance(v, (int, float)):
+        if isinstance(v, numbers.Real):
             return float(v)
         if isinstance(v, str):
             try:
@@ -330,15 +366,21 @@ def _coerce(name: str, tp: Any, v: Any, where: str) -> Any:
                 raise bad from None
         raise bad
     if tp is str:
+        if isinstance(v, os.PathLike):
+            v = os.fspath(v)
         if isinstance(v, str):
             return v
         raise bad
-    if origin is list:
+    if origin in (list, tuple):
         if isinstance(v, str):
             v = [s for s in (x.strip() for x in v.split(",")) if s]
-        if isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v):
-            return list(v)
-        raise bad
+        if not isinstance(v, (list, tuple)):
+            raise bad
+        try:
+            items = [_coerce(name, typing.get_args(tp)[0], x, where) for x in v]
+        except ValueError:
+            raise bad from None
+        return origin(items)
     if origin is dict:
         if isinstance(v, dict) and all(isinstance(a, str) and isinstance(b, str) for a, b in v.items()):
             return dict(v)
@@ -371,4 +413,4 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} as TOML")
 
 
-__all__ = ["CHOICES", "PRESETS", "TrainerConfig", "check_writable_dir"]
+__all__ = ["CHOICES", "PRESETS", "TrainerConfig", "check_fields", "check_writable_dir"]

@@ -1,4 +1,4 @@
-"""TrainerConfig: presets, TOML, CLI overrides and their error messages."""
+"""TrainerConfig and EvalConfig: presets, TOML, CLI overrides, direct construction and their error messages."""
 from __future__ import annotations
 
 import pytest
@@ -68,3 +68,43 @@ def test_toml_roundtrip_and_errors(tmp_path):
         TrainerConfig.from_toml(p)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         TrainerConfig.from_toml(tmp_path / "none.toml")
+
+
+def test_a_config_built_directly_is_checked_like_a_preset():
+    """TrainerConfig(...) converts and checks its fields as preset() and TOML do: the same
+    conversions, and errors naming the field instead of a TypeError from a comparison."""
+    from pathlib import Path
+
+    import numpy as np
+
+    c = TrainerConfig(lr="1e-5", steps="3", out=Path("runs") / "x", seed_files=("a.jsonl",), seed=np.int64(4))
+    assert (c.lr, c.steps, c.out, c.seed_files, c.seed) == (1e-5, 3, str(Path("runs") / "x"), ["a.jsonl"], 4)
+    assert type(c.seed) is int
+    assert TrainerConfig.preset("quickstart", lr="1e-5").lr == c.lr
+    for kw, msg in [(dict(lr="fast"), "TrainerConfig: field 'lr' expects float, got 'fast'"),
+                    (dict(batch_size=True), "TrainerConfig: field 'batch_size' expects int, got True"),
+                    (dict(task_types="deduction,bogus"), "config field 'task_types' = \\['deduction', 'bogus'\\]"),
+                    (dict(steps=0), "config field 'steps' must be >= 1, got 0"),
+                    (dict(lr=0), "config field 'lr' must be > 0"),
+                    (dict(aggregation="sum"), "config field 'aggregation' = 'sum' is not one of")]:
+        with pytest.raises(ValueError, match=msg):
+            TrainerConfig(**kw)
+    # a field changed after construction is checked when the config is used (Trainer calls validate)
+    c.lr = "slow"
+    with pytest.raises(ValueError, match="config: field 'lr' expects float, got 'slow'"):
+        c.validate()
+
+
+def test_eval_config_built_directly_is_checked():
+    from azr.evaluation import EvalConfig
+
+    c = EvalConfig(limit="5", pass_k="1,2", n_samples="2", tasks=["gsm8k"], temperature=1)
+    assert (c.limit, c.pass_k, c.n_samples, c.tasks, c.temperature) == (5, (1, 2), 2, ("gsm8k",), 1.0)
+    assert EvalConfig(limit=None).limit is None
+    for kw, msg in [(dict(limit="five"), "EvalConfig: field 'limit' expects int or None, got 'five'"),
+                    (dict(pass_k=["a"]), "EvalConfig: field 'pass_k' expects tuple of int"),
+                    (dict(limit=-1), "EvalConfig.limit must be >= 0, got -1"),
+                    (dict(temperature=-1), "EvalConfig.temperature must be >= 0"),
+                    (dict(pass_k=(1, 4), n_samples=2), "EvalConfig.pass_k 4 is larger than EvalConfig.n_samples")]:
+        with pytest.raises(ValueError, match=msg):
+            EvalConfig(**kw)

@@ -28,7 +28,7 @@ from .datasets import (CODE_GEN_TASKS, CRUX_TASKS, MATH_TASKS, TASKS, DataNotFou
                        load_task, task_file)
 from .math_grader import MathGrader, extract_answer
 from .prompts import PROMPT_STYLES, BuiltPrompt, build_prompt
-from ..config import check_writable_dir
+from ..config import check_fields, check_writable_dir
 
 __all__ = ["EvalConfig", "EvalResult", "TaskResult", "evaluate", "cli_main"]
 
@@ -63,9 +63,15 @@ class EvalConfig:
     memory_mb: int = 1024
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        # built directly, EvalConfig(limit="5") is converted and checked like TrainerConfig's fields
+        self.validate()
+
     def validate(self, label: Callable[[str], str] | None = None) -> None:
-        """Check ranges and choices; raises ValueError naming the setting as
+        """Convert each field to its declared type (``"5"`` for an int, ``"1,2"`` for
+        pass_k) and check ranges and choices; raises ValueError naming the setting as
         ``label(field)`` (default ``EvalConfig.<field>``; the CLI names its flags)."""
+        check_fields(self, "EvalConfig")
         name_of = label or (lambda f: f"EvalConfig.{f}")
         for name in ("n_samples", "max_new_tokens", "batch_size", "workers"):
             if int(getattr(self, name)) < 1:
@@ -415,7 +421,6 @@ def evaluate(model: Any, tasks: str | Sequence[str], *, config: EvalConfig | Non
                             f"{', '.join(f for f in asdict(cfg))}")
         setattr(cfg, k, v)
     cfg.tasks = _parse_tasks(tasks)
-    cfg.pass_k = tuple(int(k) for k in cfg.pass_k)
     cfg.validate()
     if tokenizer is None:
         tokenizer = getattr(model, "tokenizer", None)
@@ -503,11 +508,13 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
             pass_k = tuple(int(k) for k in args.pass_k.split(",") if k.strip())
         except ValueError:
             raise ValueError(f"--pass-k must be comma-separated integers, got {args.pass_k!r}") from None
-        cfg = EvalConfig(tasks=_parse_tasks(args.tasks), data_dir=args.data_dir, out_dir=args.out,
+        cfg = EvalConfig()  # then each setting, checked once with the flags' names
+        for k, v in dict(tasks=_parse_tasks(args.tasks), data_dir=args.data_dir, out_dir=args.out,
                          limit=args.limit, prompt_style=args.prompt_style, few_shot=args.few_shot,
                          n_samples=args.n_samples, pass_k=pass_k, temperature=args.temperature, top_p=args.top_p,
                          max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, workers=args.workers,
-                         code_timeout=args.code_timeout, seed=args.seed, progress=not args.no_progress)
+                         code_timeout=args.code_timeout, seed=args.seed, progress=not args.no_progress).items():
+            setattr(cfg, k, v)
         cfg.validate(label=_flag)
         check_writable_dir(args.out, "--out")
         for t in cfg.tasks:  # without --data-dir / AZR_DATA_DIR: fetched into the cache when missing
