@@ -1,6 +1,7 @@
 """The `azr` command line: `azr <subcommand> [options]`.
 
-Subcommands are registered in `COMMANDS` (name -> (help, add_arguments,
+`python -m azr` runs the same (azr/__main__.py); `azr --version` prints the
+version. Subcommands are registered in `COMMANDS` (name -> (help, add_arguments,
 run)); adding `train` or `eval` means writing those two functions and one
 entry. `run` returns the process exit code.
 
@@ -97,7 +98,10 @@ DELEGATED: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="azr", description="Absolute Zero self-play on a C core.")
+    p.add_argument("--version", action="version", version=f"azr {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_, _module) in DELEGATED.items():
         sub.add_parser(name, help=help_, add_help=False)

@@ -212,3 +212,37 @@ def test_eval_names_a_problem_whose_prompt_exceeds_the_context(tmp_path, capsys,
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("azr eval: error: math500 problem "), err
     assert "the model's context is 512 positions" in err, err
+
+
+# ------------------------------------------------------------- python -m azr, --version
+def _run_module(*argv):
+    """`python -m azr ...` in a child process, importing this checkout's azr."""
+    import os
+    import subprocess
+    import sys
+
+    import azr
+
+    root = str(Path(azr.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "azr", *argv], capture_output=True, text=True, env=env,
+                          cwd=root, timeout=120)
+
+
+def test_python_dash_m_azr_is_the_azr_command():
+    import azr
+
+    r = _run_module("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"azr {azr.__version__}", (r.stdout, r.stderr)
+    r = _run_module("--help")
+    assert r.returncode == 0 and "train" in r.stdout and "eval" in r.stdout and "--version" in r.stdout
+    r = _run_module("eval", "--model", "m", "--limit", "-1", "--tasks", "gsm8k")  # a delegated command's error
+    assert r.returncode == 2 and r.stderr.startswith("azr eval: error: --limit must be >= 0"), r.stderr
+
+
+def test_version_flag_in_process(capsys):
+    import azr
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"azr {azr.__version__}"
