@@ -326,3 +326,98 @@ def test_prompts_are_encoded_with_special_tokens_and_completions_decoded(bench):
     assert res.tasks["aime25"].scores["pass@1"] == 1.0
     assert tok.allow_special_seen and all(tok.allow_special_seen[:2])
     assert len(seen) == 2
+
+
+# ----------------------------------------------------------------------------- interrupted runs keep their work
+class Interrupting(FakeModel):
+    """Ctrl-C during generate call number ``at`` (1-based), after ``at - 1`` calls went through."""
+
+    def __init__(self, answer_for, at):
+        super().__init__(answer_for)
+        self.at = at
+
+    def generate(self, prompts, **kw):
+        if len(self.calls) + 1 == self.at:
+            self.calls.append({"interrupted": True})
+            raise KeyboardInterrupt
+        return super().generate(prompts, **kw)
+
+
+def _records(path):
+    return sorted((r["id"], r["completion"], r["correct"]) for r in map(json.loads, path.read_text().splitlines()))
+
+
+def test_an_interrupted_eval_keeps_its_work_and_a_rerun_skips_it(bench, tmp_path):
+    tasks = ["gsm8k", "math500"]
+    probs = {t: load_task(t, bench, limit=4) for t in tasks}
+    every = probs["gsm8k"] + probs["math500"]
+    # problems 0 and 2 of each task answered right, 1 and 3 wrong
+    def render(p, j):
+        return f"The answer is \\boxed{{{p.answer if probs[p.task].index(p) % 2 == 0 else 'wrong'}}}."
+
+    answer = _gold_by_prompt(every, render)
+    kw = dict(data_dir=bench, limit=4, batch_size=2, prompt_style="base", progress=False, model_name="fake")
+    fresh = evaluate(FakeModel(answer), tasks, out_dir=str(tmp_path / "fresh"), **kw)
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):  # gsm8k's two batches, math500's first, then Ctrl-C
+        evaluate(Interrupting(answer, at=4), tasks, out_dir=str(out), **kw)
+    data = json.loads((out / "results.json").read_text())
+    assert data["complete"] is False and list(data["scores"]) == ["gsm8k"]  # written as the task finished
+    assert data["scores"]["gsm8k"] == fresh.scores["gsm8k"]
+    assert len((out / "samples" / "gsm8k.jsonl").read_text().splitlines()) == 4
+    assert len((out / "samples" / "math500.jsonl").read_text().splitlines()) == 2  # the batch judged in time
+
+    told, model = [], FakeModel(answer)
+    res = evaluate(model, tasks, out_dir=str(out), notify=told.append, **kw)
+    assert told == ["gsm8k: 4 of 4 problems already done by an earlier run, skipped (their samples are reused)",
+                    "math500: 2 of 4 problems already done by an earlier run, skipped (their samples are reused)"]
+    assert [len(c["prompts"]) for c in model.calls] == [2]  # only math500's last two problems
+    assert res.scores == fresh.scores and res.tasks["math500"].resumed == 2
+    assert json.loads((out / "results.json").read_text())["complete"] is True
+    for t in tasks:
+        assert _records(out / "samples" / f"{t}.jsonl") == _records(tmp_path / "fresh" / "samples" / f"{t}.jsonl")
+
+    # a line cut by the interruption is dropped and its problem answered again
+    path = out / "samples" / "math500.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:30])
+    model = FakeModel(answer)
+    assert evaluate(model, tasks, out_dir=str(out), **kw).scores == fresh.scores
+    assert [len(c["prompts"]) for c in model.calls] == [1]
+    assert _records(path) == _records(tmp_path / "fresh" / "samples" / "math500.jsonl")
+
+    # other sample settings: refused, naming the difference, unless overwrite
+    with pytest.raises(ValueError, match=r"holds samples of another evaluation \(temperature 0.0 there, 0.5 now\)"
+                                         r".*--overwrite"):
+        evaluate(FakeModel(answer), tasks, out_dir=str(out), temperature=0.5, **kw)
+    model = FakeModel(answer)
+    evaluate(model, tasks, out_dir=str(out), temperature=0.5, overwrite=True, **kw)
+    assert sum(len(c["prompts"]) for c in model.calls) == 8
+    assert json.loads((out / "results.json").read_text())["config"]["temperature"] == 0.5
+
+
+def test_cli_rerun_says_what_it_skips(bench, tmp_path, monkeypatch, capsys):
+    probs = load_task("gsm8k", bench, limit=3)
+
+    class FakeModelClass:
+        @staticmethod
+        def from_pretrained(path):
+            return FakeModel(_gold_by_prompt(probs, lambda p, j: f"The answer is {p.answer}."))
+
+    monkeypatch.setattr(azr, "Model", FakeModelClass, raising=False)
+    out = tmp_path / "res"
+    argv = ["--model", "m", "--tasks", "gsm8k", "--data-dir", str(bench), "--limit", "3", "--out", str(out),
+            "--no-progress", "--prompt-style", "base"]
+    assert cli_main(argv) == 0
+    capsys.readouterr()
+    assert cli_main(argv) == 0
+    captured = capsys.readouterr()
+    assert "azr eval: gsm8k: 3 of 3 problems already done by an earlier run, skipped" in captured.err
+    assert "100.00" in captured.out
+    assert cli_main(argv + ["--temperature", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"azr eval: error: {out} holds samples of another evaluation (temperature 0.0 there, "
+                          f"0.5 now)"), err
+    assert cli_main(argv + ["--temperature", "0.5", "--overwrite"]) == 0
+    assert "already done" not in capsys.readouterr().err

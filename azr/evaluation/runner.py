@@ -4,8 +4,10 @@ Owns: for each task, building the prompts, generating in batches through
 ``model.generate`` (any object with the documented signature works, so a fake
 model can drive it), judging the completions (sandbox for code, `MathGrader`
 for math) in a background thread while the next batch generates, scoring
-(pass@1 and unbiased pass@k), writing ``results.json`` and one JSONL line per
-sample, and the console summary table.
+(pass@1 and unbiased pass@k), writing ``results.json`` (after each task) and
+one JSONL line per sample (after each judged batch), reusing the problems an
+interrupted run with the same settings finished in the same folder, and the
+console summary table.
 
 Must not: run model-written code outside `azr.Executor`, print from
 `evaluate` (the CLI prints; the library returns an `EvalResult`), or keep
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -112,6 +115,7 @@ class TaskResult:
     generated_tokens: int
     tokens_per_s: float
     statuses: dict[str, int] = field(default_factory=dict)
+    resumed: int = 0  # problems whose samples an earlier run in the same out_dir had finished
 
 
 @dataclass
@@ -121,6 +125,7 @@ class EvalResult:
     tasks: dict[str, TaskResult]
     wall_s: float
     samples_dir: str | None = None
+    complete: bool = True  # False while the run is in progress (results.json written after each task)
 
     @property
     def scores(self) -> dict[str, dict[str, float]]:
@@ -140,6 +145,7 @@ class EvalResult:
             "model": self.model,
             "config": self.config,
             "wall_s": self.wall_s,
+            "complete": self.complete,
             "scores": {t: r.scores for t, r in self.tasks.items()},
             "tasks": {t: asdict(r) for t, r in self.tasks.items()},
             "environment": {"python": platform.python_version(), "platform": platform.platform()},
@@ -325,32 +331,60 @@ def _scores(task: str, per_problem: list[list[dict[str, Any]]], cfg: EvalConfig)
 # ----------------------------------------------------------------------------- main loop
 
 def _run_task(task: str, model: Any, tokenizer: Any, cfg: EvalConfig, executor: Any, grader: MathGrader | None,
-              style: str, sample_fh: Any) -> TaskResult:
+              style: str, sample_fh: Any, done: dict[Any, list[dict[str, Any]]] | None = None,
+              notify: Callable[[str], None] | None = None) -> TaskResult:
+    """Evaluate one task. ``done``: the sample records of problems finished by an earlier run (by id),
+    scored as they are and not generated again. Each batch's records go to ``sample_fh`` (flushed) as
+    soon as it is judged, so an interrupted run keeps every finished batch."""
     problems = load_task(task, cfg.data_dir, cfg.limit)
+    done = done or {}
     t0 = time.perf_counter()
     gen_s = 0.0
     n_tokens = 0
     judge = _Judge(task, cfg, executor, grader)
-    built = [build_prompt(p, style, tokenizer, cfg.few_shot) for p in problems]
-    per_problem: list[list[dict[str, Any]]] = [[] for _ in problems]
+    per_problem: list[list[dict[str, Any]]] = [list(done.get(p.id, [])) for p in problems]
+    todo = [i for i, p in enumerate(problems) if p.id not in done]
+    if notify is not None and len(todo) < len(problems):
+        notify(f"{task}: {len(problems) - len(todo)} of {len(problems)} problems already done by an earlier run, "
+               f"skipped (their samples are reused)")
+    built = {i: build_prompt(problems[i], style, tokenizer, cfg.few_shot) for i in todo}
     statuses: dict[str, int] = {}
-    pending: list[tuple[int, list[tuple[Problem, int, str, BuiltPrompt]], list[Any], Future, list[int]]] = []
+    for recs in per_problem:
+        for rec in recs:
+            statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
     bar = None
     if cfg.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(problems), desc=task, unit="prob", leave=True, dynamic_ncols=True)
+        bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=task, unit="prob", leave=True,
+                   dynamic_ncols=True)
+
+    def record(batch: tuple[list[tuple[Problem, int, str, BuiltPrompt]], list[Any], Future, list[int]]) -> None:
+        items, comps, fut, owners = batch
+        for (p, j, text, bp), c, rec, owner in zip(items, comps, fut.result(), owners):
+            rec_full = {"task": task, "id": p.id, "sample": j, "prompt": bp.text, "completion": text,
+                        "finish_reason": getattr(c, "finish_reason", None),
+                        "n_tokens": len(c.token_ids), "gold": p.answer if task not in CODE_GEN_TASKS else None,
+                        **rec}
+            per_problem[owner].append(rec_full)
+            statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
+            if sample_fh is not None:
+                sample_fh.write(json.dumps(rec_full, ensure_ascii=False, default=str) + "\n")
+        if sample_fh is not None:
+            sample_fh.flush()
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="azr-eval-judge")
     try:
-        # judging of batch i (background thread) overlaps generation of batch i + 1
-        for start in range(0, len(problems), cfg.batch_size):
-            chunk = list(range(start, min(start + cfg.batch_size, len(problems))))
+        # judging of batch i (background thread) overlaps generation of batch i + 1; batch i's records
+        # are written once batch i + 1 has generated
+        pending = None
+        for start in range(0, len(todo), cfg.batch_size):
+            chunk = todo[start:start + cfg.batch_size]
             t1 = time.perf_counter()
             stop = built[chunk[0]].stop  # the same for every problem of a task
             prompts = _encode_prompts(tokenizer, [built[i].text for i in chunk])
             _check_prompt_lengths(model, task, [problems[i] for i in chunk], prompts)
-            outs = _generate(model, prompts, cfg, stop, cfg.seed + start)
+            outs = _generate(model, prompts, cfg, stop, cfg.seed + chunk[0])
             gen_s += time.perf_counter() - t1
             items, comps, owners = [], [], []
             for i, samples in zip(chunk, outs):
@@ -361,30 +395,87 @@ def _run_task(task: str, model: Any, tokenizer: Any, cfg: EvalConfig, executor: 
                     comps.append(c)
                     owners.append(i)
                     n_tokens += len(c.token_ids)
-            pending.append((start, items, comps, pool.submit(judge, items), owners))
+            if pending is not None:
+                record(pending)
+            pending = (items, comps, pool.submit(judge, items), owners)
             if bar is not None:
                 bar.update(len(chunk))
                 bar.set_postfix(tok_s=f"{n_tokens / max(gen_s, 1e-9):.0f}")
-        for _, items, comps, fut, owners in pending:
-            for (p, j, text, bp), c, rec, owner in zip(items, comps, fut.result(), owners):
-                rec_full = {"task": task, "id": p.id, "sample": j, "prompt": bp.text, "completion": text,
-                            "finish_reason": getattr(c, "finish_reason", None),
-                            "n_tokens": len(c.token_ids), "gold": p.answer if task not in CODE_GEN_TASKS else None,
-                            **rec}
-                per_problem[owner].append(rec_full)
-                statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
-                if sample_fh is not None:
-                    sample_fh.write(json.dumps(rec_full, ensure_ascii=False, default=str) + "\n")
+        if pending is not None:
+            last, pending = pending, None
+            record(last)
     finally:
-        # on an error or Ctrl-C, drop the batches not judged yet (the running one ends within its timeouts)
+        # on an error or Ctrl-C: the batch being judged ends within its timeouts and is still written
         pool.shutdown(wait=True, cancel_futures=True)
+        if pending is not None and pending[2].done() and not pending[2].cancelled() \
+                and pending[2].exception() is None:
+            record(pending)
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t0
     return TaskResult(task=task, n_problems=len(problems), n_samples=cfg.n_samples,
                       scores=_scores(task, per_problem, cfg), prompt_style=style, wall_s=wall, generate_s=gen_s,
                       generated_tokens=n_tokens, tokens_per_s=n_tokens / gen_s if gen_s > 0 else 0.0,
-                      statuses=statuses)
+                      statuses=statuses, resumed=len(problems) - len(todo))
+
+
+# ----------------------------------------------------------------------------- resuming an --out folder
+
+# The settings that decide a sample's text and verdict: an --out folder's samples are reused only when
+# these match (plus the model and the prompt style used).
+_SAMPLE_SETTINGS = ("few_shot", "n_samples", "temperature", "top_p", "max_new_tokens", "seed", "crux_timeout",
+                    "code_timeout", "math_timeout", "memory_mb")
+
+
+def _sample_settings(model: str, style: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    return {"model": model, "prompt_style": style, **{k: cfg.get(k) for k in _SAMPLE_SETTINGS}}
+
+
+def _claim_out_dir(out_dir: Path, settings: dict[str, Any], overwrite: bool) -> None:
+    """Prepare ``out_dir`` for this run. Samples an earlier run left there are kept for reuse when that
+    run had the same ``settings`` (from its results.json); otherwise ValueError, unless ``overwrite``,
+    which deletes results.json and samples/*.jsonl (nothing else)."""
+    samples = sorted((out_dir / "samples").glob("*.jsonl")) if (out_dir / "samples").is_dir() else []
+    res = out_dir / "results.json"
+    if overwrite:
+        for f in samples + ([res] if res.exists() else []):
+            f.unlink()
+        return
+    if not samples:
+        return
+    try:
+        data = json.loads(res.read_text(encoding="utf-8"))
+        prior = _sample_settings(data.get("model"), data["config"].get("prompt_style_used"), data["config"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        prior = None
+    if prior == settings:
+        return
+    what = ("it has no readable results.json saying how they were made" if prior is None else
+            "; ".join(f"{k} {prior[k]!r} there, {settings[k]!r} now" for k in settings if prior[k] != settings[k]))
+    raise ValueError(f"{out_dir} holds samples of another evaluation ({what}): choose another --out "
+                     f"(out_dir), or pass --overwrite (evaluate(..., overwrite=True)) to replace them")
+
+
+def _finished(path: Path, task: str, n_samples: int) -> dict[Any, list[dict[str, Any]]]:
+    """The records in samples file ``path`` of the problems with all ``n_samples`` samples (by problem
+    id); a line cut by an interruption, and problems left half done, are left out."""
+    by_id: dict[Any, dict[int, dict[str, Any]]] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+                if rec.get("task") == task and isinstance(rec.get("sample"), int) and "status" in rec:
+                    by_id.setdefault(rec["id"], {})[rec["sample"]] = rec
+            except (ValueError, AttributeError, TypeError):
+                continue
+    return {pid: [recs[j] for j in range(n_samples)] for pid, recs in by_id.items()
+            if set(recs) == set(range(n_samples))}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _parse_tasks(tasks: str | Iterable[str]) -> tuple[str, ...]:
@@ -401,7 +492,8 @@ def _parse_tasks(tasks: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def evaluate(model: Any, tasks: str | Sequence[str], *, config: EvalConfig | None = None, executor: Any = None,
-             tokenizer: Any = None, model_name: str | None = None, **overrides: Any) -> EvalResult:
+             tokenizer: Any = None, model_name: str | None = None, overwrite: bool = False,
+             notify: Callable[[str], None] | None = None, **overrides: Any) -> EvalResult:
     """Evaluate ``model`` on ``tasks`` and return the scores.
 
     ``model``: anything with ``generate(prompts, n=, max_new_tokens=, temperature=, top_p=, top_k=, stop=,
@@ -411,8 +503,14 @@ def evaluate(model: Any, tasks: str | Sequence[str], *, config: EvalConfig | Non
     ``executor``: an `azr.Executor` to judge code with (one is created, and closed, when needed and not given).
     ``tokenizer``: for the chat template (default ``model.tokenizer``).
 
-    When ``out_dir`` is set, writes ``results.json`` and ``samples/<task>.jsonl`` there.
-    Raises DataNotFoundError when a benchmark file is missing, ValueError on bad settings.
+    When ``out_dir`` is set, writes ``samples/<task>.jsonl`` there as each batch is judged and
+    ``results.json`` as each task finishes (``"complete": false`` until the last). A later call with
+    the same ``out_dir``, model name and sample settings (prompt style, few_shot, n_samples,
+    temperature, top_p, max_new_tokens, seed, timeouts, memory) reuses the problems finished there
+    and generates only the rest; with other settings it raises ValueError unless ``overwrite``
+    (which deletes the earlier results.json and samples first). ``notify(message)`` is told how many
+    problems of each task were reused. Raises DataNotFoundError when a benchmark file is missing,
+    ValueError on bad settings.
     """
     cfg = EvalConfig(**asdict(config)) if config is not None else EvalConfig()
     for k, v in overrides.items():
@@ -429,9 +527,12 @@ def evaluate(model: Any, tasks: str | Sequence[str], *, config: EvalConfig | Non
     for t in cfg.tasks:
         task_file(t, cfg.data_dir, progress=cfg.progress)
 
+    name = model_name or str(getattr(model, "name_or_path", None) or type(model).__name__)
+    config = {**asdict(cfg), "prompt_style_used": style}
     out_dir = Path(cfg.out_dir) if cfg.out_dir else None
     if out_dir is not None:
         check_writable_dir(out_dir, "out_dir")
+        _claim_out_dir(out_dir, _sample_settings(name, style, config), overwrite)
         (out_dir / "samples").mkdir(parents=True, exist_ok=True)
     needs_sandbox = any(t in CRUX_TASKS + CODE_GEN_TASKS for t in cfg.tasks)
     own_executor = executor is None and needs_sandbox
@@ -440,11 +541,26 @@ def evaluate(model: Any, tasks: str | Sequence[str], *, config: EvalConfig | Non
     grader = MathGrader(timeout=cfg.math_timeout) if any(t in MATH_TASKS for t in cfg.tasks) else None
     t0 = time.perf_counter()
     results: dict[str, TaskResult] = {}
+
+    def result(complete: bool) -> EvalResult:
+        return EvalResult(model=name, config=config, tasks=dict(results), wall_s=time.perf_counter() - t0,
+                          samples_dir=str(out_dir / "samples") if out_dir else None, complete=complete)
+
     try:
         for t in cfg.tasks:
-            fh = open(out_dir / "samples" / _task_file_name(t), "w", encoding="utf-8") if out_dir else None
+            fh, done = None, {}
+            if out_dir is not None:
+                _write_json(out_dir / "results.json", result(False).to_json())  # the settings, then each task
+                path = out_dir / "samples" / _task_file_name(t)
+                done = _finished(path, t, cfg.n_samples)
+                # finished problems kept (a cut line or a half-done problem is generated again), then appended to
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_text("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n"
+                                       for recs in done.values() for r in recs), encoding="utf-8")
+                os.replace(tmp, path)
+                fh = open(path, "a", encoding="utf-8")
             try:
-                results[t] = _run_task(t, model, tokenizer, cfg, executor, grader, style, fh)
+                results[t] = _run_task(t, model, tokenizer, cfg, executor, grader, style, fh, done, notify)
             finally:
                 if fh is not None:
                     fh.close()
@@ -455,13 +571,9 @@ def evaluate(model: Any, tasks: str | Sequence[str], *, config: EvalConfig | Non
             close = getattr(executor, "close", None) or getattr(executor, "__exit__", None)
             if close is not None:
                 close() if close.__name__ == "close" else close(None, None, None)
-    name = model_name or str(getattr(model, "name_or_path", None) or type(model).__name__)
-    res = EvalResult(model=name, config={**asdict(cfg), "prompt_style_used": style}, tasks=results,
-                     wall_s=time.perf_counter() - t0, samples_dir=str(out_dir / "samples") if out_dir else None)
-    if out_dir is not None:
-        with open(out_dir / "results.json", "w", encoding="utf-8") as fh:
-            json.dump(res.to_json(), fh, indent=2, default=str)
-    return res
+        if out_dir is not None and results:
+            _write_json(out_dir / "results.json", result(len(results) == len(cfg.tasks)).to_json())
+    return result(True)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -492,6 +604,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--code-timeout", type=float, default=30.0, help="seconds per HumanEval+/MBPP+ test run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace the results and samples already in --out (by default a rerun with the same "
+                         "model and settings reuses the problems finished there, and other settings are refused)")
     return ap
 
 
@@ -533,10 +648,15 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         print(f"azr eval: error: cannot load model {args.model!r}: {e}", file=sys.stderr)
         return 2
     try:
-        res = evaluate(model, cfg.tasks, config=cfg, model_name=args.model)
+        res = evaluate(model, cfg.tasks, config=cfg, model_name=args.model, overwrite=args.overwrite,
+                       notify=lambda m: print(f"azr eval: {m} ({args.out})", file=sys.stderr))
     except (ValueError, DataNotFoundError) as e:
         print(f"azr eval: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"azr eval: interrupted; the problems finished so far are kept in {args.out}: the same command "
+              f"continues from there", file=sys.stderr)
+        return 130
     print(res.table())
     print(f"\nwall time {res.wall_s:.1f} s; results: {Path(args.out) / 'results.json'}; samples: {res.samples_dir}")
     return 0
