@@ -399,10 +399,12 @@ def test_an_interrupted_eval_keeps_its_work_and_a_rerun_skips_it(bench, tmp_path
 
 def test_cli_rerun_says_what_it_skips(bench, tmp_path, monkeypatch, capsys):
     probs = load_task("gsm8k", bench, limit=3)
+    loads = []
 
     class FakeModelClass:
         @staticmethod
         def from_pretrained(path):
+            loads.append(path)
             return FakeModel(_gold_by_prompt(probs, lambda p, j: f"The answer is {p.answer}."))
 
     monkeypatch.setattr(azr, "Model", FakeModelClass, raising=False)
@@ -419,5 +421,6 @@ def test_cli_rerun_says_what_it_skips(bench, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"azr eval: error: {out} holds samples of another evaluation (temperature 0.0 there, "
                           f"0.5 now)"), err
+    assert len(loads) == 2  # refused before the model loads
     assert cli_main(argv + ["--temperature", "0.5", "--overwrite"]) == 0
     assert "already done" not in capsys.readouterr().err

@@ -431,29 +431,34 @@ def _sample_settings(model: str, style: str, cfg: dict[str, Any]) -> dict[str, A
     return {"model": model, "prompt_style": style, **{k: cfg.get(k) for k in _SAMPLE_SETTINGS}}
 
 
+def _out_dir_conflict(out_dir: Path, settings: dict[str, Any]) -> str:
+    """Why the samples in ``out_dir`` cannot be reused by a run with ``settings`` ("" when they can,
+    or when there are none); only the keys of ``settings`` are compared."""
+    samples = list((out_dir / "samples").glob("*.jsonl")) if (out_dir / "samples").is_dir() else []
+    if not samples:
+        return ""
+    try:
+        data = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
+        prior = _sample_settings(data.get("model"), data["config"].get("prompt_style_used"), data["config"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"{out_dir} holds samples but no readable results.json saying how they were made"
+    diff = [f"{k} {prior[k]!r} there, {v!r} now" for k, v in settings.items() if prior[k] != v]
+    return f"{out_dir} holds samples of another evaluation ({'; '.join(diff)})" if diff else ""
+
+
 def _claim_out_dir(out_dir: Path, settings: dict[str, Any], overwrite: bool) -> None:
     """Prepare ``out_dir`` for this run. Samples an earlier run left there are kept for reuse when that
     run had the same ``settings`` (from its results.json); otherwise ValueError, unless ``overwrite``,
     which deletes results.json and samples/*.jsonl (nothing else)."""
-    samples = sorted((out_dir / "samples").glob("*.jsonl")) if (out_dir / "samples").is_dir() else []
-    res = out_dir / "results.json"
     if overwrite:
-        for f in samples + ([res] if res.exists() else []):
-            f.unlink()
+        samples = list((out_dir / "samples").glob("*.jsonl")) if (out_dir / "samples").is_dir() else []
+        for f in samples + [out_dir / "results.json"]:
+            f.unlink(missing_ok=True)
         return
-    if not samples:
-        return
-    try:
-        data = json.loads(res.read_text(encoding="utf-8"))
-        prior = _sample_settings(data.get("model"), data["config"].get("prompt_style_used"), data["config"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        prior = None
-    if prior == settings:
-        return
-    what = ("it has no readable results.json saying how they were made" if prior is None else
-            "; ".join(f"{k} {prior[k]!r} there, {settings[k]!r} now" for k in settings if prior[k] != settings[k]))
-    raise ValueError(f"{out_dir} holds samples of another evaluation ({what}): choose another --out "
-                     f"(out_dir), or pass --overwrite (evaluate(..., overwrite=True)) to replace them")
+    why = _out_dir_conflict(out_dir, settings)
+    if why:
+        raise ValueError(f"{why}: choose another --out (out_dir), or pass --overwrite "
+                         f"(evaluate(..., overwrite=True)) to replace them")
 
 
 def _finished(path: Path, task: str, n_samples: int) -> dict[Any, list[dict[str, Any]]]:
@@ -632,6 +637,13 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
             setattr(cfg, k, v)
         cfg.validate(label=_flag)
         check_writable_dir(args.out, "--out")
+        if not args.overwrite:  # what can be compared before the model (and its tokenizer) is known
+            known = _sample_settings(args.model, cfg.prompt_style, asdict(cfg))
+            if cfg.prompt_style == "auto":
+                del known["prompt_style"]
+            why = _out_dir_conflict(Path(args.out), known)
+            if why:
+                raise ValueError(f"{why}: choose another --out, or pass --overwrite to replace them")
         for t in cfg.tasks:  # without --data-dir / AZR_DATA_DIR: fetched into the cache when missing
             task_file(t, args.data_dir, progress=not args.no_progress)
     except (ValueError, DataNotFoundError) as e:
