@@ -1249,6 +1249,7 @@ class Trainer:
         """
         run = Path(run_dir)
         ck, state, cfg = _read_checkpoint(run, overrides, checkpoint)
+        check_writable_dir(run, "run directory")  # before the model loads
         if model_loader is None:
             from .model import Model
 

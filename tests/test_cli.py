@@ -246,3 +246,21 @@ def test_version_flag_in_process(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["--version"])
     assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"azr {azr.__version__}"
+
+
+def test_resume_refuses_a_run_directory_it_cannot_write(tmp_path, capsys):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only directories")
+    from azr.trainer import cli_main
+
+    out = _fake_run(tmp_path)
+    capsys.readouterr()
+    out.chmod(0o555)
+    try:
+        assert cli_main(["train", "--resume", str(out), "--steps", "3"], model_loader=_no_model) == 2
+    finally:
+        out.chmod(0o755)
+    err = capsys.readouterr().err
+    assert err.startswith(f"azr train: error: run directory {out} is not writable"), err

@@ -396,7 +396,8 @@ def _run_task(task: str, model: Any, tokenizer: Any, cfg: EvalConfig, executor: 
                     owners.append(i)
                     n_tokens += len(c.token_ids)
             if pending is not None:
-                record(pending)
+                prev, pending = pending, None  # never written twice, even if writing fails
+                record(prev)
             pending = (items, comps, pool.submit(judge, items), owners)
             if bar is not None:
                 bar.update(len(chunk))
