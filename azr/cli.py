@@ -47,9 +47,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     import azr
 
-    if args.steps < 1 or args.batch < 1 or args.seq_len < 2:
-        print("azr demo: --steps, --batch must be >= 1 and --seq-len >= 2", file=sys.stderr)
-        return 2
+    for flag, value, least in (("--steps", args.steps, 1), ("--batch", args.batch, 1), ("--seq-len", args.seq_len, 2)):
+        if value < least:
+            print(f"azr demo: error: {flag} must be >= {least}, got {value}", file=sys.stderr)
+            return 2
     if args.threads:
         azr.set_num_threads(args.threads)
     cfg = azr.ModelConfig(model_type="llama", vocab_size=64, hidden_size=64,

@@ -264,3 +264,10 @@ def test_resume_refuses_a_run_directory_it_cannot_write(tmp_path, capsys):
         out.chmod(0o755)
     err = capsys.readouterr().err
     assert err.startswith(f"azr train: error: run directory {out} is not writable"), err
+
+
+@pytest.mark.parametrize("argv, message", [(["--steps", "0"], "--steps must be >= 1, got 0"),
+                                           (["--seq-len", "1"], "--seq-len must be >= 2, got 1")])
+def test_demo_argument_errors(capsys, argv, message):
+    assert cli.main(["demo", *argv]) == 2
+    assert capsys.readouterr().err == f"azr demo: error: {message}\n"
