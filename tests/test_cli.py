@@ -112,6 +112,17 @@ def test_resume_with_steps_already_done_says_so(tmp_path, capsys):
     # --out naming the run itself is no conflict
     assert cli_main(["train", "--resume", str(out), "--out", str(out)], model_loader=_no_model) == 0
     assert (out / "metrics.jsonl").read_text() == before
+    # a spent time budget says so too
+    import json
+
+    ck = out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip() / "trainer_state.json"
+    state = json.loads(ck.read_text())
+    ck.write_text(json.dumps({**state, "train_seconds": 90.0}))
+    capsys.readouterr()
+    assert cli_main(["train", "--resume", str(out), "--steps", "9", "--set", "max_minutes=1.5"],
+                    model_loader=_no_model) == 0
+    err = capsys.readouterr().err
+    assert "has used its training time (1.5 of max_minutes = 1.5): nothing to do" in err, err
 
 
 # ------------------------------------------------------------- user mistakes: `azr <cmd>: error: ...`, status 2
