@@ -857,6 +857,116 @@ def test_a_zygote_that_cannot_clean_its_scratch_is_replaced():
         assert [x.value for x in r] == [1] * 4
 
 
+# A later run reads its own heap (the brk heap it inherited from the
+# zygote; its lower end found by probing pages with msync) and looks for
+# markers given to it in two halves, so its own request never holds a
+# whole one. The control marker is whole in its own request: found.
+_HEAP_SCAN = """
+import ctypes
+def f(pairs):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.sbrk.restype = ctypes.c_void_p
+    libc.sbrk.argtypes = [ctypes.c_ssize_t]
+    libc.msync.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page = 4096
+    end = libc.sbrk(0)
+    lo = end & ~(page - 1)
+    while end - lo < (256 << 20) and libc.msync(lo - page, page, 1) == 0:
+        lo -= page
+    data = ctypes.string_at(lo, end - lo)
+    found = []
+    for head, tail in pairs:
+        h, t = head.encode(), tail.encode()
+        i, hit = data.find(h), False
+        while i >= 0 and not hit:
+            hit = data[i + len(h):i + len(h) + len(t)] == t
+            i = data.find(h, i + 1)
+        found.append(hit)
+    return found, end - lo
+"""
+
+
+_MARKED = ("PROGRAM", "STDOUT", "RESULT", "GOLD", "ANSWER", "TESTS")
+
+
+def _marked_requests(e, mark, pad):
+    """Send every kind of request, each holding its marker behind `pad`, to
+    every zygote of `e` (as a rule: four of each per zygote)."""
+    k = 4 * len(e._worker_pids())
+    prog = (f"# {pad} {mark['PROGRAM']}\n"
+            "def f(x):\n"
+            f"    print({pad!r} + {mark['STDOUT']!r})\n"
+            f"    return {pad!r} + {mark['RESULT']!r}\n")
+    tests = f"# {pad} {mark['TESTS']}\ndef check(c):\n    assert c(1) == 1\n"
+    r = e.run([prog] * k, ["0"] * k)
+    assert [x.status for x in r] == ["ok"] * k, [x.message for x in r]
+    v = e.judge_output([prog] * k, ["0"] * k, [repr(pad + mark["GOLD"])] * k, [repr(pad + mark["ANSWER"])] * k)
+    assert all(x.status == "ok" for x in v), v
+    t = e.run_tests(["def g(x):\n    return x"] * k, [tests] * k, entry_points=["g"] * k)
+    assert [x.status for x in t] == ["ok"] * k, [x.message for x in t]
+    return k
+
+
+def _memory_of(pid: int) -> list[bytes]:
+    """The writable private memory of process `pid` (root reads it even
+    though the zygote is not dumpable)."""
+    out = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            f = line.split()
+            if not f[1].startswith("rw"):
+                continue
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            try:
+                mem.seek(lo)
+                out.append(mem.read(hi - lo))
+            except OSError:
+                pass
+    return out
+
+
+def test_zygote_memory_keeps_no_earlier_request():
+    """What every later child inherits is the zygote's memory: after runs,
+    parses and tests, none of their requests, outputs or results is in it
+    (the buffers are cleared before they are freed). Before the clear, each
+    marker stayed in every zygote's heap, read here by the host."""
+    mark = {n: f"AZRMARK{n}_{os.getpid()}" for n in _MARKED}
+    with Executor(workers=2, timeout=5.0) as e:
+        _marked_requests(e, mark, "x" * 200)
+        e.run(["def f(x):\n    return x"] * 8, ["0"] * 8)
+        try:
+            mems = {pid: _memory_of(pid) for pid in e._worker_pids()}
+        except OSError as exc:
+            pytest.skip(f"cannot read a zygote's memory here: {exc}")
+    assert all(sum(map(len, m)) > 1_000_000 for m in mems.values())
+    left = {pid: [n for n in _MARKED if any(mark[n].encode() in chunk for chunk in m)]
+            for pid, m in mems.items()}
+    assert not any(left.values()), f"earlier requests' markers in zygote memory: {left}"
+
+
+def test_earlier_requests_leave_nothing_in_later_childrens_memory():
+    """The same seen from a later run, as a program would look: it scans
+    its own heap. Markers sit behind 60,000 bytes of filler, so that the
+    scanning run's own allocations (which reuse freed blocks) cannot be
+    what hides them; before the clear, the result buffer's marker was
+    found by every scan."""
+    heads = {n: "AZRMARK" + n[:2] for n in _MARKED}
+    tails = {n: n[2:] + "_7f3a9c" for n in _MARKED}
+    mark = {n: heads[n] + tails[n] for n in _MARKED}
+    pairs = [[heads[n], tails[n]] for n in _MARKED] + [["AZRCTRL", "MARKER"]]
+    scan_input = repr(pairs) + "  # AZRCTRLMARKER"
+    with Executor(workers=2, timeout=5.0) as e:
+        k = _marked_requests(e, mark, "x" * 60000)
+        scans = e.run([_HEAP_SCAN] * k, [scan_input] * k)
+    assert [x.status for x in scans] == ["ok"] * k, [x.message for x in scans]
+    for x in scans:
+        found, size = x.value
+        assert size > 100_000, size
+        assert found[-1], "the scan does not see the run's own request: it proves nothing"
+        leaked = [n for n, hit in zip(_MARKED, found) if hit]
+        assert not leaked, f"a later child found earlier requests' markers in its heap: {leaked}"
+
+
 def test_forked_copy_neither_uses_nor_kills_the_pool(ex):
     pids = ex._worker_pids()
     child = os.fork()
