@@ -472,6 +472,21 @@ def test_run_tests_humaneval_and_mbpp_style(ex):
     assert "AssertionError" in r[1].message
 
 
+def test_run_tests_value_is_what_check_returned(ex):
+    """check(<entry point>)'s return value comes back as the result's value,
+    for verdicts decided outside the program's process (azr.evaluation)."""
+    outs = "def check(candidate):\n    return [candidate(i) for i in range(3)]\n"
+    big = "def check(candidate):\n    return 'x' * 300000\n"
+    prog = "def g(x):\n    return x * 2"
+    r = ex.run_tests([prog, prog, prog], [outs, big, big], entry_points=["g"] * 3)
+    assert [x.status for x in r] == ["ok", "truncated", "truncated"], [x.message for x in r]
+    assert r[0].value == [0, 2, 4]
+    r = ex.run_tests([prog], [big], entry_points=["g"], result_limit=1 << 20)[0]
+    assert r.status == "ok" and r.value == "x" * 300000
+    with pytest.raises(ValueError, match="result_limit"):
+        ex.run_tests([prog], [big], result_limit=10)
+
+
 # ------------------------------------------------------------------ the codec
 
 def test_codec_roundtrip_and_normalisation():
