@@ -350,7 +350,7 @@ def _handle(z, mode, a, b, c):
                     if entry and callable(check):
                         if entry not in ns:
                             raise NameError(f"entry point '{entry}' is not defined by the program")
-                        check(ns[entry])
+                        value = check(ns[entry])
                     status = z.OK
                 else:
                     fn = ns.get("f")

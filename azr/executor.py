@@ -343,6 +343,12 @@ class Executor:
         return float(t)
 
     @staticmethod
+    def _check_result_limit(n: int) -> int:
+        if not isinstance(n, int) or n < 64 or n > 1 << 27:
+            raise ValueError(f"result_limit must be an int in [64, {1 << 27}] bytes, got {n!r}")
+        return n
+
+    @staticmethod
     def _check_memory(m: int) -> int:
         if not isinstance(m, int) or m < 16 or m > 1 << 20:
             raise ValueError(f"memory_mb must be an int in [16, 1048576], got {m!r}")
@@ -350,11 +356,11 @@ class Executor:
 
     # -- plumbing
     def _req(self, mode: int, a: bytes, b: bytes = b"", c: bytes = b"", pair: int = -1,
-             timeout: float | None = None, memory_mb: int | None = None) -> tuple:
+             timeout: float | None = None, memory_mb: int | None = None, result_limit: int | None = None) -> tuple:
         t = self.timeout if timeout is None else self._check_timeout(timeout)
         m = self.memory_mb if memory_mb is None else self._check_memory(memory_mb)
-        return (mode, max(1, int(t * 1000)), m, self.output_limit, self.result_limit,
-                self.file_limit_mb, pair, a, b, c)
+        rl = self.result_limit if result_limit is None else self._check_result_limit(result_limit)
+        return (mode, max(1, int(t * 1000)), m, self.output_limit, rl, self.file_limit_mb, pair, a, b, c)
 
     def _exec(self, reqs: list) -> list[RunResult]:
         pool = self._live()
@@ -534,15 +540,22 @@ class Executor:
 
     def run_tests(self, programs: Sequence[str], tests: Sequence[str], timeout: float | None = None,
                   entry_points: Sequence[str | None] | None = None,
-                  memory_mb: int | None = None) -> list[RunResult]:
+                  memory_mb: int | None = None, result_limit: int | None = None) -> list[RunResult]:
         """HumanEval/MBPP style: run each program, then its test code in the
         same namespace; if entry_points[i] is given and the tests define
-        check(), call check(<entry point>). ok = no exception."""
+        check(), call check(<entry point>): its return value (a literal) is
+        the result's value. ok = no exception.
+
+        The program shares the process with its tests and can write its own
+        run's result, "ok" included, whatever the tests would have found. A
+        verdict that must hold against the program comes from values instead:
+        let check() return the entry point's outputs and judge them outside
+        (as azr.evaluation does for HumanEval+/MBPP+)."""
         programs = _as_list("programs", programs)
         tests = _as_list("tests", tests, len(programs))
         eps = _as_list("entry_points", entry_points, len(programs)) if entry_points is not None \
             else [None] * len(programs)
         reqs = [self._req(_MODE_TESTS, _b(p, "program"), _b(t, "tests"), _b(e or "", "entry point"),
-                          timeout=timeout, memory_mb=memory_mb)
+                          timeout=timeout, memory_mb=memory_mb, result_limit=result_limit)
                 for p, t, e in zip(programs, tests, eps)]
         return self._exec(reqs)

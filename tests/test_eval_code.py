@@ -13,12 +13,13 @@ import os
 import time
 from fractions import Fraction
 from math import comb
+import struct
 
 import pytest
 from eval_support import ReferenceExecutor
 
-from azr.evaluation import (build_program, build_test_code, extract_code, extract_crux_answer, load_task,
-                            pass_at_k)
+from azr.evaluation import (build_output_code, build_program, extract_code, extract_crux_answer, judge_outputs,
+                            load_task, pass_at_k)
 from azr.evaluation.code_tasks import sanitize_code
 from azr.evaluation.prompts import BuiltPrompt
 from azr.evaluation.runner import EvalConfig, _Judge
@@ -303,12 +304,72 @@ def test_codegen_hostile_and_broken_programs_fail(shared_data, executor):
     assert res[3]["status"] == "timeout"
 
 
-def test_test_code_is_self_contained():
-    code = build_test_code("def f(x):\n    return x\n", "f", [[float("nan")], [float("inf")], [(1, {2})]],
-                           dataset="humaneval")
+def test_output_code_is_self_contained_and_judged_on_the_host():
+    code = build_output_code("f", [[float("nan")], [float("inf")], [(1, {2})]], dataset="humaneval")
     compile(code, "<test>", "exec")
     with pytest.raises(ValueError, match="dataset"):
-        build_test_code("", "f", [], dataset="apps")
+        build_output_code("f", [], dataset="apps")
+    inputs = [[1], [2]]
+    assert judge_outputs("f", inputs, [1, 2], [1, 2], dataset="humaneval") == ""
+    assert "input #1" in judge_outputs("f", inputs, [1, 3], [1, 2], dataset="humaneval")
+    assert "outputs" in judge_outputs("f", inputs, None, [1, 2], dataset="humaneval")  # not a list
+    assert "outputs" in judge_outputs("f", inputs, [1], [1, 2], dataset="humaneval")
+    assert judge_outputs("f", inputs, [0.1 + 0.2, float("nan")], [0.3, float("nan")], dataset="humaneval") == ""
+    assert judge_outputs("f", inputs, [[1, 2], (1,)], [[1, 2], [1]], dataset="humaneval") != ""  # type-aware
+    assert judge_outputs("Diff", inputs, [[2, 1], [3]], [[1, 2], [3]], dataset="mbpp") == ""  # set oracle
+    assert judge_outputs("Diff", inputs, [1, 2], [[1], [2]], dataset="mbpp") != ""  # raising compare: wrong
+    assert judge_outputs("find_zero", [[[1.0, 2.0]]], [-0.5], [-0.4], dataset="humaneval", atol=1e-6) == ""
+
+
+def test_large_outputs_come_back_as_digests_that_compare_like_eq(executor):
+    code = build_output_code("g", [[20000], [3]], dataset="humaneval")
+    progs = ["def g(n):\n    return [1] * n\n",
+             "def g(n):\n    return [True] * (n - 1) + [1.0]\n",  # == the first
+             "def g(n):\n    return [1] * (n - 1) + [2]\n",
+             "def g(n):\n    return tuple([1] * n)\n",  # a tuple is not == a list
+             "def g(n):\n    return {str(i): {i, -i} for i in range(n)}\n",
+             "def g(n):\n    return {str(i): frozenset({-i, i}) for i in reversed(range(n))}\n"]
+    r = executor.run_tests(progs, [code] * len(progs), entry_points=["g"] * len(progs))
+    assert [x.status for x in r] == ["ok"] * len(progs), [x.message for x in r]
+    big = [x.value[0] for x in r]
+    assert all(type(v) is tuple and v[0] == "<azr:digest>" for v in big), big
+    assert big[0] == big[1] != big[2] and big[0] != big[3] and big[4] == big[5]
+    assert r[0].value[1] == [1, 1, 1] and r[4].value[1] == {"0": {0}, "1": {1, -1}, "2": {2, -2}}
+
+
+def _frame(payload: bytes) -> bytes:
+    """The result frame a run's driver writes for status ok (csrc/sandbox/sandbox.h)."""
+    return struct.pack("<III", 0x5A52C0DE, 0, len(payload)) + payload
+
+
+def test_a_wrong_program_cannot_pass_by_writing_its_own_result(shared_data, executor):
+    """A program owns its process: it can write a well-formed "ok" frame on
+    the result pipe, through every route Python offers to a descriptor, and
+    stop. The verdict comes from the outputs it returns, judged on the host,
+    so none of these wrong programs passes. (Before, each of them passed:
+    the verdict was the run's status.)"""
+    p = load_task("humaneval+", shared_data / "benchmarks", limit=1)[0]
+    wrong = "def has_close_elements(numbers, threshold):\n    return True\n"
+    ok_none = _frame(b"N")
+    programs = [
+        wrong + f"_stop = __import__('os').write(3, {ok_none!r})\n",
+        wrong + f"_stop = open(3, 'wb', closefd=False).write({ok_none!r})\n",
+        wrong + f"_stop = __import__('io').FileIO(3, 'w', closefd=False).write({ok_none!r})\n",
+        wrong + f"_stop = __import__('os').writev(3, [{ok_none!r}])\n",
+        wrong + f"_stop = __import__('ctypes').CDLL(None).write(3, {ok_none!r}, {len(ok_none)})\n",
+        wrong + f"_fd = __import__('os').dup(3)\n_stop = __import__('os').write(_fd, {ok_none!r})\n",
+        # inside the entry point, as many outputs as the harness has inputs (read from its frame), then a hang
+        "def has_close_elements(numbers, threshold):\n"
+        "    import os, struct, sys\n"
+        "    n = len(sys._getframe(1).f_globals['_AZR_INPUTS'])\n"
+        "    payload = b'l' + struct.pack('<I', n) + b'T' * n\n"
+        "    os.write(3, struct.pack('<III', 0x5A52C0DE, 0, len(payload)) + payload)\n"
+        "    while True:\n"
+        "        pass\n",
+    ]
+    items = [(p, f"```python\n{prog}\n```") for prog in programs]
+    res = _judge("humaneval+", executor, items, code_timeout=3.0)
+    assert [r["base_correct"] or r["correct"] for r in res] == [False] * len(programs), res
 
 
 def test_hostile_answers_do_not_reach_the_host(tmp_path):

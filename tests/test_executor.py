@@ -472,6 +472,21 @@ def test_run_tests_humaneval_and_mbpp_style(ex):
     assert "AssertionError" in r[1].message
 
 
+def test_run_tests_value_is_what_check_returned(ex):
+    """check(<entry point>)'s return value comes back as the result's value,
+    for verdicts decided outside the program's process (azr.evaluation)."""
+    outs = "def check(candidate):\n    return [candidate(i) for i in range(3)]\n"
+    big = "def check(candidate):\n    return 'x' * 300000\n"
+    prog = "def g(x):\n    return x * 2"
+    r = ex.run_tests([prog, prog, prog], [outs, big, big], entry_points=["g"] * 3)
+    assert [x.status for x in r] == ["ok", "truncated", "truncated"], [x.message for x in r]
+    assert r[0].value == [0, 2, 4]
+    r = ex.run_tests([prog], [big], entry_points=["g"], result_limit=1 << 20)[0]
+    assert r.status == "ok" and r.value == "x" * 300000
+    with pytest.raises(ValueError, match="result_limit"):
+        ex.run_tests([prog], [big], result_limit=10)
+
+
 # ------------------------------------------------------------------ the codec
 
 def test_codec_roundtrip_and_normalisation():
@@ -724,6 +739,247 @@ def test_scratch_is_private_and_wiped_even_if_made_read_only(ex):
         except OSError:
             pytest.skip("cannot look into the zygote's mount namespace here")
         assert left == [], left
+
+
+# What a run can leave in its scratch, each followed by ordinary runs: the
+# clean-up must remove it all. An earlier one gave up on directories made
+# unreadable and on trees deeper than 64 levels, so leftovers stayed in the
+# zygote's tmpfs; "locked_full" (every inode used, in a directory then
+# locked) left that zygote failing every later run with "cannot prepare
+# the run".
+_LEFTOVERS = {
+    "locked_dir": ("import os\n"
+                   "def f(x):\n"
+                   "    os.makedirs('a/b')\n"
+                   "    for n in ('a/1', 'a/b/2'):\n"
+                   "        open(n, 'w').write('x')\n"
+                   "    os.chmod('a/b', 0)\n"
+                   "    os.chmod('a', 0)\n"
+                   "    return 1\n"),
+    "deep_tree": ("import os\n"
+                  "def f(x):\n"
+                  "    for i in range(x):\n"
+                  "        os.mkdir('d')\n"
+                  "        os.chdir('d')\n"
+                  "    open('leaf', 'w').write('x')\n"
+                  "    os.chmod('.', 0)\n"
+                  "    return x\n", "10000"),
+    "inodes_full": ("import os\n"
+                    "def f(x):\n"
+                    "    n = 0\n"
+                    "    try:\n"
+                    "        while True:\n"
+                    "            os.close(os.open(str(n), os.O_CREAT | os.O_WRONLY))\n"
+                    "            n += 1\n"
+                    "    except OSError:\n"
+                    "        return n\n"),
+    "locked_full": ("import os\n"
+                    "def f(x):\n"
+                    "    os.mkdir('a')\n"
+                    "    n = 0\n"
+                    "    try:\n"
+                    "        while True:\n"
+                    "            os.close(os.open('a/' + str(n), os.O_CREAT | os.O_WRONLY))\n"
+                    "            n += 1\n"
+                    "    except OSError:\n"
+                    "        pass\n"
+                    "    os.chmod('a', 0)\n"
+                    "    return n\n"),
+    "links_out": ("import os\n"
+                  "def f(x):\n"
+                  "    os.symlink('/', 'root')\n"
+                  "    os.symlink('..', 'up')\n"
+                  "    os.symlink('/etc/passwd', 'passwd')\n"
+                  "    os.symlink('missing', 'dangling')\n"
+                  "    os.mkdir('d')\n"
+                  "    os.symlink('/', 'd/root')\n"
+                  "    os.chmod('d', 0)\n"
+                  "    return 1\n"),
+    "no_perm_file": ("import os\n"
+                     "def f(x):\n"
+                     "    open('secret', 'w').write('x' * 1000)\n"
+                     "    os.chmod('secret', 0)\n"
+                     "    os.chmod('.', 0o500)\n"
+                     "    return 1\n"),
+    "fifo": ("import os\n"
+             "def f(x):\n"
+             "    try:\n"
+             "        os.mkfifo('pipe')\n"
+             "    except OSError:\n"
+             "        return 0\n"
+             "    return 1\n"),
+}
+
+
+def _scratch_views(e):
+    """Each zygote's scratch as seen from the host through its own mount
+    namespace, or None where that view is not available."""
+    views = []
+    for pid in e._worker_pids():
+        view = f"/proc/{pid}/root{e._scratch}"
+        try:
+            os.listdir(view)
+        except OSError:
+            return None
+        views.append(view)
+    return views
+
+
+@pytest.mark.parametrize("shape", sorted(_LEFTOVERS))
+def test_leftovers_of_any_shape_are_removed_and_runs_go_on(shape):
+    prog, arg = _LEFTOVERS[shape] if isinstance(_LEFTOVERS[shape], tuple) else (_LEFTOVERS[shape], "0")
+    ordinary = ("def f(x):\n"
+                "    open('out.txt', 'w').write(str(x))\n"
+                "    return open('out.txt').read()\n")
+    with Executor(workers=2, timeout=1.0) as e:
+        spawned = e._spawned()
+        r = e.run([prog] * 2, [arg] * 2, timeout=30.0)
+        assert [x.status for x in r] == ["ok"] * 2, [x.message for x in r]
+        assert all(x.value for x in r if shape != "fifo"), [x.value for x in r]
+        after = e.run([ordinary] * 8, [str(i) for i in range(8)])
+        assert [x.status for x in after] == ["ok"] * 8, [x.message for x in after]
+        assert [x.value for x in after] == [str(i) for i in range(8)]
+        # Removed, not worked around: no zygote had to be replaced.
+        assert e._spawned() == spawned
+        views = _scratch_views(e)
+        if views is not None and e.isolation["private_scratch_tmpfs"]:
+            assert all(os.listdir(v) == [] for v in views), [os.listdir(v) for v in views]
+
+
+def test_a_zygote_that_cannot_clean_its_scratch_is_replaced():
+    """Something the run uid cannot remove appears in a zygote's scratch
+    (put there by root from the host: no run can make such a thing): after
+    its next run the zygote finds its scratch not clean, answers that run
+    and retires, and a fresh zygote takes its place; no run fails."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to put an unremovable file in a zygote's scratch")
+    with Executor(workers=2, timeout=2.0) as e:
+        views = _scratch_views(e)
+        if views is None or not e.isolation["private_scratch_tmpfs"] or not e.isolation["unprivileged_uid"]:
+            pytest.skip("no private scratch tmpfs under a run uid to look into here")
+        pids = e._worker_pids()
+        spawned = e._spawned()
+        stuck = os.path.join(views[0], "root-owned")
+        os.mkdir(stuck, 0o755)
+        open(os.path.join(stuck, "f"), "w").close()  # root's, in a directory only root may write
+        r = e.run(["def f(x):\n    return x"] * 20, [str(i) for i in range(20)])
+        assert [x.status for x in r] == ["ok"] * 20, [x.message for x in r]
+        assert [x.value for x in r] == list(range(20))
+        assert pids[0] not in e._worker_pids() and pids[1] in e._worker_pids()
+        assert e._spawned() == spawned + 1
+        assert not os.path.exists(f"/proc/{pids[0]}")
+        r = e.run(["def f(x):\n    return x"] * 4, ["1"] * 4)
+        assert [x.value for x in r] == [1] * 4
+
+
+# A later run reads its own heap (the brk heap it inherited from the
+# zygote; its lower end found by probing pages with msync) and looks for
+# markers given to it in two halves, so its own request never holds a
+# whole one. The control marker is whole in its own request: found.
+_HEAP_SCAN = """
+import ctypes
+def f(pairs):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.sbrk.restype = ctypes.c_void_p
+    libc.sbrk.argtypes = [ctypes.c_ssize_t]
+    libc.msync.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page = 4096
+    end = libc.sbrk(0)
+    lo = end & ~(page - 1)
+    while end - lo < (256 << 20) and libc.msync(lo - page, page, 1) == 0:
+        lo -= page
+    data = ctypes.string_at(lo, end - lo)
+    found = []
+    for head, tail in pairs:
+        h, t = head.encode(), tail.encode()
+        i, hit = data.find(h), False
+        while i >= 0 and not hit:
+            hit = data[i + len(h):i + len(h) + len(t)] == t
+            i = data.find(h, i + 1)
+        found.append(hit)
+    return found, end - lo
+"""
+
+
+_MARKED = ("PROGRAM", "STDOUT", "RESULT", "GOLD", "ANSWER", "TESTS")
+
+
+def _marked_requests(e, mark, pad):
+    """Send every kind of request, each holding its marker behind `pad`, to
+    every zygote of `e` (as a rule: four of each per zygote)."""
+    k = 4 * len(e._worker_pids())
+    prog = (f"# {pad} {mark['PROGRAM']}\n"
+            "def f(x):\n"
+            f"    print({pad!r} + {mark['STDOUT']!r})\n"
+            f"    return {pad!r} + {mark['RESULT']!r}\n")
+    tests = f"# {pad} {mark['TESTS']}\ndef check(c):\n    assert c(1) == 1\n"
+    r = e.run([prog] * k, ["0"] * k)
+    assert [x.status for x in r] == ["ok"] * k, [x.message for x in r]
+    v = e.judge_output([prog] * k, ["0"] * k, [repr(pad + mark["GOLD"])] * k, [repr(pad + mark["ANSWER"])] * k)
+    assert all(x.status == "ok" for x in v), v
+    t = e.run_tests(["def g(x):\n    return x"] * k, [tests] * k, entry_points=["g"] * k)
+    assert [x.status for x in t] == ["ok"] * k, [x.message for x in t]
+    return k
+
+
+def _memory_of(pid: int) -> list[bytes]:
+    """The writable private memory of process `pid` (root reads it even
+    though the zygote is not dumpable)."""
+    out = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            f = line.split()
+            if not f[1].startswith("rw"):
+                continue
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            try:
+                mem.seek(lo)
+                out.append(mem.read(hi - lo))
+            except OSError:
+                pass
+    return out
+
+
+def test_zygote_memory_keeps_no_earlier_request():
+    """What every later child inherits is the zygote's memory: after runs,
+    parses and tests, none of their requests, outputs or results is in it
+    (the buffers are cleared before they are freed). Before the clear, each
+    marker stayed in every zygote's heap, read here by the host."""
+    mark = {n: f"AZRMARK{n}_{os.getpid()}" for n in _MARKED}
+    with Executor(workers=2, timeout=5.0) as e:
+        _marked_requests(e, mark, "x" * 200)
+        e.run(["def f(x):\n    return x"] * 8, ["0"] * 8)
+        try:
+            mems = {pid: _memory_of(pid) for pid in e._worker_pids()}
+        except OSError as exc:
+            pytest.skip(f"cannot read a zygote's memory here: {exc}")
+    assert all(sum(map(len, m)) > 1_000_000 for m in mems.values())
+    left = {pid: [n for n in _MARKED if any(mark[n].encode() in chunk for chunk in m)]
+            for pid, m in mems.items()}
+    assert not any(left.values()), f"earlier requests' markers in zygote memory: {left}"
+
+
+def test_earlier_requests_leave_nothing_in_later_childrens_memory():
+    """The same seen from a later run, as a program would look: it scans
+    its own heap. Markers sit behind 60,000 bytes of filler, so that the
+    scanning run's own allocations (which reuse freed blocks) cannot be
+    what hides them; before the clear, the result buffer's marker was
+    found by every scan."""
+    heads = {n: "AZRMARK" + n[:2] for n in _MARKED}
+    tails = {n: n[2:] + "_7f3a9c" for n in _MARKED}
+    mark = {n: heads[n] + tails[n] for n in _MARKED}
+    pairs = [[heads[n], tails[n]] for n in _MARKED] + [["AZRCTRL", "MARKER"]]
+    scan_input = repr(pairs) + "  # AZRCTRLMARKER"
+    with Executor(workers=2, timeout=5.0) as e:
+        k = _marked_requests(e, mark, "x" * 60000)
+        scans = e.run([_HEAP_SCAN] * k, [scan_input] * k)
+    assert [x.status for x in scans] == ["ok"] * k, [x.message for x in scans]
+    for x in scans:
+        found, size = x.value
+        assert size > 100_000, size
+        assert found[-1], "the scan does not see the run's own request: it proves nothing"
+        leaked = [n for n, hit in zip(_MARKED, found) if hit]
+        assert not leaked, f"a later child found earlier requests' markers in its heap: {leaked}"
 
 
 def test_forked_copy_neither_uses_nor_kills_the_pool(ex):

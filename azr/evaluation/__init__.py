@@ -13,7 +13,8 @@ See docs/evaluation.md for data layout, prompt styles and scoring rules.
 """
 from __future__ import annotations
 
-from .code_tasks import build_program, build_test_code, extract_code, extract_crux_answer, pass_at_k
+from .code_tasks import (build_output_code, build_program, extract_code, extract_crux_answer, judge_outputs,
+                         pass_at_k)
 from .datasets import (CODE_GEN_TASKS, CRUX_TASKS, MATH_TASKS, TASKS, DataNotFoundError, Problem, load_task,
                        resolve_data_dir)
 from .math_grader import MathGrader, extract_answer, extract_boxed, math_equal, normalize_answer
@@ -23,6 +24,6 @@ from .runner import EvalConfig, EvalResult, TaskResult, cli_main, evaluate
 __all__ = [
     "AZR_TEMPLATE", "BuiltPrompt", "CODE_GEN_TASKS", "CRUX_TASKS", "DataNotFoundError", "EvalConfig", "EvalResult",
     "MATH_TASKS", "MathGrader", "PROMPT_STYLES", "Problem", "TASKS", "TaskResult", "build_program", "build_prompt",
-    "build_test_code", "cli_main", "evaluate", "extract_answer", "extract_boxed", "extract_code",
-    "extract_crux_answer", "load_task", "math_equal", "normalize_answer", "pass_at_k", "resolve_data_dir",
+    "build_output_code", "cli_main", "evaluate", "extract_answer", "extract_boxed", "extract_code",
+    "extract_crux_answer", "judge_outputs", "load_task", "math_equal", "normalize_answer", "pass_at_k", "resolve_data_dir",
 ]

@@ -3,12 +3,15 @@
 Owns: reading a CRUXEval answer (an output literal or an input argument
 list) out of a completion; turning a HumanEval+/MBPP+ completion into a
 program; building the test code that `Executor.run_tests` runs after that
-program (EvalPlus-style differential testing against the canonical solution
-on the base and plus inputs); the unbiased pass@k estimator.
+program (it returns the outputs on the base and plus inputs) and judging
+those outputs on the host against the canonical solution's (EvalPlus-style
+differential testing); the unbiased pass@k estimator.
 
-Must not: execute any of this code in the evaluator process. Model-written
-programs and the canonical solutions only ever run inside the sandbox
-(`azr.Executor`); this module only builds source text.
+Must not: execute any of this code in the evaluator process (model-written
+programs and the canonical solutions only ever run inside the sandbox,
+`azr.Executor`; this module builds source text and compares the literal
+values that come back), or decide a verdict inside the sandbox: a program
+owns its process and can forge its own run's result.
 
 Test semantics (as EvalPlus, for comparability): for every input, the
 candidate's output must equal the reference's; float outputs (or tasks with
@@ -30,7 +33,8 @@ __all__ = [
     "extract_code",
     "build_program",
     "sanitize_code",
-    "build_test_code",
+    "build_output_code",
+    "judge_outputs",
     "extract_crux_answer",
     "pass_at_k",
 ]
@@ -229,26 +233,75 @@ _MBPP_SET_EQ = ("similar_elements", "find_char_long", "common_in_nested_lists", 
                 "intersection_array", "find_dissimilar", "Diff")
 _MBPP_NOT_NONE = ("check_str", "text_match_three", "text_starta_endb")
 
-# The test code runs inside the sandbox after the candidate program. Names
-# start with _azr_ so they do not collide with the candidate's. `%(...)s`
-# fields are filled by build_test_code.
-_TEST_TEMPLATE = r'''
+# The test code runs inside the sandbox after the program, in its namespace:
+# check(candidate) calls the entry point on a deep copy of each input and
+# returns the outputs, which the host judges (judge_outputs) against the
+# reference's outputs from a run of its own. No verdict is decided inside
+# the sandbox: a program can write its own run's result frame (it owns the
+# process), but that only ever gives its own outputs, never a pass.
+# Names start with _azr_ so they do not collide with the program's.
+# `%(...)s` fields are filled by build_output_code.
+_OUTPUT_TEMPLATE = r"""
 import copy as _azr_copy
-import math as _azr_math
 import sys as _azr_sys
 nan = float("nan")
 inf = float("inf")
-_AZR_ENTRY = %(entry)r
-_AZR_DATASET = %(dataset)r
-_AZR_ATOL = %(atol)r
-_AZR_REF_SRC = %(ref)r
 _AZR_INPUTS = %(inputs)s
-_azr_cand = globals().get(_AZR_ENTRY)
-if not callable(_azr_cand):
-    raise AssertionError("the program does not define a function named %%r" %% _AZR_ENTRY)
-_azr_ref_ns = {"__name__": "_azr_reference"}
-exec(compile(_AZR_REF_SRC, "<reference>", "exec"), _azr_ref_ns)
-_azr_ref = _azr_ref_ns[_AZR_ENTRY]
+_AZR_FOUND_OR_NOT = %(found_or_not)r
+_AZR_LITERAL = (type(None), bool, int, float, complex, str, bytes)
+_AZR_LARGE = %(large)d
+
+
+def _azr_large(x):
+    # Whether x's literal form is over about _AZR_LARGE bytes (counting stops there).
+    stack, n = [x], 0
+    while stack:
+        y = stack.pop()
+        if isinstance(y, (str, bytes)):
+            n += len(y) + 3
+        elif isinstance(y, dict):
+            n += 2 + 2 * len(y)
+            if n > _AZR_LARGE:
+                return True
+            stack.extend(y.keys())
+            stack.extend(y.values())
+        elif isinstance(y, (list, tuple, set, frozenset)):
+            n += 2 + len(y)
+            if n > _AZR_LARGE:
+                return True
+            stack.extend(y)
+        else:
+            n += 24
+        if n > _AZR_LARGE:
+            return True
+    return False
+
+
+def _azr_canon(x, h, depth=0):
+    # A digest input that is equal for values == calls equal: numbers by
+    # value (True == 1 == 1.0), sets and dicts whatever their order, set
+    # and frozenset alike; lists and tuples apart, as == keeps them.
+    import hashlib
+    if isinstance(x, bool) or (isinstance(x, float) and x.is_integer()):
+        x = int(x)
+    if isinstance(x, (type(None), int, float, complex, str, bytes)):
+        h.update(repr(x).encode("utf-8", "surrogatepass") + b",")
+    elif isinstance(x, (list, tuple)):
+        h.update(b"[" if isinstance(x, list) else b"(")
+        for i in x:
+            _azr_canon(i, h, depth + 1)
+        h.update(b"]")
+    elif isinstance(x, (set, frozenset, dict)):
+        parts = []
+        for k in x:
+            g = hashlib.sha256()
+            _azr_canon(k, g, depth + 1)
+            if isinstance(x, dict):
+                _azr_canon(x[k], g, depth + 1)
+            parts.append(g.digest())
+        h.update((b"{" if isinstance(x, dict) else b"<") + b"".join(sorted(parts)) + b">")
+    else:
+        h.update(("<%%s %%r>" %% (type(x).__name__, repr(x)[:1000])).encode("utf-8", "surrogatepass"))
 
 
 class _AzrSink:
@@ -259,7 +312,70 @@ class _AzrSink:
         pass
 
 
-def _azr_is_floats(x):
+def _azr_value(x, depth=0):
+    # What the sandbox's literal-only encoder carries: anything else is
+    # replaced by its type name and repr (equal only to the same text). A
+    # large output is replaced by a digest (it would not fit the result).
+    if depth == 0 and _azr_large(x):
+        import hashlib
+        h = hashlib.sha256()
+        _azr_canon(x, h)
+        return ("<azr:digest>", h.hexdigest())
+    if isinstance(x, _AZR_LITERAL):
+        return x
+    for kind in (list, tuple, set, frozenset):  # subclasses as their base (equal as before)
+        if depth < 64 and isinstance(x, kind):
+            return kind(_azr_value(i, depth + 1) for i in x)
+    if depth < 64 and isinstance(x, dict):
+        return {_azr_value(k, depth + 1): _azr_value(v, depth + 1) for k, v in x.items()}
+    return ("<azr:unencodable>", type(x).__name__, repr(x)[:1000])
+
+
+def check(candidate):
+    outs = []
+    stdout, stderr = _azr_sys.stdout, _azr_sys.stderr
+    for inp in _AZR_INPUTS:
+        _azr_sys.stdout = _azr_sys.stderr = _AzrSink()
+        try:
+            out = candidate(*_azr_copy.deepcopy(inp))
+        finally:
+            _azr_sys.stdout, _azr_sys.stderr = stdout, stderr
+        if _AZR_FOUND_OR_NOT:
+            # the reference returns a match object or None: only "found or not" counts
+            out = out if isinstance(out, bool) else out is not None
+        outs.append(_azr_value(out))
+    return outs
+"""
+
+
+# An output whose literal form is over this many bytes comes back as a
+# digest: HumanEval+ has plus inputs whose outputs add up to ~150 MB. Such
+# outputs are compared exactly (numbers by value), without a float tolerance.
+LARGE_OUTPUT = 16 << 10
+
+
+def build_output_code(entry_point: str, inputs: Sequence[Sequence[object]], *, dataset: str) -> str:
+    """Test code for ``Executor.run_tests(..., entry_points=[entry_point])``:
+    its ``check(candidate)`` returns the entry point's outputs on ``inputs``
+    (a list, one per input: the run's value), to be judged on the host by
+    `judge_outputs` against the reference's outputs from the same code.
+
+    ``dataset`` is "humaneval" or "mbpp" (the three MBPP+ regex tasks keep
+    only whether something was found). An exception on any input ends the
+    run with its error. Outputs over `LARGE_OUTPUT` bytes come back as a
+    digest that is equal for outputs == finds equal.
+    """
+    if dataset not in ("humaneval", "mbpp"):
+        raise ValueError(f"dataset must be 'humaneval' or 'mbpp', got {dataset!r}")
+    rows = ",\n    ".join("[" + ", ".join(_py_literal(a) for a in inp) + "]" for inp in inputs)
+    return _OUTPUT_TEMPLATE % {
+        "inputs": "[\n    " + rows + "\n]" if rows else "[]",
+        "found_or_not": dataset == "mbpp" and entry_point in _MBPP_NOT_NONE,
+        "large": LARGE_OUTPUT,
+    }
+
+
+def _is_floats(x: object) -> bool:
     if isinstance(x, float):
         return True
     if isinstance(x, (list, tuple)) and x:
@@ -267,83 +383,81 @@ def _azr_is_floats(x):
     return False
 
 
-def _azr_close(out, exp, atol):
+def _close(out: object, exp: object, atol: float) -> bool:
     if isinstance(exp, (list, tuple)):
         if not isinstance(out, (list, tuple)) or len(out) != len(exp):
             return False
-        return all(_azr_close(o, e, atol) for o, e in zip(out, exp))
+        return all(_close(o, e, atol) for o, e in zip(out, exp))
     if isinstance(exp, bool) or isinstance(out, bool):
         return out == exp
     if isinstance(exp, (int, float)) and isinstance(out, (int, float)):
-        if _azr_math.isnan(exp) and _azr_math.isnan(out):
+        if math.isnan(exp) and math.isnan(out):
             return True
-        if _azr_math.isinf(exp) or _azr_math.isinf(out):
+        if math.isinf(exp) or math.isinf(out):
             return out == exp
         return abs(out - exp) <= atol + 1e-07 * abs(exp)
     return out == exp
 
 
-def _azr_poly(xs, x):
-    return sum(c * _azr_math.pow(x, i) for i, c in enumerate(xs))
+def _nan_eq(a: object, b: object) -> bool:
+    return isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
 
 
-def _azr_surface_area(base_edge, height):
-    slant = _azr_math.sqrt((base_edge / 2) ** 2 + height ** 2)
+def _poly(xs: Sequence[float], x: float) -> float:
+    return sum(c * math.pow(x, i) for i, c in enumerate(xs))
+
+
+def _surface_area(base_edge: float, height: float) -> float:
+    slant = math.sqrt((base_edge / 2) ** 2 + height ** 2)
     return round(base_edge ** 2 + 2 * base_edge * slant)
 
 
-def _azr_digit_distance(a, b):
+def _digit_distance(a: int, b: int) -> int:
     sa, sb = str(a), str(b)
     n = max(len(sa), len(sb))
     return sum(abs(int(x) - int(y)) for x, y in zip(sa.zfill(n), sb.zfill(n)))
 
 
-def _azr_nan_eq(a, b):
-    return isinstance(a, float) and isinstance(b, float) and _azr_math.isnan(a) and _azr_math.isnan(b)
-
-
-def _azr_check(i, inp, out, exp):
-    atol = _AZR_ATOL
-    ok = out == exp or _azr_nan_eq(out, exp)
-    if _AZR_DATASET == "mbpp":
-        if _AZR_ENTRY == "are_equivalent":
+def _output_ok(entry: str, dataset: str, atol: float, inp: Sequence[object], out: object, exp: object) -> bool:
+    """One input's verdict (EvalPlus's rules; see the module doc)."""
+    ok = out == exp or _nan_eq(out, exp)
+    if dataset == "mbpp":
+        if entry == "are_equivalent":
             ok = True
-        elif _AZR_ENTRY == "sum_div":
+        elif entry == "sum_div":
             ok = ok or out == 0
-        elif _AZR_ENTRY == "surface_Area":
-            ok = ok or abs(out - _azr_surface_area(*inp)) <= atol
-        elif _AZR_ENTRY == "digit_distance_nums":
-            ok = ok or out == _azr_digit_distance(*inp)
-        elif _AZR_ENTRY in %(set_eq)r:
+        elif entry == "surface_Area":
+            ok = ok or abs(out - _surface_area(*inp)) <= atol
+        elif entry == "digit_distance_nums":
+            ok = ok or out == _digit_distance(*inp)
+        elif entry in _MBPP_SET_EQ:
             ok = set(out) == set(exp)
-        elif _AZR_ENTRY in %(not_none)r:
-            # the reference returns a match object or None: only "found or not" is compared
-            exp = exp if isinstance(exp, bool) else exp is not None
-            ok = (out == exp) if isinstance(out, bool) else (exp == (out is not None))
-    if _AZR_DATASET == "humaneval" and _AZR_ENTRY == "find_zero":
-        ok = abs(_azr_poly(*inp, out)) <= atol
-        if not ok:
-            raise AssertionError("find_zero: |poly(xs, x)| > atol on input #%%d" %% i)
-        return
-    if atol == 0 and _azr_is_floats(exp):
+    if dataset == "humaneval" and entry == "find_zero":
+        return bool(abs(_poly(*inp, out)) <= atol)
+    if atol == 0 and _is_floats(exp):
         atol = 1e-6
     if not ok and atol != 0:
-        ok = type(out) == type(exp) and _azr_close(out, exp, atol)
-    if not ok:
-        raise AssertionError("%%s: wrong output on %(label)s input #%%d: %%s" %% (
-            _AZR_ENTRY, i, repr(inp)[:200]))
+        ok = type(out) == type(exp) and _close(out, exp, atol)
+    return bool(ok)
 
 
-_azr_stdout, _azr_stderr = _azr_sys.stdout, _azr_sys.stderr
-for _azr_i, _azr_inp in enumerate(_AZR_INPUTS):
-    _azr_sys.stdout = _azr_sys.stderr = _AzrSink()
-    try:
-        _azr_exp = _azr_ref(*_azr_copy.deepcopy(_azr_inp))
-        _azr_out = _azr_cand(*_azr_copy.deepcopy(_azr_inp))
-    finally:
-        _azr_sys.stdout, _azr_sys.stderr = _azr_stdout, _azr_stderr
-    _azr_check(_azr_i, _azr_inp, _azr_out, _azr_exp)
-'''
+def judge_outputs(entry_point: str, inputs: Sequence[Sequence[object]], outputs: object,
+                  expected: Sequence[object], *, dataset: str, atol: float = 0.0, label: str = "test") -> str:
+    """Judge a candidate's outputs (the value of its `build_output_code` run)
+    on the host against the reference's: "" when every input passes, else
+    what failed first. ``outputs`` comes from the candidate's run and may be
+    any decoded literal; only a list with one output per input can pass (a
+    comparison that raises is a wrong output)."""
+    if not isinstance(outputs, list) or len(outputs) != len(inputs) or len(expected) != len(inputs):
+        return f"{entry_point}: expected {len(inputs)} outputs, the run returned {type(outputs).__name__}"
+    for i, (inp, out, exp) in enumerate(zip(inputs, outputs, expected)):
+        try:
+            ok = _output_ok(entry_point, dataset, float(atol), inp, out, exp)
+        except (TypeError, ValueError, ArithmeticError, RecursionError):
+            ok = False
+        if not ok:
+            return f"{entry_point}: wrong output on {label} input #{i}: {repr(inp)[:200]}"
+    return ""
 
 
 def _py_literal(v: object) -> str:
@@ -367,27 +481,3 @@ def _py_literal(v: object) -> str:
     if v is None or isinstance(v, (bool, int, str, bytes)):
         return repr(v)
     raise TypeError(f"unsupported input value of type {type(v).__name__}")
-
-
-def build_test_code(reference: str, entry_point: str, inputs: Sequence[Sequence[object]], *, dataset: str,
-                    atol: float = 0.0, label: str = "test") -> str:
-    """Test code for `Executor.run_tests`: checks the program's ``entry_point`` against ``reference``.
-
-    ``reference`` is the canonical program (run in its own namespace inside
-    the sandbox); ``inputs`` the argument lists; ``dataset`` "humaneval" or
-    "mbpp" (selects the special oracles). The code raises AssertionError on
-    the first wrong output, so a run with status "ok" means every input passed.
-    """
-    if dataset not in ("humaneval", "mbpp"):
-        raise ValueError(f"dataset must be 'humaneval' or 'mbpp', got {dataset!r}")
-    rows = ",\n    ".join("[" + ", ".join(_py_literal(a) for a in inp) + "]" for inp in inputs)
-    return _TEST_TEMPLATE % {
-        "entry": entry_point,
-        "dataset": dataset,
-        "atol": float(atol),
-        "ref": reference,
-        "inputs": "[\n    " + rows + "\n]" if rows else "[]",
-        "set_eq": _MBPP_SET_EQ,
-        "not_none": _MBPP_NOT_NONE,
-        "label": label,
-    }

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .code_tasks import build_program, build_test_code, extract_crux_answer, pass_at_k
+from .code_tasks import build_output_code, build_program, extract_crux_answer, judge_outputs, pass_at_k
 from .datasets import (CODE_GEN_TASKS, CRUX_TASKS, MATH_TASKS, TASKS, DataNotFoundError, Problem, canonical_task,
                        load_task, task_file)
 from .math_grader import MathGrader, extract_answer
@@ -246,12 +246,17 @@ def _generate(model: Any, prompts: list[str] | list[list[int]], cfg: EvalConfig,
 
 # ----------------------------------------------------------------------------- judges
 
+# Bytes of encoded outputs a HumanEval+/MBPP+ run may return (every plus
+# input's output, for the host to judge).
+_OUTPUTS_LIMIT = 64 << 20
+
 class _Judge:
     """Scores one task's completions; runs in the background thread."""
 
     def __init__(self, task: str, cfg: EvalConfig, executor: Any, grader: MathGrader | None) -> None:
         self.task, self.cfg, self.ex, self.grader = task, cfg, executor, grader
-        self._tests: dict[tuple[str, str], str] = {}
+        self._tests: dict[tuple[str, str], tuple[list, str]] = {}
+        self._expected: dict[tuple[str, str], Any] = {}  # the canonical solution's run, per (problem, which)
 
     def __call__(self, items: list[tuple[Problem, int, str, BuiltPrompt]]) -> list[dict[str, Any]]:
         if self.task in CRUX_TASKS:
@@ -278,31 +283,59 @@ class _Judge:
         return [{"extracted": a, "correct": bool(v.correct), "status": v.status, "message": v.message}
                 for a, v in zip(answers, verdicts)]
 
-    def _test_code(self, p: Problem, which: str) -> str:
+    def _output_code(self, p: Problem, which: str) -> tuple[list, str]:
+        """The inputs of `which` ("base" or "plus", which includes base) and the test code returning outputs."""
         key = (p.id, which)
         if key not in self._tests:
             inputs = p.meta["base_input"] + (p.meta["plus_input"] if which == "plus" else [])
-            self._tests[key] = build_test_code(p.meta["reference"], p.meta["entry_point"], inputs,
-                                               dataset=p.meta["dataset"], atol=p.meta["atol"], label=which)
+            self._tests[key] = (inputs, build_output_code(p.meta["entry_point"], inputs, dataset=p.meta["dataset"]))
         return self._tests[key]
+
+    def _outputs(self, programs: list[str], probs: list[Problem], which: str) -> list[Any]:
+        """Run each program's entry point on its problem's inputs; each run's value is the outputs."""
+        return self.ex.run_tests(programs, [self._output_code(p, which)[1] for p in probs],
+                                 timeout=self.cfg.code_timeout, entry_points=[p.meta["entry_point"] for p in probs],
+                                 result_limit=_OUTPUTS_LIMIT)
+
+    def _verdicts(self, probs: list[Problem], programs: list[str], which: str) -> list[tuple[bool, str, str]]:
+        """(correct, status, message) per program: its outputs judged on the host against the canonical
+        solution's, which ran on its own (once per problem); no verdict comes out of a candidate's run."""
+        todo = list({p.id: p for p in probs if (p.id, which) not in self._expected}.values())
+        for p, r in zip(todo, self._outputs([p.meta["reference"] for p in todo], todo, which)):
+            self._expected[(p.id, which)] = r
+        run = [i for i, p in enumerate(probs) if self._expected[(p.id, which)].status == "ok"]
+        got = dict(zip(run, self._outputs([programs[i] for i in run], [probs[i] for i in run], which)))
+        out = []
+        for i, p in enumerate(probs):
+            ref = self._expected[(p.id, which)]
+            if ref.status != "ok":
+                out.append((False, ref.status, f"the canonical solution's {which} run failed: {ref.message}"))
+                continue
+            r = got[i]
+            if r.status != "ok":
+                out.append((False, r.status, r.message))
+                continue
+            why = judge_outputs(p.meta["entry_point"], self._output_code(p, which)[0], r.value, ref.value,
+                                dataset=p.meta["dataset"], atol=p.meta["atol"], label=which)
+            out.append((not why, "error" if why else "ok", why))
+        return out
 
     def _codegen(self, items: list[tuple[Problem, int, str, BuiltPrompt]]) -> list[dict[str, Any]]:
         programs = [build_program(p.meta["prompt"], bp.answer_prefix + text, p.meta["entry_point"],
                                   p.meta["dataset"]) for p, _, text, bp in items]
-        base = self.ex.run_tests(programs, [self._test_code(p, "base") for p, _, _, _ in items],
-                                 timeout=self.cfg.code_timeout)
+        probs = [p for p, _, _, _ in items]
+        base = self._verdicts(probs, programs, "base")
         plus: list[Any] = [None] * len(items)
-        idx = [i for i, r in enumerate(base) if r.status == "ok"]
+        idx = [i for i, b in enumerate(base) if b[0]]
         if idx:  # plus includes the base inputs: only programs that passed base can pass plus
-            got = self.ex.run_tests([programs[i] for i in idx], [self._test_code(items[i][0], "plus") for i in idx],
-                                    timeout=self.cfg.code_timeout)
+            got = self._verdicts([probs[i] for i in idx], [programs[i] for i in idx], "plus")
             for i, r in zip(idx, got):
                 plus[i] = r
         out = []
         for prog, b, pl in zip(programs, base, plus):
             r = pl if pl is not None else b
-            out.append({"extracted": prog, "correct": pl is not None and pl.status == "ok",
-                        "base_correct": b.status == "ok", "status": r.status, "message": r.message[:2000]})
+            out.append({"extracted": prog, "correct": pl is not None and pl[0],
+                        "base_correct": b[0], "status": r[1], "message": r[2][:2000]})
         return out
 
     def _math(self, items: list[tuple[Problem, int, str, BuiltPrompt]]) -> list[dict[str, Any]]:

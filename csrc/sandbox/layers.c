@@ -1,8 +1,9 @@
 /*
  * layers.c -- the per-run isolation layers a fork-server child installs on
  * itself before any user code runs: the seccomp-BPF filter (written by hand,
- * no libseccomp), the Landlock ruleset, and the recursive scratch removal used
- * when no tmpfs is available.
+ * no libseccomp), the Landlock ruleset; and the scratch removal the fork
+ * server runs after each run (any shape a run can leave: no permissions, any
+ * depth, links never followed).
  *
  * Owns: BPF program construction, Landlock syscalls and constants (defined
  * here because distribution headers lag the kernel's ABI).
@@ -20,6 +21,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -413,37 +415,125 @@ int azr_sbx_landlock_restrict(int rfd) {
 }
 
 /* ------------------------------------------------------------------ */
-/* Scratch removal without following symlinks.                        */
+/* Scratch removal: whatever a run left, without following symlinks.  */
 
-static int rm_children(int dfd, int depth) {
-    if (depth > 64) { errno = ELOOP; close(dfd); return -1; }
-    /* A run may have made its directories read-only; we own them, so open
-     * them up again before emptying them. */
-    fchmod(dfd, 0700);
+/* The walk holds one open directory per level it is in, so it stops going
+ * down at this depth: a deeper non-empty directory is moved up to the top
+ * (one rename, whatever lies beneath it) and emptied by a later pass. No
+ * depth is too deep, the stack and the descriptors stay bounded, and every
+ * directory is read once per pass (no quadratic rescans). */
+#define RM_MAX_DEPTH 16
+
+typedef struct {
+    int top;                  /* the directory being emptied          */
+    unsigned long long fresh; /* counter for the names of moved trees */
+    int moved;                /* something was moved up in this pass  */
+} rm_walk;
+
+/* Give the directory `name` in dfd back to its owner (us): a run may have
+ * taken away read, write or search permission. Checked to be a directory
+ * first, so no symlink is ever followed (nothing else runs as this uid
+ * while the zygote cleans up: the run and its threads are dead). */
+static int own_dir_at(int dfd, const char *name) {
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return -1;
+    if (!S_ISDIR(st.st_mode)) { errno = ENOTDIR; return -1; }
+    if ((st.st_mode & 0700) == 0700) return 0;
+    return fchmodat(dfd, name, 0700, 0);
+}
+
+/* Open the directory `name` in dfd for emptying (never through a link). */
+static int open_dir_at(int dfd, const char *name) {
+    if (own_dir_at(dfd, name) != 0) return -1;
+    return openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* Move the non-empty directory `name` in dfd to the top under a new name. */
+static int move_up(rm_walk *w, int dfd, const char *name) {
+    /* Moving a directory rewrites its "..": it needs write permission. */
+    if (own_dir_at(dfd, name) != 0) return -1;
+    for (int tries = 0; tries < 64; tries++) {
+        char to[48];
+        snprintf(to, sizeof to, ".azr-rm-%llu", w->fresh++);
+        struct stat st;
+        if (fstatat(w->top, to, &st, AT_SYMLINK_NOFOLLOW) == 0) continue; /* a run's own name */
+        if (renameat(dfd, name, w->top, to) == 0) {
+            w->moved = 1;
+            return 0;
+        }
+        if (errno != EEXIST && errno != ENOTEMPTY) return -1;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+/* Remove everything in the directory open as dfd (taken and closed), which
+ * lies `depth` levels below the top. Goes on past failures; -1 if any. */
+static int rm_level(rm_walk *w, int dfd, int depth) {
     DIR *d = fdopendir(dfd);
     if (!d) { close(dfd); return -1; }
     int rc = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        if (unlinkat(dirfd(d), e->d_name, 0) == 0) continue;
+        const char *n = e->d_name;
+        if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'))) continue;
+        /* Files, links, fifos, sockets: one unlink (never followed). */
+        if (unlinkat(dirfd(d), n, 0) == 0 || errno == ENOENT) continue;
         if (errno != EISDIR && errno != EPERM) { rc = -1; continue; }
-        int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (unlinkat(dirfd(d), n, AT_REMOVEDIR) == 0 || errno == ENOENT) continue;
+        if (depth + 1 >= RM_MAX_DEPTH) {
+            if (move_up(w, dirfd(d), n) != 0) rc = -1;
+            continue;
+        }
+        int sub = open_dir_at(dirfd(d), n);
         if (sub < 0) { rc = -1; continue; }
-        if (rm_children(sub, depth + 1) != 0) rc = -1;
-        if (unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) != 0) rc = -1;
+        if (rm_level(w, sub, depth + 1) != 0) rc = -1;
+        if (unlinkat(dirfd(d), n, AT_REMOVEDIR) != 0) rc = -1;
     }
     closedir(d);
     return rc;
 }
 
+/* Open `path` (a directory, not a link) for emptying, restoring its
+ * owner's permissions if a run removed them. */
+static int open_top(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == EACCES) {
+        struct stat st;
+        if (lstat(path, &st) != 0) return -1;
+        if (!S_ISDIR(st.st_mode)) { errno = ENOTDIR; return -1; }
+        if (chmod(path, (st.st_mode & 07777) | 0700) != 0) return -1;
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (fd < 0) return -1;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (st.st_mode & 0700) != 0700) fchmod(fd, (st.st_mode & 07777) | 0700);
+    return fd;
+}
+
+int azr_sbx_empty_dir(const char *path) {
+    if (!path) { errno = EINVAL; return -1; }
+    int top = open_top(path);
+    if (top < 0) return -1;
+    rm_walk w = {top, 0, 0};
+    int rc;
+    do {
+        /* A fresh open description per pass: its own read position. */
+        int fd = openat(top, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) { rc = -1; break; }
+        w.moved = 0;
+        rc = rm_level(&w, fd, 0);
+    } while (w.moved); /* each pass shortens every moved tree by RM_MAX_DEPTH - 1 levels */
+    close(top);
+    return rc;
+}
+
 int azr_sbx_rmtree(const char *path) {
     if (!path) { errno = EINVAL; return -1; }
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 && errno == EACCES && chmod(path, 0700) == 0)
-        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT ? 0 : -1;
-    int rc = rm_children(fd, 0);
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode)) return unlink(path);
+    int rc = azr_sbx_empty_dir(path);
     if (rmdir(path) != 0) rc = -1;
     return rc;
 }

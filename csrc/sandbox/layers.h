@@ -52,7 +52,17 @@ int azr_sbx_landlock_build(int abi, const int *ro_fds, int n_ro, const int *dev_
 /* landlock_restrict_self(rfd): needs no_new_privs. Returns 0 or -1. */
 int azr_sbx_landlock_restrict(int rfd);
 
-/* Remove `path` and everything beneath it without following symlinks.
+/* Remove everything inside the directory `path`, keeping `path` itself:
+ * files, links (never followed), fifos, sockets, and directories of any
+ * depth whose permissions a run removed (the caller must own them; their
+ * owner's rwx is restored as the walk goes). At most 17 descriptors are
+ * open at once, whatever the depth. Returns 0, or -1 if something could
+ * not be removed (the walk goes on past it): the caller checks what is
+ * left. NULL is EINVAL. */
+int azr_sbx_empty_dir(const char *path);
+
+/* Remove `path` and everything beneath it (as azr_sbx_empty_dir, then the
+ * directory itself; a file or link at `path` is unlinked, never followed).
  * A missing path is success. Returns 0 or -1. */
 int azr_sbx_rmtree(const char *path);
 

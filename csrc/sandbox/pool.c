@@ -421,13 +421,14 @@ static void set_error(azr_sbx_result *r, const char *msg) {
 }
 
 /* A zygote is being replaced: put its unanswered requests back in the
- * queue. The one it was running (the oldest) counts as a try and fails
- * after two; the ones waiting behind it never started and count nothing. */
+ * queue. The one it was running (the oldest, when `running`) counts as a
+ * try and fails after two; the ones waiting behind it never started and
+ * count nothing. */
 static void requeue_worker(worker *w, azr_sbx_result *results, uint8_t *state, uint32_t *ran_seed,
-                           uint8_t *tries, size_t *head, size_t *done) {
+                           uint8_t *tries, size_t *head, size_t *done, int running) {
     for (int k = 0; k < w->busy; k++) {
         size_t i = w->req[k];
-        if (k == 0 && ++tries[i] >= 2) {
+        if (k == 0 && running && ++tries[i] >= 2) {
             set_error(&results[i], "sandbox: the zygote running this request died twice");
             state[i] = 2;
             (*done)++;
@@ -524,7 +525,7 @@ azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t
                 if (send_request(w, &reqs[pick]) != 0) {
                     /* The zygote is gone: its requests go back to the queue
                      * (the one it was running counts as a try). */
-                    requeue_worker(w, results, state, ran_seed, tries, &head, &done);
+                    requeue_worker(w, results, state, ran_seed, tries, &head, &done, 1);
                     worker_kill(w);
                     break;
                 }
@@ -569,17 +570,25 @@ azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t
                 if (!pf[k].revents) continue;
                 worker *w = &p->w[pw[k]];
                 int rr = worker_read(w);
-                int pr = 0;
+                int pr = 0, retired = 0;
                 while (w->busy > 0 && (pr = parse_reply(w, &results[w->req[0]])) == 1) {
+                    retired |= (results[w->req[0]].flags & AZR_SBX_F_RETIRED) != 0;
                     state[w->req[0]] = 2;
                     done++;
                     last_progress = now_s();
                     w->req[0] = w->req[1];
                     if (--w->busy > 0) w->deadline = now_s() + reqs[w->req[0]].timeout_ms / 1000.0 + 10.0;
                 }
+                if (retired) {
+                    /* It could not clean its scratch and exits: replace it
+                     * now. The request waiting behind never started. */
+                    requeue_worker(w, results, state, ran_seed, tries, &head, &done, 0);
+                    worker_kill(w);
+                    continue;
+                }
                 if (pr == 0 && w->busy == 0 && w->rlen > 0) pr = -1; /* a reply nobody asked for */
                 if (rr < 0 || pr < 0) {
-                    requeue_worker(w, results, state, ran_seed, tries, &head, &done);
+                    requeue_worker(w, results, state, ran_seed, tries, &head, &done, 1);
                     worker_kill(w);
                 }
             }
@@ -595,7 +604,7 @@ azr_status azr_sbx_pool_run(azr_sbx_pool *p, const azr_sbx_request *reqs, size_t
             done++;
             w->req[0] = w->req[1];
             w->busy--;
-            requeue_worker(w, results, state, ran_seed, tries, &head, &done);
+            requeue_worker(w, results, state, ran_seed, tries, &head, &done, 1);
             worker_kill(w);
         }
         if (cancel && t >= next_cancel_check) {

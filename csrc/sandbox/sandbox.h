@@ -113,6 +113,8 @@ typedef struct {
 #define AZR_SBX_F_OUT_OVERFLOW 2u
 #define AZR_SBX_F_RESULT_OVERFLOW 4u
 #define AZR_SBX_F_NO_RESULT 8u
+#define AZR_SBX_F_RETIRED 16u /* the zygote could not clean its scratch and exits after this
+                               * reply; the supervisor replaces it (its result still stands) */
 
 /* Zygote -> supervisor hello after start-up: u32 magic, u32 layers, u32
  * msg_len, then msg (start-up problems, "" if none). */
@@ -242,8 +244,9 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
 /* The layer mask init found. */
 uint32_t azr_sbx_zygote_layers(const azr_sbx_zygote *z);
 
-/* Serve requests until the supervisor closes the socket. Returns AZR_OK with
- * *is_child = 0 on a clean end; returns AZR_OK with *is_child = 1 inside a
+/* Serve requests until the supervisor closes the socket, or until the
+ * scratch cannot be made clean after a run (the last reply then carries
+ * AZR_SBX_F_RETIRED). Returns AZR_OK with *is_child = 0 on either end; returns AZR_OK with *is_child = 1 inside a
  * forked child, with every layer installed and `req` filled (the child must
  * finish with azr_sbx_child_reply and then _exit). A child that cannot
  * install a layer never returns: it reports and exits (fail closed). */

@@ -1,11 +1,14 @@
 /* test_sandbox.c -- the sandbox's isolation primitives under sanitizers:
  * the seccomp filter kills fork/exec/socket/setrlimit/foreign kill but lets
  * the allowed calls through, Landlock refuses paths outside its rules, the
- * scratch removal never follows symlinks, and the supervisor rejects bad
+ * scratch removal never follows symlinks and removes every shape a run can
+ * leave (as the run's uid), and the supervisor rejects bad
  * configurations. Children always leave with _exit (no sanitizer atexit work
  * under the filter). */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
+#include <grp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -228,6 +232,149 @@ static void test_rmtree_does_not_follow_symlinks(void) {
     rmdir(outside);
 }
 
+/* Count the entries of a directory (without . and ..); -1 on error. */
+static int count_entries(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+/* A chain of `depth` directories named "d" below dfd, made through
+ * descriptors (no path gets long); the deepest gets a file and, if
+ * `lock`, every level's permissions are removed on the way back up.
+ * Returns 0 or -1. */
+static int make_chain(int dfd, int depth, int lock) {
+    int fd = dup(dfd);
+    int *fds = malloc(sizeof(int) * (size_t)(depth + 1));
+    if (fd < 0 || !fds) return -1;
+    fds[0] = fd;
+    for (int i = 1; i <= depth; i++) {
+        if (mkdirat(fds[i - 1], "d", 0700) != 0) return -1;
+        fds[i] = openat(fds[i - 1], "d", O_RDONLY | O_DIRECTORY);
+        if (fds[i] < 0) return -1;
+        /* keep the descriptor count small: only a window stays open */
+        if (i >= 2 && !lock) { close(fds[i - 1]); fds[i - 1] = -1; }
+    }
+    int f = openat(fds[depth], "leaf", O_CREAT | O_WRONLY, 0600);
+    if (f < 0) return -1;
+    close(f);
+    for (int i = depth; i >= 1; i--) {
+        if (lock && fchmod(fds[i], 0) != 0) return -1;
+        if (fds[i] >= 0) close(fds[i]);
+    }
+    close(fds[0]);
+    free(fds);
+    return 0;
+}
+
+/* In a child running as an unprivileged uid (root would ignore the
+ * permissions a run removes): build every shape a run can leave in a
+ * scratch directory, empty it, and check nothing is left and nothing
+ * outside was touched. Exit code = the failed step (0 = all good). */
+static int leftovers_child(void) {
+    gid_t g = 61000;
+    if (geteuid() == 0 && (setgroups(1, &g) != 0 || setresgid(g, g, g) != 0 || setresuid(g, g, g) != 0))
+        return 1;
+    char top[] = "/tmp/azr-left-XXXXXX", outside[] = "/tmp/azr-keep-XXXXXX";
+    if (!mkdtemp(top) || !mkdtemp(outside)) return 2;
+    char p[512];
+    snprintf(p, sizeof p, "%s/kept", outside);
+    int f = open(p, O_CREAT | O_WRONLY, 0600);
+    if (f < 0) return 3;
+    close(f);
+    if (chmod(outside, 0555) != 0) return 3;
+    int t = open(top, O_RDONLY | O_DIRECTORY);
+    if (t < 0) return 4;
+    /* a directory with files, then its permissions removed */
+    if (mkdirat(t, "locked", 0700) != 0) return 5;
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "locked/f%d", i);
+        if ((f = openat(t, p, O_CREAT | O_WRONLY, 0600)) < 0) return 6;
+        close(f);
+    }
+    if (fchmodat(t, "locked", 0, 0) != 0) return 7;
+    /* a file with no permissions, a fifo, a socket */
+    if ((f = openat(t, "noperm", O_CREAT | O_WRONLY, 0)) < 0) return 8;
+    close(f);
+    if (mkfifoat(t, "fifo", 0600) != 0) return 9;
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/sock", top);
+    if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof sa) != 0) return 10;
+    close(s);
+    /* links out of the scratch: to a directory, a file, and dangling */
+    if (symlinkat(outside, t, "link_dir") != 0) return 11;
+    snprintf(p, sizeof p, "%s/kept", outside);
+    if (symlinkat(p, t, "link_file") != 0 || symlinkat("/nonexistent/x", t, "dangling") != 0) return 12;
+    /* a 10,000-deep chain, and a 40-deep one locked at every level */
+    if (mkdirat(t, "deep", 0700) != 0 || mkdirat(t, "deeplocked", 0700) != 0) return 13;
+    int dd = openat(t, "deep", O_RDONLY | O_DIRECTORY), dl = openat(t, "deeplocked", O_RDONLY | O_DIRECTORY);
+    if (dd < 0 || dl < 0 || make_chain(dd, 10000, 0) != 0 || make_chain(dl, 40, 1) != 0) return 14;
+    /* a link deep down, where the walk moves trees up */
+    int cur = dup(dd);
+    for (int i = 0; i < 30; i++) {
+        int nx = openat(cur, "d", O_RDONLY | O_DIRECTORY);
+        close(cur);
+        if (nx < 0) return 15;
+        cur = nx;
+    }
+    if (symlinkat(outside, cur, "link_deep") != 0) return 16;
+    close(cur);
+    close(dd);
+    close(dl);
+    /* the name the walk gives moved trees, taken already */
+    if (mkdirat(t, ".azr-rm-0", 0700) != 0 || mkdirat(t, ".azr-rm-0/x", 0700) != 0) return 17;
+    /* many non-empty directories side by side, deep enough to be moved */
+    if (mkdirat(t, "wide", 0700) != 0) return 18;
+    int w = openat(t, "wide", O_RDONLY | O_DIRECTORY);
+    if (w < 0 || make_chain(w, 20, 0) != 0) return 19;
+    cur = dup(w);
+    for (int i = 0; i < 20; i++) {
+        int nx = openat(cur, "d", O_RDONLY | O_DIRECTORY);
+        close(cur);
+        cur = nx;
+    }
+    for (int i = 0; i < 500; i++) {
+        snprintf(p, sizeof p, "w%d", i);
+        if (mkdirat(cur, p, 0700) != 0) return 20;
+        snprintf(p, sizeof p, "w%d/f", i);
+        if ((f = openat(cur, p, O_CREAT | O_WRONLY, 0600)) < 0) return 21;
+        close(f);
+    }
+    close(cur);
+    close(w);
+    /* finally the top itself loses its permissions */
+    if (fchmod(t, 0) != 0) return 22;
+    close(t);
+
+    if (azr_sbx_empty_dir(top) != 0) return 30;
+    if (count_entries(top) != 0) return 31;
+    struct stat st;
+    if (stat(outside, &st) != 0 || (st.st_mode & 07777) != 0555) return 32;
+    snprintf(p, sizeof p, "%s/kept", outside);
+    if (access(p, F_OK) != 0) return 33;
+    if (azr_sbx_rmtree(top) != 0 || access(top, F_OK) == 0) return 34;
+    chmod(outside, 0700);
+    unlink(p);
+    rmdir(outside);
+    return 0;
+}
+
+static void test_empty_dir_removes_every_shape(void) {
+    pid_t pid = fork();
+    if (pid == 0) _exit(leftovers_child());
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) fprintf(stderr, "leftovers child: step %d\n", WEXITSTATUS(st));
+    CHECK(azr_sbx_empty_dir(NULL) == -1 && errno == EINVAL);
+}
+
 static void test_pool_config_errors(void) {
     azr_sbx_pool *p = NULL;
     CHECK(azr_sbx_pool_new(NULL, &p) == AZR_ERR_INVALID);
@@ -245,6 +392,7 @@ int main(void) {
     test_seccomp();
     test_landlock();
     test_rmtree_does_not_follow_symlinks();
+    test_empty_dir_removes_every_shape();
     test_pool_config_errors();
     TEST_MAIN_END();
 }
