@@ -263,7 +263,7 @@ def test_resume_refuses_a_run_directory_it_cannot_write(tmp_path, capsys):
     import os
 
     if os.geteuid() == 0:
-        pytest.skip("root writes into read-only directories")
+        pytest.skip("root writes into read-only directories (resume)")
     from azr.trainer import cli_main
 
     out = _fake_run(tmp_path)
