@@ -533,6 +533,97 @@ def solver_text(task: Task, templates: PromptTemplates, shown: Sequence[tuple[st
                                             format_rules=templates.format_rules)
 
 
+# ------------------------------------------------------------ perturbation
+def _perturb(v: Any, j: int) -> Any:
+    """Variant ``j`` (0: small change, 1: large change, 2: change of shape)
+    of a literal value; ``v`` itself when nothing fits."""
+    if isinstance(v, bool):
+        return not v
+    if isinstance(v, int):
+        return (v + 1, -v - 3, 2 * v + 7)[j]
+    if isinstance(v, float):
+        return (v + 1.5, -v - 2.25, 3 * v + 0.5)[j]
+    if isinstance(v, complex):
+        return (v + 1, -v - 2j, v * 2 + 1)[j]
+    if isinstance(v, (str, bytes)):
+        tail = "xQ7" if isinstance(v, str) else b"xQ7"
+        return (v + tail[:1], (v[:1] + tail[1:]) if len(v) > 1 else v + tail, v[::-1] + tail[1:])[j]
+    if v is None:
+        return (0, "a", [1])[j]
+    if isinstance(v, (list, tuple)):
+        if j < 2:
+            out = [_perturb(e, j) for e in v] if v else [1 + j]
+        else:
+            out = list(v[::-1]) + list(v[:1]) if v else [0, 1]
+        return type(v)(out)
+    if isinstance(v, (set, frozenset)):
+        if j < 2:
+            out = {_perturb(e, j) for e in v} if v else {1 + j}
+        else:
+            out = set(list(v)[1:]) if len(v) > 1 else (set() if v else {0, 1})
+        return type(v)(out)
+    if isinstance(v, dict):
+        if j < 2:
+            return {k: _perturb(x, j) for k, x in v.items()} if v else {1 + j: j}
+        return dict(list(v.items())[1:]) if len(v) > 1 else ({} if v else {0: 1})
+    return v
+
+
+def perturbed_inputs(inp: str, n: int = 3) -> list[str]:
+    """Up to ``n`` argument lists near ``inp`` (an argument list as in the
+    ```` ```input ```` block) that differ from it, for the check that a
+    program's output depends on its input. Literal arguments (positional or
+    keyword) are changed; an argument that is not a literal stays as written.
+    Returns [] when nothing can be changed or ``inp`` does not parse. Pure
+    parsing: nothing model-written is executed here."""
+    import ast
+    try:
+        call = ast.parse(f"f({inp})", mode="eval").body
+        if not isinstance(call, ast.Call):
+            return []
+        parts: list[tuple[str | None, Any, str]] = []  # (keyword, literal value or _NOLIT, source)
+        for node in call.args:
+            if isinstance(node, ast.Starred):
+                return []
+            parts.append((None, *_literal(ast, node, inp)))
+        for kw in call.keywords:
+            if kw.arg is None:
+                return []
+            parts.append((kw.arg, *_literal(ast, kw.value, inp)))
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+        return []
+    if not any(v is not _NOLIT for _, v, _ in parts):
+        return []
+    out: list[str] = []
+    for j in range(3):
+        try:
+            args = []
+            for kw, v, src in parts:
+                text = src if v is _NOLIT else repr(_perturb(v, j))
+                args.append(text if kw is None else f"{kw}={text}")
+        except (TypeError, ValueError, MemoryError, RecursionError, OverflowError):
+            continue
+        text = ", ".join(args)
+        if len(text) <= MAX_INPUT_CHARS and text not in out:
+            out.append(text)
+        if len(out) == n:
+            break
+    return out
+
+
+_NOLIT = object()
+
+
+def _literal(ast: Any, node: Any, source: str) -> tuple[Any, str]:
+    try:
+        return ast.literal_eval(node), ""
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        seg = ast.get_source_segment(f"f({source})", node)
+        if seg is None:
+            raise ValueError("no source for an argument")
+        return _NOLIT, seg
+
+
 # ------------------------------------------------------- sandbox round trips
 def validate_proposals(executor: Any, kind: str, proposals: Sequence[Proposal], step: int = -1,
                        min_pairs: int = 2) -> list[tuple[Task | None, str]]:

@@ -49,8 +49,9 @@ from .buffers import Buffers, load_seed_jsonl
 from .config import TrainerConfig, check_writable_dir
 from .monitors import Flag, MonitorSet, PatternMonitor, default_monitors
 from .tasks import (TASK_TYPES, PromptTemplates, Proposal, Task, build_prompt_ids, forced_prefix,
-                    judge_answers, parse_answer, parse_proposal, proposer_text, resolve_style, response_plan,
-                    scaffold_extra, scaffold_stop, solver_text, split_induction, validate_proposals)
+                    judge_answers, parse_answer, parse_proposal, perturbed_inputs, proposer_text, resolve_style,
+                    response_plan, scaffold_extra, scaffold_stop, solver_text, split_induction,
+                    validate_proposals)
 
 # The built-in seeds (the paper starts from the identity function).
 IDENTITY_TRIPLET = Task(kind="deduction", program="def f(a):\n    return a", input='"Hello world"',
@@ -690,16 +691,24 @@ class Trainer:
 
     def _trivial(self, items: list[tuple[Task, list[Task]]]) -> list[str]:
         """Why each (valid deduction/abduction task, references shown) is
-        trivial, "" when it is not: its program returns the input unchanged,
-        or it behaves like a reference (gives the reference's output on the
-        reference's input, and the reference gives its output on its input).
-        One batched sandbox call."""
+        trivial, "" when it is not: its program returns the input unchanged;
+        its output stays the same on every perturbed input
+        (:func:`azr.tasks.perturbed_inputs`: constant functions, and functions
+        that ignore the literal arguments; an error on a perturbed input counts
+        as a change); or it behaves like a reference (gives the reference's
+        output on the reference's input, and the reference gives its output on
+        its input). One batched sandbox call."""
         progs, golds, answers, owner = [], [], [], []
         for q, (t, refs) in enumerate(items):
             progs.append(IDENTITY_TRIPLET.program)
             golds.append(t.output)
             answers.append(t.input)
             owner.append((q, -1))
+            for alt in perturbed_inputs(t.input):
+                progs.append(t.program)
+                golds.append(t.output)
+                answers.append(alt)
+                owner.append((q, -2))
             for k, ref in enumerate(refs):
                 if not ref.output:
                     continue
@@ -714,15 +723,22 @@ class Trainer:
             raise RuntimeError(f"executor.judge_input returned {len(vs)} verdicts for {len(progs)} answers")
         why = [""] * len(items)
         both: dict[tuple[int, int], int] = {}
+        same = {q: True for q, k in owner if k == -2}  # every perturbed input gives the same output
         for (q, k), v in zip(owner, vs):
+            if k == -2:
+                same[q] = same[q] and v.correct
+                continue
             if not v.correct:
                 continue
-            if k < 0:
+            if k == -1:
                 why[q] = why[q] or "trivial: the program returns its input unchanged"
             else:
                 both[(q, k)] = both.get((q, k), 0) + 1
                 if both[(q, k)] == 2:
                     why[q] = why[q] or f"trivial: behaves like reference {k + 1} on both inputs"
+        for q, const in same.items():
+            if const:
+                why[q] = why[q] or "trivial: the output does not change when the input does"
         return why
 
     def _solver_prompt(self, task: Task) -> tuple[list[int], str, Any, str, list[Any]]:

@@ -20,6 +20,15 @@ Entries (``--json``): ``{"name", "unit", "ours" (after), "baseline" (before),
 ``<set>_accuracy`` for the others. The per-task results go to
 ``<out>/learning.json``.
 
+``--before RUN`` reuses the base model's answers from an earlier run's
+``learning.json`` instead of answering the report sets again (about ten
+minutes on two cores): the base model answers greedily, so the figures are
+the same when everything that shapes an answer is. The run's ``config.toml``
+must agree on those fields (model, tokenizer, prompt style, templates,
+scaffold, solver answer length, data folder) and its ``before`` must hold
+every report set with the same tasks and limit; otherwise the script
+refuses.
+
 ``--quick`` runs the same path on the TinyStories-656K model from
 ``../shared/data`` (or ``$AZR_SHARED_DATA``) for a few seconds, with small
 sets: a check that the path works, not a learning result.
@@ -65,6 +74,33 @@ def entry_name(set_name: str, first_heldout: str | None) -> str:
     return set_name.replace("-", "_") + "_accuracy"
 
 
+# Config fields that shape the base model's greedy answers to a report set.
+ANSWER_FIELDS = ("model", "tokenizer", "prompt_style", "templates", "scaffold", "max_new_tokens_solve",
+                 "eval_data_dir")
+
+
+def reuse_before(run: Path, cfg, report: list[str], limit: int) -> dict:
+    """The ``before`` results of an earlier run, checked for reuse (ValueError says why not)."""
+    import tomllib
+    try:
+        prev = json.loads((run / "learning.json").read_text(encoding="utf-8"))
+        with open(run / "config.toml", "rb") as f:
+            old = tomllib.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read its learning.json and config.toml ({e})") from None
+    diff = [k for k in ANSWER_FIELDS if old.get(k) != getattr(cfg, k)]
+    if diff:
+        raise ValueError("its config differs in what shapes the answers: " +
+                         ", ".join(f"{k} {old.get(k)!r} != {getattr(cfg, k)!r}" for k in diff))
+    if prev.get("report_limit", 0) != limit:
+        raise ValueError(f"it answered the first {prev.get('report_limit', 0)} tasks per set, this run {limit}")
+    before = prev.get("before")
+    missing = [s for s in report if not isinstance(before, dict) or s not in before]
+    if missing:
+        raise ValueError(f"it has no base-model answers for {missing}")
+    return {s: before[s] for s in report}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=120.0, help="training wall time (evaluations excluded)")
@@ -79,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="kernel threads (0 = azr's default)")
     ap.add_argument("--json", default=None, metavar="PATH", help="write the entries to PATH")
     ap.add_argument("--quick", action="store_true", help="seconds on a tiny model: checks the path only")
+    ap.add_argument("--before", default=None, metavar="RUN",
+                    help="reuse the base model's answers from RUN/learning.json (same answer-shaping config)")
     args = ap.parse_args(argv)
 
     import azr
@@ -120,12 +158,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_learning: {out} already holds a run; pass another --out", file=sys.stderr)
         return 2
 
+    reused = None
+    if args.before:
+        try:
+            reused = reuse_before(Path(args.before), cfg, report, args.report_limit)
+        except ValueError as e:
+            print(f"bench_learning: --before {args.before}: {e}", file=sys.stderr)
+            return 2
+
     print(f"machine: {cpu_name()}, azr threads {azr.get_num_threads()}")
     print(f"config: preset {args.preset}, overrides {overrides}")
     t_all = time.perf_counter()
     with azr.Trainer(cfg) as tr:
         t = time.perf_counter()
-        before = tr.evaluate(report, limit=args.report_limit)
+        before = reused if reused is not None else tr.evaluate(report, limit=args.report_limit)
         t_before = time.perf_counter() - t
         tr.train()
         t = time.perf_counter()
@@ -147,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                         "steps": steps, "train_minutes": round(train_s / 60.0, 2)})
         table.append((name, pr))
     res = {"machine": cpu_name(), "preset": args.preset, "overrides": overrides, "steps": steps,
+           "before_from": str(Path(args.before).resolve()) if reused is not None else None,
+           "report_limit": args.report_limit,
            "train_seconds": train_s, "eval_seconds": {"before": t_before, "after": t_after},
            "wall_seconds": time.perf_counter() - t_all, "entries": entries,
            "before": before, "after": after}

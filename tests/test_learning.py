@@ -135,6 +135,43 @@ def test_trivial_proposals_are_invalid(tmp_path):
     assert why[3].startswith("trivial: the program returns its input")
 
 
+def test_constant_proposals_are_trivial(tmp_path, executor):
+    """The late collapse of the 2-hour run: constant functions of a string
+    input. Judged by the real sandbox, next to programs that must pass."""
+    tr = make_trainer(make_config(tmp_path, reject_trivial=True))
+    tr.executor = executor
+    cases = [
+        ("def f(a: int) -> int:\n    return 10", '"Tofu, lemonade!"', "10", True),
+        ("def f(x):\n    return 5.0", "[1, 2, 3]", "5.0", True),
+        ("def f(a, b):\n    return len('abc') + 1", '1, "x"', "4", True),
+        ("def f(a, b):\n    return b * 2", '1, "x"', "'xx'", False),          # ignores a, not b
+        ("def f(x):\n    return x > 0", "5", "True", False),                   # flips on -x - 3
+        ("def f(s):\n    return {'ab': 1}[s]", '"ab"', "1", False),             # raises elsewhere
+        ("def f(d):\n    return sorted(d)", '{"b": 1, "a": 2}', "['a', 'b']", False),  # keys change shape
+        ("def f(s):\n    return 7", '"a" + "b"', "7", False),  # not a literal: nothing to perturb
+    ]
+    why = tr._trivial([(Task(kind="deduction", program=p, input=i, output=o), []) for p, i, o, _ in cases])
+    for (p, i, o, const), w in zip(cases, why):
+        assert (w == "trivial: the output does not change when the input does") == const, (p, i, w)
+
+
+def test_perturbed_inputs():
+    from azr.tasks import perturbed_inputs
+    assert perturbed_inputs('"ab"') == ["'abx'", "'aQ7'", "'baQ7'"]
+    assert perturbed_inputs("1, [2, 3]") == ["2, [3, 4]", "-4, [-5, -6]", "9, [3, 2, 2]"]
+    assert perturbed_inputs("x=3, y=None") == ["x=4, y=0", "x=-6, y='a'", "x=13, y=[1]"]
+    assert perturbed_inputs("True") == ["False"]
+    assert perturbed_inputs('"a" + "b", 2') == ['"a" + "b", 3', '"a" + "b", -5', '"a" + "b", 11']
+    for bad in ("", '"a" + "b"', "*a", "f(", "1)+(2", "**{}", "(" * 500 + ")" * 500, "9" * 5000):
+        assert perturbed_inputs(bad) == [], bad
+    for inp in ('{1, 2}', '{"k": [1.5, (2, "z")]}', "b'xy', 2j", "[[], {}, set()]", "((),)"):
+        alts = perturbed_inputs(inp)
+        assert alts and inp not in alts and len(set(alts)) == len(alts)
+        for a in alts:
+            import ast
+            ast.parse(f"f({a})", mode="eval")  # each is a valid argument list
+
+
 # ------------------------------------------------------------ output limit
 def test_gold_output_longer_than_an_answer_is_invalid():
     class Ex:
@@ -434,6 +471,17 @@ def test_bench_learning_quick_writes_its_entries(shared_data, tmp_path, monkeypa
     assert res["steps"] >= 1 and res["before"]["heldout-test"]["ids"] == res["after"]["heldout-test"]["ids"]
     # a second run into the same directory is refused, not mixed with the first
     assert mod.main(["--quick", "--out", str(tmp_path / "run")]) == 2
+    # --before reuses the base model's answers: the same figures as answering again
+    assert mod.main(["--quick", "--out", str(tmp_path / "run2"), "--before", str(tmp_path / "run")]) == 0
+    res2 = json.loads((tmp_path / "run2" / "learning.json").read_text())
+    assert res2["before"] == res["before"] and res2["before_from"] == str((tmp_path / "run").resolve())
+    assert res2["eval_seconds"]["before"] < 1.0
+    # ... and refuses a run whose answers were shaped differently
+    assert mod.main(["--quick", "--out", str(tmp_path / "run3"), "--before", str(tmp_path / "run"),
+                     "--set", "max_new_tokens_solve=9"]) == 2
+    assert mod.main(["--quick", "--out", str(tmp_path / "run4"), "--before", str(tmp_path / "nowhere")]) == 2
+    assert mod.main(["--quick", "--out", str(tmp_path / "run5"), "--before", str(tmp_path / "run"),
+                     "--report", "heldout-dev"]) == 2
 
 
 # ------------------------------------------- the learning preset can learn
