@@ -434,30 +434,185 @@ _WARM = (
 )
 
 
-def _shift_wall_clock():
-    """Offset time.time() and time.time_ns() by a per-zygote amount (1 to
-    ~1000 s, from the zygote's hash seed). The determinism check runs a
-    program in two zygotes at the same moment: with the real clock, two
-    runs could read the same time.time() (one double step is ~0.24 us) and
-    a wall-clock dependence would pass as deterministic. Monotonic clocks
-    are shifted by the zygote's time namespace; the wall clock cannot be."""
-    import time
+# The real-time offset unit: a zygote in pool slot i reads the wall clock
+# (i + 1) units ahead. Two live zygotes differ by a whole number of units:
+# more than a year (their dates never share a year), and by 1.12 s times a
+# factor under 53 modulo a minute (their seconds-of-minute differ whenever
+# the two reads are less than a second apart).
+CLOCK_UNIT_NS = (367 * 86400 + 3661) * 1_000_000_000 + 123_456_789
+_REALTIME_IDS = frozenset({0, 5, 8, 11})  # CLOCK_REALTIME, _COARSE, _ALARM, CLOCK_TAI
 
+
+def _clock_offset_ns():
+    """The zygote's real-time offset: from its pool slot (AZR_ZYGOTE_SLOT,
+    removed from the environment here), else from its hash seed."""
+    slot = os.environ.pop("AZR_ZYGOTE_SLOT", "")
+    if slot.isdigit():
+        return (int(slot) + 1) * CLOCK_UNIT_NS
     raw = os.environ.get("PYTHONHASHSEED", "")
     seed = int(raw) if raw.isdigit() else 0
-    off_ns = 1_000_000_000 + (seed * 2654435761) % 1_000_000_000_000
+    return (1 + seed % 50) * CLOCK_UNIT_NS
+
+
+def _shift_wall_clock():
+    """Make every route a program has to the real-time clock read it
+    shifted by this zygote's offset, so the runs of a validation (each in a
+    zygote of its own) read real times that differ by construction and a
+    dependence on the date or time of day is caught as nondeterministic.
+    Monotonic and boot clocks are shifted by the zygote's time namespace;
+    the real-time clock cannot be, so its readers are wrapped here:
+
+    - ``time``: time, time_ns, clock_gettime(_ns) of the real-time clock
+      ids, and localtime, gmtime, ctime, asctime and strftime without a time;
+    - ``datetime``: the C accelerator is withheld, so the pure-Python
+      datetime (now, today, utcnow) reads the wrapped ``time.time``;
+    - file times: os.stat, os.lstat, os.fstat and os.scandir entries report
+      atime, mtime and ctime shifted by the same offset, so a file the run
+      writes looks written at the run's (shifted) time; os.utime takes
+      times in that shifted time (shutil.copy2 keeps a file's times).
+
+    Routes left open (docs/sandbox.md, "Real-time clock"): ``posix.stat`` and a
+    C-level clock read through ctypes or a re-imported ``_datetime``; the
+    default deny-list blocks each of those modules."""
+    import time
+
+    off_ns = _clock_offset_ns()
     off_s = off_ns / 1e9
-    real_time, real_time_ns = time.time, time.time_ns
+    real = {n: getattr(time, n) for n in ("time", "time_ns", "clock_gettime", "clock_gettime_ns",
+                                          "localtime", "gmtime", "ctime", "asctime", "strftime")}
 
-    def shifted_time():
-        return real_time() + off_s
+    def t_time():
+        return real["time"]() + off_s
 
-    def shifted_time_ns():
-        return real_time_ns() + off_ns
+    def t_time_ns():
+        return real["time_ns"]() + off_ns
 
-    shifted_time.__name__ = shifted_time.__qualname__ = "time"
-    shifted_time_ns.__name__ = shifted_time_ns.__qualname__ = "time_ns"
-    time.time, time.time_ns = shifted_time, shifted_time_ns
+    def t_clock_gettime(clk_id):
+        v = real["clock_gettime"](clk_id)
+        return v + off_s if clk_id in _REALTIME_IDS else v
+
+    def t_clock_gettime_ns(clk_id):
+        v = real["clock_gettime_ns"](clk_id)
+        return v + off_ns if clk_id in _REALTIME_IDS else v
+
+    def t_localtime(secs=None):
+        return real["localtime"](t_time() if secs is None else secs)
+
+    def t_gmtime(secs=None):
+        return real["gmtime"](t_time() if secs is None else secs)
+
+    def t_ctime(secs=None):
+        return real["ctime"](t_time() if secs is None else secs)
+
+    def t_asctime(t=None):
+        return real["asctime"](t_localtime() if t is None else t)
+
+    def t_strftime(fmt, t=None):
+        return real["strftime"](fmt, t_localtime() if t is None else t)
+
+    for name, fn in (("time", t_time), ("time_ns", t_time_ns), ("clock_gettime", t_clock_gettime),
+                     ("clock_gettime_ns", t_clock_gettime_ns), ("localtime", t_localtime),
+                     ("gmtime", t_gmtime), ("ctime", t_ctime), ("asctime", t_asctime),
+                     ("strftime", t_strftime)):
+        fn.__name__ = fn.__qualname__ = name
+        fn.__module__ = "time"
+        setattr(time, name, fn)
+    if "_datetime" not in sys.modules:
+        sys.modules["_datetime"] = None  # datetime falls back to its pure-Python classes
+    _shift_file_times(off_ns)
+
+
+def _shift_file_times(off_ns):
+    off_s = off_ns / 1e9
+    real_stat, real_lstat, real_fstat, real_scandir, real_utime = os.stat, os.lstat, os.fstat, os.scandir, os.utime
+    extra_fields = ("st_blksize", "st_blocks", "st_rdev", "st_flags", "st_gen", "st_birthtime")
+
+    def shifted(r):
+        seq = list(r[:10])
+        extra = {k: getattr(r, k) for k in extra_fields if hasattr(r, k)}
+        for i, k in ((7, "st_atime"), (8, "st_mtime"), (9, "st_ctime")):
+            ns = getattr(r, k + "_ns") + off_ns
+            seq[i] = ns // 1_000_000_000
+            extra[k] = getattr(r, k) + off_s
+            extra[k + "_ns"] = ns
+        return os.stat_result(seq, extra)
+
+    def stat(path, *, dir_fd=None, follow_symlinks=True):
+        return shifted(real_stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks))
+
+    def lstat(path, *, dir_fd=None):
+        return shifted(real_lstat(path, dir_fd=dir_fd))
+
+    def fstat(fd):
+        return shifted(real_fstat(fd))
+
+    def utime(path, times=None, *, ns=None, dir_fd=None, follow_symlinks=True):
+        # times given are in the run's shifted time (e.g. copied from a stat)
+        if times is not None and isinstance(times, tuple) and len(times) == 2:
+            times = (times[0] - off_s, times[1] - off_s)
+        if ns is not None and isinstance(ns, tuple) and len(ns) == 2:
+            ns = (ns[0] - off_ns, ns[1] - off_ns)
+        kw = {} if ns is None else {"ns": ns}
+        return real_utime(path, times, dir_fd=dir_fd, follow_symlinks=follow_symlinks, **kw)
+
+    class DirEntry:
+        """os.DirEntry whose stat() reports shifted file times."""
+        __slots__ = ("_e",)
+
+        def __init__(self, e):
+            self._e = e
+
+        name = property(lambda self: self._e.name)
+        path = property(lambda self: self._e.path)
+
+        def inode(self):
+            return self._e.inode()
+
+        def is_dir(self, *, follow_symlinks=True):
+            return self._e.is_dir(follow_symlinks=follow_symlinks)
+
+        def is_file(self, *, follow_symlinks=True):
+            return self._e.is_file(follow_symlinks=follow_symlinks)
+
+        def is_symlink(self):
+            return self._e.is_symlink()
+
+        def stat(self, *, follow_symlinks=True):
+            return shifted(self._e.stat(follow_symlinks=follow_symlinks))
+
+        def __fspath__(self):
+            return self._e.__fspath__()
+
+        def __repr__(self):
+            return f"<DirEntry {self.name!r}>"
+
+    class ScandirIterator:
+        __slots__ = ("_it",)
+
+        def __init__(self, it):
+            self._it = it
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return DirEntry(next(self._it))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._it.close()
+
+        def close(self):
+            self._it.close()
+
+    def scandir(path="."):
+        return ScandirIterator(real_scandir(path))
+
+    for name, fn in (("stat", stat), ("lstat", lstat), ("fstat", fstat), ("scandir", scandir), ("utime", utime)):
+        fn.__name__ = fn.__qualname__ = name
+        setattr(os, name, fn)
 
 
 def _warm_up(z):
@@ -482,6 +637,7 @@ def main():
     # fallback in typing.py) would be one more shared library in the zygote;
     # where typing cannot do without it, it is imported after all.
     sys.modules["_typing"] = None
+    _shift_wall_clock()
     for name in cfg.get("preload") or PRELOAD:
         for _try in (0, 1):
             try:
@@ -491,7 +647,6 @@ def main():
                 sys.modules.pop("_typing", None)
     if sys.modules.get("_typing", 0) is None:
         del sys.modules["_typing"]
-    _shift_wall_clock()
     out_streams = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
     run_uid = int(cfg.get("run_uid", 61000))
     layers = z.init(ctl_fd=3, scratch=scratch, ro_paths=_ro_paths(),

@@ -250,9 +250,61 @@ def test_wall_clock_dependence_is_caught_every_time(ex):
     prog = NONDET["time"]
     r = ex.validate([prog] * 40, ["0"] * 40, deny=DenyList())
     assert [x.status for x in r] == ["nondeterministic"] * 40, [(x.status, x.message) for x in r]
-    # the offset keeps the clock plausible: within ~17 minutes of the host's
+    # the offset is a whole number of units of a year and a bit (one per pool slot)
     out = ex.run([prog], ["0"])[0]
-    assert out.status == "ok" and 0 < out.value - time.time() < 1100, (out.status, out.message)
+    unit = 367 * 86400 + 3661.123456789
+    assert out.status == "ok", out.message
+    assert unit - 5 < out.value - time.time() < unit * (ex.workers * 2 + 1), out.value - time.time()
+
+
+# Routes to the real-time clock other than time.time: each must see a
+# different time in each run of a validation. Without the shifts they read
+# the same second in both runs nearly every time.
+WALL_CLOCK_ROUTES = {
+    "datetime.now": "import datetime\ndef f(x):\n    return datetime.datetime.now().second",
+    "date.today": "import datetime\ndef f(x):\n    return datetime.date.today().year",
+    "utcnow": "import datetime\ndef f(x):\n    return datetime.datetime.utcnow().strftime('%Y %S')",
+    "localtime": "import time\ndef f(x):\n    return time.localtime().tm_sec",
+    "strftime": "import time\ndef f(x):\n    return time.strftime('%Y-%m-%d %H:%M:%S')",
+    "ctime": "import time\ndef f(x):\n    return time.ctime()",
+    "CLOCK_REALTIME": "import time\ndef f(x):\n    return int(time.clock_gettime(time.CLOCK_REALTIME)) % 60",
+    "realtime_ns": "import time\ndef f(x):\n    return time.clock_gettime_ns(0) // 10**9 % 60",
+    "email": "import email.utils\ndef f(x):\n    return email.utils.localtime().second",
+    "file_mtime": "import os\ndef f(x):\n    open('t.txt', 'w').close()\n    return int(os.path.getmtime('t.txt')) % 60",
+    "file_scandir": ("import os\ndef f(x):\n    open('u.txt', 'w').close()\n"
+                     "    return [int(e.stat().st_ctime) % 60 for e in os.scandir('.')]"),
+    "file_fstat": ("import os\ndef f(x):\n    fd = os.open('v.txt', os.O_CREAT | os.O_WRONLY)\n"
+                   "    return int(os.fstat(fd).st_mtime) % 60"),
+}
+
+
+def test_every_wall_clock_route_is_caught(ex):
+    names = list(WALL_CLOCK_ROUTES)
+    for _ in range(3):
+        r = ex.validate([WALL_CLOCK_ROUTES[k] for k in names], ["0"] * len(names), deny=DenyList())
+        got = {k: (x.status, x.message) for k, x in zip(names, r)}
+        assert all(st == "nondeterministic" for st, _ in got.values()), got
+    # email.utils is not on the default deny-list: the default configuration catches it too
+    r = ex.validate([WALL_CLOCK_ROUTES["email"]] * 4, ["0"] * 4)
+    assert [x.status for x in r] == ["nondeterministic"] * 4, [(x.status, x.message) for x in r]
+
+
+def test_shifted_clocks_agree_within_a_run(ex):
+    """One run sees one consistent time: the wrapped clocks, datetime and
+    the times of a file it writes agree; copying keeps a file's times."""
+    prog = ("import os, time, datetime, shutil\n"
+            "def f(x):\n"
+            "    open('w.txt', 'w').close()\n"
+            "    shutil.copy2('w.txt', 'c.txt')\n"
+            "    t = time.time()\n"
+            "    return (t, datetime.datetime.now().timestamp(), os.stat('w.txt').st_mtime,\n"
+            "            os.stat('c.txt').st_mtime, time.mktime(time.localtime()), time.clock_gettime(0),\n"
+            "            time.time_ns() / 1e9)")
+    for r in ex.run([prog] * 6, ["0"] * 6):
+        assert r.status == "ok", r.message
+        t = r.value[0]
+        assert all(abs(v - t) < 2.0 for v in r.value), r.value
+        assert abs(r.value[3] - r.value[2]) < 1e-3, r.value
 
 
 def test_small_set_order_dependence_is_caught(ex):

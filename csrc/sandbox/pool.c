@@ -118,7 +118,12 @@ static azr_status worker_spawn(azr_sbx_pool *p, worker *w) {
      * functions they call first. The zygote removes it from its environment
      * before reporting; runs see only an empty environment. */
     char bindnow[] = "LD_BIND_NOW=1";
-    char *envp[] = {envbuf, bindnow, NULL};
+    /* AZR_ZYGOTE_SLOT: the zygote's index in the pool, unique among live
+     * zygotes; it sets the zygote's real-time clock offset (the driver's
+     * _shift_wall_clock), which removes it before any run starts. */
+    char slotbuf[40];
+    snprintf(slotbuf, sizeof slotbuf, "AZR_ZYGOTE_SLOT=%d", (int)(w - p->w));
+    char *envp[] = {envbuf, bindnow, slotbuf, NULL};
     char *argv_ns[] = {p->python, "-S", "-s", "-B", "-P", p->driver, p->ext_path, p->scratch,
                        p->config_json, "1", NULL};
     char *argv_plain[] = {p->python, "-S", "-s", "-B", "-P", p->driver, p->ext_path, p->scratch,
