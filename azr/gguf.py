@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -190,9 +191,50 @@ def resolve_gguf(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike |
     p = Path(s).expanduser()
     if p.is_file():
         return p.resolve()
-    raise FileNotFoundError(
-        f"{s!r} is neither a known model name ({', '.join(sorted(DEFAULT_MODELS))}) nor an existing "
-        f"GGUF file")
+    names = ", ".join(sorted(DEFAULT_MODELS))
+    if isinstance(s, str) and _HUB_ID.fullmatch(s) and not p.exists():
+        raise FileNotFoundError(
+            f"{s!r} looks like a Hugging Face Hub id, and it is not in the local Hugging Face cache "
+            f"({hub_cache_root()}): azr does not download from the Hub. Download it first (for example "
+            f"'huggingface-cli download {s}') or pass the path of a local model directory "
+            f"(config.json + *.safetensors), a .gguf file, or a known name ({names})")
+    if not p.exists():
+        raise FileNotFoundError(f"{s!r}: no such file or directory, and not a known model name ({names})")
+    raise FileNotFoundError(f"{s!r} is neither a known model name ({names}) nor a file")
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+
+
+def hub_cache_root() -> Path:
+    """The local Hugging Face Hub cache: $HF_HUB_CACHE, else $HF_HOME/hub,
+    else ~/.cache/huggingface/hub (where huggingface_hub puts downloads)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def hub_snapshot(repo_id: str) -> Path | None:
+    """The local snapshot directory of a Hub model id already in the Hugging
+    Face cache (the revision ``refs/main`` names, else the newest snapshot
+    with a config.json), or None. Never touches the network."""
+    if not isinstance(repo_id, str) or not _HUB_ID.fullmatch(repo_id) or Path(repo_id).expanduser().exists():
+        return None
+    base = hub_cache_root() / ("models--" + repo_id.replace("/", "--"))
+    snaps = base / "snapshots"
+    try:
+        ref = (base / "refs" / "main").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        ref = ""
+    if ref and re.fullmatch(r"[0-9a-fA-F]{7,64}", ref) and (snaps / ref / "config.json").is_file():
+        return snaps / ref
+    try:
+        found = [d for d in snaps.iterdir() if (d / "config.json").is_file()]
+    except OSError:
+        return None
+    return max(found, key=lambda d: d.stat().st_mtime) if found else None
 
 
 # ---------------------------------------------------------------------------
@@ -640,6 +682,9 @@ def ensure_hf_dir(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike 
             return p
         raise FileNotFoundError(f"{p} is a directory without config.json: not a Hugging Face model "
                                 f"directory")
+    hub = hub_snapshot(os.fspath(name_or_path))
+    if hub is not None:
+        return hub
     gguf_path = resolve_gguf(name_or_path, cache_dir)
     root = cache_root(cache_dir) / "hf"
     final = root / f"{gguf_path.stem}-{_cache_key(gguf_path)}"

@@ -266,7 +266,8 @@ class Model:
 
         A path that is not a directory (a ``.gguf`` file or a short name such
         as ``"smollm2-135m-instruct"``) is converted once to a cached HF
-        directory by `azr.gguf`. The tokenizer is attached as ``.tokenizer``
+        directory by `azr.gguf`. A Hub id (``owner/name``) is read from the
+        local Hugging Face cache when it is there; azr never downloads. The tokenizer is attached as ``.tokenizer``
         when the directory has tokenizer files.
         """
         p = Path(path)

@@ -369,15 +369,20 @@ class Tokenizer:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "Tokenizer":
         """Load from a directory holding tokenizer.json (+ tokenizer_config.json),
-        or vocab.json + merges.txt (+ tokenizer_config.json), or a tokenizer.json path."""
+        or vocab.json + merges.txt (+ tokenizer_config.json), or a tokenizer.json path,
+        or a Hub id (``owner/name``) already in the local Hugging Face cache."""
         p = Path(path)
+        if not p.exists():
+            from .gguf import hub_snapshot  # noqa: PLC0415 - only for Hub ids
+            p = hub_snapshot(os.fspath(path)) or p  # a Hub id already in the local Hugging Face cache
         if p.is_file():
             d, tj = p.parent, p
         elif p.is_dir():
             d, tj = p, p / "tokenizer.json"
         else:
             raise FileNotFoundError(f"tokenizer path {str(p)!r} does not exist (expected a directory with "
-                                    "tokenizer.json, or vocab.json + merges.txt)")
+                                    "tokenizer.json, or vocab.json + merges.txt; Hub ids are read only "
+                                    "from the local Hugging Face cache, never downloaded)")
         config = cls._read_config(d)
         if tj.is_file():
             try:

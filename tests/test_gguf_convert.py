@@ -395,7 +395,7 @@ def test_unknown_pre_tokenizer(tmp_path):
 
 
 def test_bad_names_and_paths(tmp_path):
-    with pytest.raises(FileNotFoundError, match="neither a known model name"):
+    with pytest.raises(FileNotFoundError, match="'no-such-model': no such file or directory, and not a known"):
         agguf.ensure_hf_dir("no-such-model", cache_dir=tmp_path)
     (tmp_path / "d").mkdir()
     with pytest.raises(FileNotFoundError, match="without config.json"):
@@ -537,3 +537,40 @@ def test_azr_greedy_continuation_equals_transformers_live(azr_model, tf_from_ggu
     with torch.no_grad():
         ref = tf_from_gguf.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False)
     assert list(outs[0].token_ids) == ref[0, len(ids):].tolist()
+
+
+def test_hub_ids_come_from_the_local_cache_or_say_why_not(tmp_path, monkeypatch, shared_data):
+    """A Hub id is never downloaded: found in the local Hugging Face cache it
+    loads (model and tokenizer), otherwise the error says what to do."""
+    import shutil
+
+    from azr.tokenizer import Tokenizer
+
+    hub = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    with pytest.raises(FileNotFoundError, match=r"looks like a Hugging Face Hub id.*does not download.*"
+                                                r"huggingface-cli download someone/model"):
+        agguf.ensure_hf_dir("someone/model", cache_dir=tmp_path / "c")
+    with pytest.raises(FileNotFoundError, match="never downloaded"):
+        Tokenizer.from_pretrained("someone/model")
+    src = shared_data / "models" / "tinystories-656k"
+    base = hub / "models--someone--model"
+    old, new = base / "snapshots" / "0123abc", base / "snapshots" / "89abcdef"
+    for d in (old, new):
+        shutil.copytree(src, d)
+    (base / "refs").mkdir()
+    (base / "refs" / "main").write_text("0123abc\n")
+    assert agguf.ensure_hf_dir("someone/model") == old          # the revision refs/main names
+    (base / "refs" / "main").write_text("not-a-hash")
+    os.utime(old / "config.json", (1, 1))
+    os.utime(old, (1, 1))
+    assert agguf.ensure_hf_dir("someone/model") == new          # else the newest snapshot
+    m = azr.Model.from_pretrained("someone/model")
+    assert m.config.vocab_size == azr.Model.from_pretrained(src).config.vocab_size
+    tok = Tokenizer.from_pretrained("someone/model")
+    assert tok.encode("Once upon a time") == Tokenizer.from_pretrained(src).encode("Once upon a time")
+    # a local path of the same name wins over the cache
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "someone" / "model").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="without config.json"):
+        agguf.ensure_hf_dir("someone/model")
