@@ -27,6 +27,23 @@ def _preload_openblas() -> None:
 
 _preload_openblas()
 
-from . import _core  # noqa: E402
+
+def _load_core():
+    try:
+        from . import _core
+    except ImportError as exc:
+        here = os.path.dirname(os.path.abspath(__file__))
+        built = any(n.startswith("_core.") and n.endswith((".so", ".pyd")) for n in os.listdir(here))
+        if built or not os.path.exists(os.path.join(os.path.dirname(here), "setup.py")):
+            raise
+        raise ImportError(
+            f"azr's C extension (azr._core) is not built in {here}: Python imported azr from the "
+            "source checkout (the current directory or a script's folder comes first on sys.path). "
+            "Either run from outside the checkout after 'pip install .', or build in place with "
+            "'python setup.py build_ext --inplace' (or 'pip install -e .')") from exc
+    return _core
+
+
+_core = _load_core()
 
 __all__ = ["_core"]

@@ -40,7 +40,10 @@ from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+try:  # the installed package (pip install .), else the checkout's in-place build
+    import azr  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(REPO))
 
 from azr.executor import Executor  # noqa: E402
 

@@ -58,7 +58,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+try:  # the installed package (pip install .), else the checkout's in-place build
+    import azr  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import azr  # noqa: E402
 import azr.generate as gen  # noqa: E402

@@ -31,7 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+try:  # the installed package (pip install .), else the checkout's in-place build
+    import azr  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from azr import gguf as agguf  # noqa: E402
 from azr.safetensors_io import read_header  # noqa: E402

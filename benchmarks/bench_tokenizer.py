@@ -21,7 +21,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+try:  # the installed package (pip install .), else the checkout's in-place build
+    import azr  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(REPO))
 
 
 def corpus(limit_bytes: int) -> list[str]:

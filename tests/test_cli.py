@@ -282,3 +282,36 @@ def test_resume_refuses_a_run_directory_it_cannot_write(tmp_path, capsys):
 def test_demo_argument_errors(capsys, argv, message):
     assert cli.main(["demo", *argv]) == 2
     assert capsys.readouterr().err == f"azr demo: error: {message}\n"
+
+
+def test_importing_an_unbuilt_checkout_explains_itself(tmp_path):
+    """From a source checkout without the C extension, `import azr` says what
+    happened and what to do, not "partially initialized module (most likely
+    due to a circular import)"; the benchmarks prefer the installed package."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+
+    import azr
+
+    repo = Path(azr.__file__).resolve().parent.parent
+    shutil.copytree(repo / "azr", tmp_path / "azr", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    (tmp_path / "setup.py").write_text("")
+    # -S: no .pth files, so an editable install's import hook cannot supply azr._core;
+    # site-packages stays reachable through PYTHONPATH for numpy and the BLAS wheel
+    paths = sysconfig.get_paths()
+    site = os.pathsep.join(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+    env = {**os.environ, "PYTHONPATH": site}
+    r = subprocess.run([sys.executable, "-S", "-c", "import azr"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert "azr._core) is not built in" in last and "pip install ." in last and "circular" not in last, last
+    # a benchmark run from that checkout finds the installed azr first (its own folder is sys.path[0])
+    shutil.copytree(repo / "benchmarks", tmp_path / "benchmarks")
+    env["PYTHONPATH"] = os.pathsep.join([str(repo), site])  # the built package, as if installed
+    r = subprocess.run([sys.executable, "-S", str(tmp_path / "benchmarks" / "bench_tokenizer.py"), "--help"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0 and "--quick" in r.stdout, r.stderr[-2000:]
