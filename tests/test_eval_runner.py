@@ -22,6 +22,17 @@ def ref_executor():
         yield ex
 
 
+def _gold_model_class(problems, loaded: list):
+    """A stand-in for azr.Model whose from_pretrained records the path and
+    returns a FakeModel answering each GSM8K problem with its gold answer."""
+    class FakeModelClass:
+        @staticmethod
+        def from_pretrained(path):
+            loaded.append(path)
+            return FakeModel(_gold_by_prompt(problems, lambda p, j: f"The answer is {p.answer}."))
+    return FakeModelClass
+
+
 def _gold_by_prompt(problems, render):
     """answer_for(prompt) that finds the problem whose text is in the prompt."""
     def answer_for(prompt, j):
@@ -177,14 +188,7 @@ def test_cli_main(bench, tmp_path, monkeypatch, capsys):
 
     probs = load_task("gsm8k", bench, limit=4)
     loaded = []
-
-    class FakeModelClass:
-        @staticmethod
-        def from_pretrained(path):
-            loaded.append(path)
-            return FakeModel(_gold_by_prompt(probs, lambda p, j: f"The answer is {p.answer}."), tokenizer=None)
-
-    monkeypatch.setattr(azr, "Model", FakeModelClass, raising=False)
+    monkeypatch.setattr(azr, "Model", _gold_model_class(probs, loaded), raising=False)
     out = tmp_path / "res"
     rc = cli_main(["--model", "my-model", "--tasks", "gsm8k", "--data-dir", str(bench), "--limit", "4",
                    "--out", str(out), "--no-progress", "--prompt-style", "base", "--few-shot", "2"])
@@ -400,14 +404,7 @@ def test_an_interrupted_eval_keeps_its_work_and_a_rerun_skips_it(bench, tmp_path
 def test_cli_rerun_says_what_it_skips(bench, tmp_path, monkeypatch, capsys):
     probs = load_task("gsm8k", bench, limit=3)
     loads = []
-
-    class FakeModelClass:
-        @staticmethod
-        def from_pretrained(path):
-            loads.append(path)
-            return FakeModel(_gold_by_prompt(probs, lambda p, j: f"The answer is {p.answer}."))
-
-    monkeypatch.setattr(azr, "Model", FakeModelClass, raising=False)
+    monkeypatch.setattr(azr, "Model", _gold_model_class(probs, loads), raising=False)
     out = tmp_path / "res"
     argv = ["--model", "m", "--tasks", "gsm8k", "--data-dir", str(bench), "--limit", "3", "--out", str(out),
             "--no-progress", "--prompt-style", "base"]

@@ -132,18 +132,25 @@ class FakeModel:
         outs = []
         for i, ids in enumerate(prompts):
             assert isinstance(ids, list) and all(isinstance(t, int) for t in ids)
-            text = "".join(map(chr, ids))
+            text = self._decode(ids)
             group = []
             for j in range(n):
                 rng = np.random.default_rng([seed, i, j, key])
-                out = self._answer(text, rng)[:max_new_tokens]
-                stopped = stop and not out.endswith("</answer>") and "</answer>" not in out and "hmm" in out
-                toks = [ord(c) for c in out]
+                toks = self._encode(self._answer(text, rng))[:max_new_tokens]
+                out = self._decode(toks)
+                stopped = stop and "</answer>" not in out and "hmm" in out
                 lp = self._logp(toks)
                 group.append(SimpleNamespace(token_ids=toks, text=out, logprobs=lp, model_logprobs=lp.copy(),
                                              finish_reason="stop" if stopped else "eos"))
             outs.append(group)
         return outs
+
+    # token ids <-> text: one id per character here; a subclass may use a real tokenizer
+    def _encode(self, text):
+        return [ord(c) for c in text]
+
+    def _decode(self, ids):
+        return "".join(map(chr, ids))
 
     def _rows_logp(self, targets, lengths):
         lp = self._logp(targets)

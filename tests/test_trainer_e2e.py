@@ -22,7 +22,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -237,8 +236,6 @@ class _CountingExecutor:
 
 
 def test_scripted_policy_reaches_real_judging_for_every_task_type(shared_data, executor, tmp_path):
-    from types import SimpleNamespace
-
     import test_trainer as tt
 
     from azr import tasks
@@ -256,24 +253,11 @@ def test_scripted_policy_reaches_real_judging_for_every_task_type(shared_data, e
                 return f"hmm</think><answer>```python\ndef f(x):\n    return {{{table}}}.get(x)\n```</answer>"
             return super()._answer(prompt, rng)
 
-        def generate(self, prompts, n=1, max_new_tokens=256, temperature=1.0, top_p=1.0, top_k=0, stop=None,
-                     seed=0, max_slots=None, kv_budget_mb=None, progress=False):
-            self.gen_calls.append(dict(n=n, count=len(prompts), seed=seed, stop=stop))
-            key = zlib.crc32(self.params["w"].tobytes())
-            outs = []
-            for i, ids in enumerate(prompts):
-                text = tok.decode(list(ids))
-                group = []
-                for j in range(n):
-                    out = self._answer(text, np.random.default_rng([seed, i, j, key]))
-                    toks = tok.encode(out)[:max_new_tokens]
-                    out = tok.decode(toks)
-                    lp = self._logp(toks)
-                    stopped = stop and "</answer>" not in out and "hmm" in out  # as FakeModel
-                    group.append(SimpleNamespace(token_ids=toks, text=out, logprobs=lp, model_logprobs=lp.copy(),
-                                                 finish_reason="stop" if stopped else "eos"))
-                outs.append(group)
-            return outs
+        def _encode(self, text):
+            return tok.encode(text)
+
+        def _decode(self, ids):
+            return tok.decode(list(ids))
 
     model = ScriptedModel()
     model.tokenizer = tok
