@@ -135,8 +135,9 @@ class TrainerConfig:
     buffer_capacity: int = 0              # per type (0 = unbounded)
     eviction: str = "fifo"
     reject_trivial: bool = False          # a deduction/abduction proposal whose program returns its input
-                                          # unchanged, or that behaves like a reference it was shown (same
-                                          # output on its own input and on the reference's), is invalid
+                                          # unchanged, gives its gold output on every perturbed input
+                                          # (azr.tasks.perturbed_inputs), or behaves like a reference it was
+                                          # shown (same output on its own input and on the reference's), is invalid
     share_triplets: bool = False          # a valid deduction or abduction task also enters the other type's
                                           # buffer (both are (program, input, output) triplets), so each
                                           # solver role sees every valid triplet
