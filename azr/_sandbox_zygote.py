@@ -45,6 +45,10 @@ else:
 # many programs import is here (typing, collections and math lead the seed
 # programs' imports; heapq, bisect, random and copy are each in under 2% of
 # them and import on demand). Executor(preload=...) overrides it.
+# What the resource module raises when the kernel refuses a raised limit
+# (EPERM: above the hard limit; EINVAL: a soft limit above the hard one).
+_RAISE_REFUSED = frozenset({"not allowed to raise maximum limit", "current limit exceeds maximum limit"})
+
 PRELOAD = ("typing", "collections", "math", "re", "itertools", "functools", "string", "operator",
            "ast")
 
@@ -369,6 +373,8 @@ def _handle(z, mode, a, b, c):
         value = None
         if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
             status, msg = z.MEMORY, _describe(exc)
+        elif type(exc) is ValueError and str(exc) in _RAISE_REFUSED:
+            status, msg = z.DENIED, _describe(exc)  # the kernel refused raising a resource limit
         else:
             status, msg = z.ERROR, _describe(exc)
     return status, value, msg

@@ -1115,3 +1115,55 @@ def test_object_addresses_differ_between_runs():
     assert all(isinstance(v, int) for v in vals), vals
     # one value per zygote before the shift; 12 draws from ~125 residues now
     assert len(set(vals)) >= 4, vals
+
+
+# ------------------------------------------------------------------ a run's own limits
+LIMIT_PROGRAMS = {
+    # lowering is allowed and takes effect
+    "lower_nofile": ("import resource\ndef f(x):\n    resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))\n"
+                     "    return resource.getrlimit(resource.RLIMIT_NOFILE)", "ok"),
+    "lower_as_prlimit": ("import resource\ndef f(x):\n    s, h = resource.getrlimit(resource.RLIMIT_AS)\n"
+                         "    resource.prlimit(0, resource.RLIMIT_AS, (s - 4096, h - 4096))\n"
+                         "    return resource.getrlimit(resource.RLIMIT_AS) == (s - 4096, h - 4096)", "ok"),
+    "lower_soft_only": ("import resource\ndef f(x):\n    s, h = resource.getrlimit(resource.RLIMIT_STACK)\n"
+                        "    resource.setrlimit(resource.RLIMIT_STACK, (s // 2, h))\n"
+                        "    return resource.getrlimit(resource.RLIMIT_STACK) == (s // 2, h)", "ok"),
+    "nice_down": "import os\ndef f(x):\n    return os.nice(5) >= 5",
+    # raising stays impossible, whichever limit and route
+    "raise_nofile": ("import resource\ndef f(x):\n    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))",
+                     "denied"),
+    "raise_stack_soft": ("import resource\ndef f(x):\n    s, h = resource.getrlimit(resource.RLIMIT_STACK)\n"
+                         "    resource.setrlimit(resource.RLIMIT_STACK, (s * 2, h))", "denied"),
+    "raise_after_lower": ("import resource\ndef f(x):\n    resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))\n"
+                          "    resource.setrlimit(resource.RLIMIT_NOFILE, (17, 17))", "denied"),
+    "nice_up": "import os\ndef f(x):\n    os.nice(-1)",
+    "other_process_priority": "import os\ndef f(x):\n    os.setpriority(os.PRIO_PROCESS, 1, 19)",
+    "other_process_limit": ("import resource\ndef f(x):\n    resource.prlimit(1, resource.RLIMIT_NOFILE, (1, 1))",
+                            "denied"),
+    "priority_of_group": "import os\ndef f(x):\n    os.setpriority(os.PRIO_PGRP, 0, 19)",
+}
+
+
+def test_a_run_may_lower_its_limits_but_never_raise_them(ex):
+    """#23 item 8: lowering one's own limits or priority used to be killed
+    as denied; raising, or touching another process, still is refused."""
+    progs = {k: (v if isinstance(v, tuple) else (v, "ok" if k == "nice_down" else "denied"))
+             for k, v in LIMIT_PROGRAMS.items()}
+    names = list(progs)
+    r = ex.run([progs[k][0] for k in names], ["0"] * len(names))
+    got = {k: (x.status, x.value if x.status == "ok" else x.message) for k, x in zip(names, r)}
+    assert {k: s for k, (s, _) in got.items()} == {k: progs[k][1] for k in names}, got
+    assert got["lower_nofile"][1] == (16, 16) and got["lower_as_prlimit"][1] is True
+    assert got["lower_soft_only"][1] is True and got["nice_down"][1] is True
+    # the next run in the same zygote starts with the usual limits
+    again = ex.run([progs["lower_nofile"][0].replace("(16, 16)", "(8, 8)")] * 4, ["0"] * 4)
+    assert all(x.status == "ok" and x.value == (8, 8) for x in again), again
+
+
+def test_inotify_is_denied(ex):
+    """#23 item 5: an inotify watch would report names of files appearing in
+    readable host directories."""
+    prog = ("import ctypes\ndef f(x):\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+            "    fd = libc.inotify_init1(0)\n    return fd if fd < 0 else libc.inotify_add_watch(fd, b'/tmp', 0x100)")
+    r = ex.run([prog], ["0"])[0]
+    assert r.status == "denied", (r.status, r.value, r.message)

@@ -109,6 +109,12 @@ static const int kill_list[] = {
     __NR_setuid, __NR_setgid, __NR_setreuid, __NR_setregid, __NR_setresuid, __NR_setresgid,
     __NR_setgroups, __NR_setfsuid, __NR_setfsgid, __NR_capset, __NR_mbind,
     __NR_migrate_pages, __NR_move_pages, __NR_vhangup, __NR_fanotify_init,
+    /* inotify would report names of files appearing in readable host
+     * directories. */
+#ifdef __NR_inotify_init
+    __NR_inotify_init,
+#endif
+    __NR_inotify_init1, __NR_inotify_add_watch,
     /* SysV IPC and POSIX message queues outlive the process that made them. */
 #ifdef __NR_shmget
     __NR_shmget, __NR_shmat, __NR_shmctl, __NR_shmdt, __NR_semget, __NR_semop, __NR_semctl,
@@ -178,6 +184,7 @@ enum { POL_FULL, POL_BASE, POL_CHILD }; /* the seccomp policies */
  * filter kills them again. */
 static int server_call(uint32_t nr) {
     if (nr == (uint32_t)__NR_setrlimit || nr == (uint32_t)__NR_capset) return 1;
+    if (nr == (uint32_t)__NR_setpriority) return 1; /* the child filter has its own rule */
 #ifdef __NR_pidfd_open
     if (nr == (uint32_t)__NR_pidfd_open) return 1;
 #endif
@@ -192,6 +199,11 @@ static int policy_rules(int policy, pid_t self, special *sp, int cap) {
         uint32_t nr = (uint32_t)kill_list[i];
         int srv = server_call(nr);
         if ((policy == POL_BASE && srv) || (policy == POL_CHILD && !srv)) continue;
+        /* A run may lower its own limits and priority (the rules below);
+         * the kernel refuses raising them: the child's hard limits equal
+         * its soft ones, RLIMIT_NICE is 0 and it holds no capability. */
+        if (policy != POL_BASE && (nr == (uint32_t)__NR_setrlimit || nr == (uint32_t)__NR_setpriority))
+            continue;
         sp[ns].nr = nr;
         sp[ns].len = 1;
         sp[ns].code[0] = S(BPF_STMT(BPF_RET | BPF_K, KILL));
@@ -255,19 +267,33 @@ static int policy_rules(int policy, pid_t self, special *sp, int cap) {
             sp[ns++] = c;
         }
     }
-    {   /* prlimit64: reading is fine (new == NULL), on ourselves only. */
+    {   /* prlimit64: reading on ourselves (pid 0 or ours); setting on pid 0
+         * only, as setrlimit does (the kernel refuses a raise: hard limits
+         * equal soft ones and the run holds no capability). */
         special c = {__NR_prlimit64, 11, {
             S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(2))),
-            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0)),
-            S(BPF_STMT(BPF_RET | BPF_K, KILL)),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2)),
             S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_HI(2))),
-            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0)),
-            S(BPF_STMT(BPF_RET | BPF_K, KILL)),
-            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0))),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 2, 0)),
+            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0))),          /* setting */
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 3, 4)),
+            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0))),          /* reading */
             S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0)),
             S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)self, 0, 1)),
             S(BPF_STMT(BPF_RET | BPF_K, ALLOW)),
             S(BPF_STMT(BPF_RET | BPF_K, KILL))}};
+        if (ns < cap) sp[ns++] = c;
+    }
+    {   /* setpriority: this process only (PRIO_PROCESS, who 0 or our pid);
+         * a lower priority is allowed, a higher one needs RLIMIT_NICE > 0. */
+        special c = {__NR_setpriority, 7, {
+            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0))),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0 /* PRIO_PROCESS */, 0, 3)),
+            S(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(1))),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 2, 0)),
+            S(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)self, 1, 0)),
+            S(BPF_STMT(BPF_RET | BPF_K, KILL)),
+            S(BPF_STMT(BPF_RET | BPF_K, ALLOW))}};
         if (ns < cap) sp[ns++] = c;
     }
     return ns;

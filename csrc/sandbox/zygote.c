@@ -460,9 +460,22 @@ static void child_setup(azr_sbx_zygote *z, const azr_sbx_req_hdr *h, int out_w, 
         if (setrlimit(RLIMIT_CORE, &r) != 0) child_fail("rlimit core");
         if (setrlimit(RLIMIT_MEMLOCK, &r) != 0) child_fail("rlimit memlock");
         if (setrlimit(RLIMIT_MSGQUEUE, &r) != 0) child_fail("rlimit msgqueue");
+        r.rlim_cur = r.rlim_max = 0; /* no raising of the scheduling priority */
+        if (setrlimit(RLIMIT_NICE, &r) != 0) child_fail("rlimit nice");
         if (L & AZR_SBX_L_UID) {
             r.rlim_cur = r.rlim_max = z->cfg.nproc ? z->cfg.nproc : 256;
             if (setrlimit(RLIMIT_NPROC, &r) != 0) child_fail("rlimit nproc");
+        }
+        /* Every other limit: hard = soft, so the run (which may set its own
+         * limits, to lower them) cannot raise any soft limit either. */
+        const int rest[] = {RLIMIT_STACK, RLIMIT_DATA, RLIMIT_RSS, RLIMIT_NPROC, RLIMIT_LOCKS,
+                            RLIMIT_SIGPENDING, RLIMIT_RTPRIO, RLIMIT_RTTIME};
+        for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
+            if (getrlimit(rest[i], &r) != 0) child_fail("rlimit get");
+            if (r.rlim_max != r.rlim_cur) {
+                r.rlim_max = r.rlim_cur;
+                if (setrlimit(rest[i], &r) != 0) child_fail("rlimit clamp");
+            }
         }
     }
     if ((L & AZR_SBX_L_UID) && !z->dropped) {

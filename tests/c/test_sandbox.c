@@ -1,6 +1,7 @@
 /* test_sandbox.c -- the sandbox's isolation primitives under sanitizers:
- * the seccomp filter kills fork/exec/socket/setrlimit/foreign kill but lets
- * the allowed calls through, Landlock refuses paths outside its rules, the
+ * the seccomp filter kills fork/exec/socket/foreign kill and foreign limits or
+ * priorities but lets the allowed calls through (lowering one's own limits
+ * and priority among them), Landlock refuses paths outside its rules, the
  * scratch removal never follows symlinks and removes every shape a run can
  * leave (as the run's uid), and the supervisor rejects bad
  * configurations. Children always leave with _exit (no sanitizer atexit work
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -80,12 +82,24 @@ static int do_exec(void) {
     execve("/bin/true", argv, envp);
     return 2;
 }
-static int do_setrlimit(void) {
-    struct rlimit r = {RLIM_INFINITY, RLIM_INFINITY};
-    setrlimit(RLIMIT_AS, &r);
-    return 2;
-}
 static int do_kill_parent(void) { return kill(getppid(), 0) == 0 ? 1 : 2; }
+/* Lowering one's own limits and priority is allowed (raising is the
+ * kernel's to refuse: the sandbox sets hard = soft and drops capabilities). */
+static int do_lower_own(void) {
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0) return 3;
+    r.rlim_cur = r.rlim_max = r.rlim_cur > 8 ? r.rlim_cur - 1 : r.rlim_cur;
+    if (setrlimit(RLIMIT_NOFILE, &r) != 0) return 4;
+    if (prlimit(0, RLIMIT_NOFILE, &r, NULL) != 0) return 5;
+    errno = 0;
+    int prio = getpriority(PRIO_PROCESS, 0);
+    if (errno) return 6;
+    if (setpriority(PRIO_PROCESS, 0, prio < 19 ? prio + 1 : prio) != 0) return 7;
+    return 0;
+}
+static int do_priority_of_parent(void) { return setpriority(PRIO_PROCESS, getppid(), 19) == 0 ? 1 : 2; }
+static int do_priority_of_group(void) { return setpriority(PRIO_PGRP, 0, 19) == 0 ? 1 : 2; }
+static int do_inotify(void) { return inotify_init1(0) >= 0 ? 1 : 2; }
 static int do_allowed(void) {
     /* Signalling ourselves, reading limits, files and pipes stay allowed. */
     struct rlimit r;
@@ -134,7 +148,8 @@ static void test_seccomp(void) {
         printf("seccomp unsupported here: skipped\n");
         return;
     }
-    int (*denied[])(void) = {do_fork, do_socket, do_exec, do_setrlimit, do_kill_parent};
+    int (*denied[])(void) = {do_fork, do_socket, do_exec, do_kill_parent, do_priority_of_parent,
+                             do_priority_of_group, do_inotify};
     for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++) {
         int st = in_filtered_child(denied[i]);
         CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS);
@@ -151,6 +166,11 @@ static void test_seccomp(void) {
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS);
     st = in_two_stage_child(do_allowed);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    st = in_filtered_child(do_lower_own);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    st = in_two_stage_child(do_lower_own);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) fprintf(stderr, "two-stage lowering: status %#x\n", st);
     st = in_filtered_child(do_prlimit_read_self);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     st = in_two_stage_child(do_prlimit_read_self);
