@@ -135,9 +135,11 @@ class TrainerConfig:
     buffer_capacity: int = 0              # per type (0 = unbounded)
     eviction: str = "fifo"
     reject_trivial: bool = False          # a deduction/abduction proposal whose program returns its input
-                                          # unchanged, gives its gold output on every perturbed input
-                                          # (azr.tasks.perturbed_inputs), or behaves like a reference it was
-                                          # shown (same output on its own input and on the reference's), is invalid
+                                          # unchanged, or that behaves like a reference it was shown (same
+                                          # output on its own input and on the reference's), is invalid
+    reject_constant: bool = False         # with reject_trivial: also one whose output stays the gold output on
+                                          # every perturbed input (azr.tasks.perturbed_inputs; constant
+                                          # functions). Off in the presets: docs/results.md, run 2
     share_triplets: bool = False          # a valid deduction or abduction task also enters the other type's
                                           # buffer (both are (program, input, output) triplets), so each
                                           # solver role sees every valid triplet

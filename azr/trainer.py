@@ -669,7 +669,8 @@ class Trainer:
                     r.item, r.outcome, r.reason = None, "invalid", "heldout: a program of the held-out sets"
             if cfg.reject_trivial and kind != "induction":
                 idx = [i for i in idx if rolls[i].item is not None]
-                for i, why in zip(idx, self._trivial([(rolls[i].item, shown[i]) for i in idx])):
+                for i, why in zip(idx, self._trivial([(rolls[i].item, shown[i]) for i in idx],
+                                                     constant=cfg.reject_constant)):
                     if why:
                         r = rolls[i]
                         r.item, r.outcome, r.reason = None, "invalid", why
@@ -689,10 +690,10 @@ class Trainer:
                         newest[other].append(twin)
         return rolls, newest
 
-    def _trivial(self, items: list[tuple[Task, list[Task]]]) -> list[str]:
+    def _trivial(self, items: list[tuple[Task, list[Task]]], constant: bool = True) -> list[str]:
         """Why each (valid deduction/abduction task, references shown) is
         trivial, "" when it is not: its program returns the input unchanged;
-        its output stays the same on every perturbed input
+        (with ``constant``) its output stays the same on every perturbed input
         (:func:`azr.tasks.perturbed_inputs`: constant functions, and functions
         that ignore the literal arguments; an error on a perturbed input counts
         as a change); or it behaves like a reference (gives the reference's
@@ -704,7 +705,7 @@ class Trainer:
             golds.append(t.output)
             answers.append(t.input)
             owner.append((q, -1))
-            for alt in perturbed_inputs(t.input):
+            for alt in (perturbed_inputs(t.input) if constant else ()):
                 progs.append(t.program)
                 golds.append(t.output)
                 answers.append(alt)

@@ -150,9 +150,11 @@ def test_constant_proposals_are_trivial(tmp_path, executor):
         ("def f(d):\n    return sorted(d)", '{"b": 1, "a": 2}', "['a', 'b']", False),  # keys change shape
         ("def f(s):\n    return 7", '"a" + "b"', "7", False),  # not a literal: nothing to perturb
     ]
-    why = tr._trivial([(Task(kind="deduction", program=p, input=i, output=o), []) for p, i, o, _ in cases])
+    items = [(Task(kind="deduction", program=p, input=i, output=o), []) for p, i, o, _ in cases]
+    why = tr._trivial(items)
     for (p, i, o, const), w in zip(cases, why):
         assert (w == "trivial: the output does not change when the input does") == const, (p, i, w)
+    assert tr._trivial(items, constant=False) == [""] * len(items)  # reject_constant = false
 
 
 def test_perturbed_inputs():
