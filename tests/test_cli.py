@@ -296,7 +296,8 @@ def test_importing_an_unbuilt_checkout_explains_itself(tmp_path):
 
     import azr
 
-    repo = Path(azr.__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parent.parent        # the checkout
+    built = Path(azr.__file__).resolve().parent.parent   # where the imported (built) azr lives
     shutil.copytree(repo / "azr", tmp_path / "azr", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     (tmp_path / "setup.py").write_text("")
     # -S: no .pth files, so an editable install's import hook cannot supply azr._core;
@@ -311,7 +312,7 @@ def test_importing_an_unbuilt_checkout_explains_itself(tmp_path):
     assert "azr._core) is not built in" in last and "pip install ." in last and "circular" not in last, last
     # a benchmark run from that checkout finds the installed azr first (its own folder is sys.path[0])
     shutil.copytree(repo / "benchmarks", tmp_path / "benchmarks")
-    env["PYTHONPATH"] = os.pathsep.join([str(repo), site])  # the built package, as if installed
+    env["PYTHONPATH"] = os.pathsep.join([str(built), site])  # the built package, as if installed
     r = subprocess.run([sys.executable, "-S", str(tmp_path / "benchmarks" / "bench_tokenizer.py"), "--help"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0 and "--quick" in r.stdout, r.stderr[-2000:]
