@@ -30,11 +30,14 @@ with ``allow_special=False`` so a program that spells ``<|im_end|>`` cannot
 inject a control token.
 
 Nothing in this module executes or compiles model-written code: parsing is
-regular-expression extraction with size limits; syntax, safety, determinism
-and equality are the sandbox's job (``azr.Executor``).
+regular-expression extraction with size limits (and, in
+:func:`perturbed_inputs`, ``ast.parse`` plus ``ast.literal_eval`` of an
+argument list, which build no code object); syntax, safety, determinism and
+equality are the sandbox's job (``azr.Executor``).
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import re
 from dataclasses import dataclass, field
@@ -576,20 +579,20 @@ def perturbed_inputs(inp: str, n: int = 3) -> list[str]:
     keyword) are changed; an argument that is not a literal stays as written.
     Returns [] when nothing can be changed or ``inp`` does not parse. Pure
     parsing: nothing model-written is executed here."""
-    import ast
+    src = f"f({inp})"
     try:
-        call = ast.parse(f"f({inp})", mode="eval").body
+        call = ast.parse(src, mode="eval").body
         if not isinstance(call, ast.Call):
             return []
         parts: list[tuple[str | None, Any, str]] = []  # (keyword, literal value or _NOLIT, source)
         for node in call.args:
             if isinstance(node, ast.Starred):
                 return []
-            parts.append((None, *_literal(ast, node, inp)))
+            parts.append((None, *_literal(node, src)))
         for kw in call.keywords:
             if kw.arg is None:
                 return []
-            parts.append((kw.arg, *_literal(ast, kw.value, inp)))
+            parts.append((kw.arg, *_literal(kw.value, src)))
     except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
         return []
     if not any(v is not _NOLIT for _, v, _ in parts):
@@ -614,11 +617,12 @@ def perturbed_inputs(inp: str, n: int = 3) -> list[str]:
 _NOLIT = object()
 
 
-def _literal(ast: Any, node: Any, source: str) -> tuple[Any, str]:
+def _literal(node: ast.expr, src: str) -> tuple[Any, str]:
+    """(the literal value of an argument node, "") or (_NOLIT, its source text in ``src``)."""
     try:
         return ast.literal_eval(node), ""
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        seg = ast.get_source_segment(f"f({source})", node)
+        seg = ast.get_source_segment(src, node)
         if seg is None:
             raise ValueError("no source for an argument")
         return _NOLIT, seg
