@@ -140,6 +140,10 @@ class TrainerConfig:
     reject_constant: bool = False         # with reject_trivial: also one whose output stays the gold output on
                                           # every perturbed input (azr.tasks.perturbed_inputs; constant
                                           # functions). Off in the presets: docs/results.md, run 2
+    max_same_shape: int = 0               # a deduction/abduction proposal whose program has the shape
+                                          # (azr.tasks.program_shape: names numbered, literals reduced to
+                                          # their type) of this many tasks already in its type's buffer is
+                                          # invalid (0 = no limit): keeps one template from filling the buffer
     share_triplets: bool = False          # a valid deduction or abduction task also enters the other type's
                                           # buffer (both are (program, input, output) triplets), so each
                                           # solver role sees every valid triplet
@@ -156,6 +160,8 @@ class TrainerConfig:
     eval_every: int = 0                   # evaluate before the first step and every N steps (0 = never)
     eval_tasks: list[str] = field(default_factory=lambda: ["heldout-dev"])  # sets in azr.heldout.EVAL_SETS
     eval_limit: int = 0                   # first N tasks of each set (0 = all)
+    keep_best: bool = False               # keep the weights with the best accuracy on eval_tasks[0] (the base
+                                          # model's included) in <out>/best/ and memory; Trainer.restore_best()
     eval_data_dir: str = ""               # benchmark folder ("" = $AZR_DATA_DIR, else the download cache)
     max_minutes: float = 0.0              # stop after this much training wall time, evaluations excluded (0 = no limit)
     # --- bookkeeping
@@ -249,7 +255,7 @@ class TrainerConfig:
         for k in positive:
             if getattr(self, k) < 1:
                 raise ValueError(f"config field {k!r} must be >= 1, got {getattr(self, k)}")
-        nonneg = ["eval_every", "eval_limit", "max_minutes", "max_prompt_tokens", "micro_batch_tokens", "k_references", "top_k", "max_slots", "kv_budget_mb", "weight_decay", "clip_low",
+        nonneg = ["max_same_shape", "eval_every", "eval_limit", "max_minutes", "max_prompt_tokens", "micro_batch_tokens", "k_references", "top_k", "max_slots", "kv_budget_mb", "weight_decay", "clip_low",
                   "clip_high", "entropy_coef", "kl_coef", "seed_limit", "seed_min", "seed_rounds",
                   "buffer_capacity", "save_every", "keep_checkpoints", "monitor_penalty", "max_grad_norm"]
         for k in nonneg:
@@ -267,6 +273,9 @@ class TrainerConfig:
             raise ValueError(f"config field 'adam_eps' must be > 0, got {self.adam_eps}")
         from .heldout import EVAL_SETS
 
+        if self.keep_best and not self.eval_every:
+            raise ValueError("config field 'keep_best' needs 'eval_every' > 0 (the weights are chosen by the "
+                             "evaluations during training)")
         bad = [t for t in self.eval_tasks if t not in EVAL_SETS]
         if bad or len(set(self.eval_tasks)) != len(self.eval_tasks):
             raise ValueError(f"config field 'eval_tasks' = {self.eval_tasks!r} must be a list of distinct names "

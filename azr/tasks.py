@@ -628,6 +628,55 @@ def _literal(node: ast.expr, src: str) -> tuple[Any, str]:
         return _NOLIT, seg
 
 
+# ------------------------------------------------------------------ shape
+class _Shape(ast.NodeTransformer):
+    """Numbers every identifier in order of first appearance and reduces
+    every literal to its type name (see :func:`program_shape`)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    def _n(self, name: str) -> str:
+        return self.names.setdefault(name, f"v{len(self.names)}")
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        node.id = self._n(node.id)
+        return node
+
+    def visit_arg(self, node: ast.arg) -> ast.AST:
+        node.arg = self._n(node.arg)
+        node.annotation = None
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        node.name = self._n(node.name)
+        node.returns = None
+        self.generic_visit(node)
+        return node
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        self.generic_visit(node)  # method names stay: s.upper() and s.lower() are different programs
+        return node
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        return ast.Constant(value=type(node.value).__name__)
+
+
+def program_shape(program: str) -> str | None:
+    """The shape of a program: its syntax tree with identifiers numbered in
+    order of first appearance and every literal reduced to its type, so
+    ``def f(x): return x + 1`` and ``def g(y): return y + 5`` have one shape
+    and ``return x * 2`` another. Docstrings count as string literals. For
+    ``max_same_shape``: proposals that vary only names and constants of one
+    template. ``None`` when the text does not parse. Pure parsing: nothing
+    model-written is executed here."""
+    try:
+        tree = ast.parse(program)
+        return ast.dump(_Shape().visit(tree), annotate_fields=False, include_attributes=False)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+
+
 # ------------------------------------------------------- sandbox round trips
 def validate_proposals(executor: Any, kind: str, proposals: Sequence[Proposal], step: int = -1,
                        min_pairs: int = 2) -> list[tuple[Task | None, str]]:

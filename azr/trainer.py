@@ -49,8 +49,8 @@ from .buffers import Buffers, load_seed_jsonl
 from .config import TrainerConfig, check_writable_dir
 from .monitors import Flag, MonitorSet, PatternMonitor, default_monitors
 from .tasks import (TASK_TYPES, PromptTemplates, Proposal, Task, build_prompt_ids, forced_prefix,
-                    judge_answers, parse_answer, parse_proposal, perturbed_inputs, proposer_text, resolve_style,
-                    response_plan, scaffold_extra, scaffold_stop, solver_text, split_induction,
+                    judge_answers, parse_answer, parse_proposal, perturbed_inputs, program_shape, proposer_text,
+                    resolve_style, response_plan, scaffold_extra, scaffold_stop, solver_text, split_induction,
                     validate_proposals)
 
 # The built-in seeds (the paper starts from the identity function).
@@ -337,6 +337,9 @@ class Trainer:
         self._times: dict[str, float] = {}
         self._gen_tokens = 0
         self._skipped_long = 0
+        self._shapes: dict[str, dict[tuple, str | None]] = {}
+        self.best: dict[str, Any] | None = None  # keep_best: the best evaluation so far
+        self._best_params: dict[str, np.ndarray] | None = None
         self._bar: Any = None
         self.last_metrics: dict[str, Any] | None = None
         self._heldout_keys: set[str] | None = None  # program keys never admitted to a buffer
@@ -674,6 +677,8 @@ class Trainer:
                     if why:
                         r = rolls[i]
                         r.item, r.outcome, r.reason = None, "invalid", why
+            if cfg.max_same_shape and kind != "induction":
+                self._limit_shapes(kind, [rolls[i] for i in idx])
         if learnability:
             self._learnability(rolls, step)
         for r in rolls:
@@ -689,6 +694,28 @@ class Trainer:
                     if self.buffers[other].add(twin, self.rng):
                         newest[other].append(twin)
         return rolls, newest
+
+    def _limit_shapes(self, kind: str, rolls: list[Rollout]) -> None:
+        """Mark invalid each valid proposal whose program has the shape
+        (:func:`azr.tasks.program_shape`) of ``max_same_shape`` tasks already
+        in the ``kind`` buffer or accepted earlier in this batch."""
+        cap = self.config.max_same_shape
+        known = self._shapes.get(kind, {})
+        shapes = {t.key(): known[t.key()] if t.key() in known else program_shape(t.program)
+                  for t in self.buffers[kind].tasks}
+        self._shapes[kind] = shapes  # a cache of the buffer's shapes, evicted tasks dropped
+        counts: dict[str | None, int] = {}
+        for shape in shapes.values():
+            counts[shape] = counts.get(shape, 0) + 1
+        for r in rolls:
+            if r.item is None:
+                continue
+            shape = program_shape(r.item.program)
+            if counts.get(shape, 0) >= cap:
+                r.item, r.outcome = None, "invalid"
+                r.reason = f"duplicate: the {kind} buffer already holds {cap} programs of this shape"
+            else:
+                counts[shape] = counts.get(shape, 0) + 1
 
     def _trivial(self, items: list[tuple[Task, list[Task]]], constant: bool = True) -> list[str]:
         """Why each (valid deduction/abduction task, references shown) is
@@ -1061,6 +1088,8 @@ class Trainer:
                 self._eval_cache[(name, lim)] = out[name]
         finally:
             self._times, self._gen_tokens, self._skipped_long = saved
+        if step is not None and cfg.keep_best:
+            self._consider_best(step, out)
         self.last_eval_seconds = time.perf_counter() - t0
         self.last_eval = out
         if step is not None:
@@ -1070,6 +1099,53 @@ class Trainer:
                     f.write(json.dumps({"step": step, "set": name, "seconds": round(self.last_eval_seconds, 3),
                                         **r}) + "\n")
         return out
+
+    def _consider_best(self, step: int, out: dict[str, Any]) -> None:
+        """``keep_best``: when this evaluation's accuracy on ``eval_tasks[0]``
+        beats every earlier one, copy the weights (memory) and write them to
+        ``<out>/best/`` (``model/`` and ``best.json``), replacing the old."""
+        name = self.config.eval_tasks[0]
+        r = out.get(name)
+        if r is None or r.get("accuracy") is None:
+            return
+        if self.best is not None and r["accuracy"] <= self.best["accuracy"]:
+            return
+        self.best = {"step": int(step), "set": name, "accuracy": float(r["accuracy"]), "n": int(r["n"])}
+        self._best_params = {k: v.copy() for k, v in self.model.parameters().items()}
+        final = self.run_dir / "best"
+        tmp = self.run_dir / "best.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        self.model.save_pretrained(str(tmp / "model"))
+        for n, data in self._tokenizer_files.items():
+            if not (tmp / "model" / n).exists():
+                (tmp / "model" / n).write_bytes(data)
+        (tmp / "best.json").write_text(json.dumps(self.best), encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+
+    def restore_best(self) -> dict[str, Any] | None:
+        """Put the weights kept by ``keep_best`` into the model (from memory,
+        or from ``<out>/best/model`` after a resume) and return their record
+        ``{"step", "set", "accuracy", "n"}``; ``None`` (weights unchanged)
+        when nothing was kept. For evaluating the selected weights after
+        training: the optimizer's moments still belong to the last step."""
+        if self.best is None:
+            return None
+        params = self._best_params
+        if params is None:
+            from .model import Model
+
+            params = Model.from_pretrained(str(self.run_dir / "best" / "model")).parameters()
+        mine = self.model.parameters()
+        if set(params) != set(mine) or any(params[k].shape != v.shape for k, v in mine.items()):
+            raise ValueError(f"{self.run_dir / 'best'}: the kept weights do not fit this model")
+        for k, v in mine.items():
+            v[...] = params[k]
+        self._eval_cache, self._eval_cache_step = {}, -1
+        return dict(self.best)
 
     def _log_samples(self, step: int, rolls: list[Rollout]) -> None:
         """One JSON line per trained completion: what the model wrote (after the
@@ -1288,6 +1364,14 @@ class Trainer:
         ts = state.get("train_seconds", 0.0)
         tr.train_seconds = float(ts) if isinstance(ts, (int, float)) and not isinstance(ts, bool) else 0.0
         tr.monitors.counts.update(state.get("monitor_counts", {}))
+        bj = run / "best" / "best.json"
+        if cfg.keep_best and bj.is_file():
+            try:
+                best = json.loads(bj.read_text(encoding="utf-8"))
+                if int(best["step"]) <= tr.step_count and isinstance(best["accuracy"], (int, float)):
+                    tr.best = best
+            except (ValueError, KeyError, TypeError):
+                tr.best = None  # a damaged record: the next better evaluation replaces it
         for name in ("metrics.jsonl", "samples.jsonl", "evals.jsonl"):
             mpath = run / name
             if not mpath.is_file():

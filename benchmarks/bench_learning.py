@@ -12,6 +12,10 @@
    steps and checkpoints count; evaluations do not) or ``--steps`` steps.
 4. Answers the same sets again and compares task by task: the change in
    accuracy with a 95 % paired-bootstrap interval and the exact McNemar test.
+   With ``keep_best = true`` (``--set keep_best=true``) "again" means with
+   the weights that scored best on the run's first ``eval_tasks`` set (a
+   dev set) during training, the base model's included: selection on dev,
+   report on test. ``selected_step`` in each entry says which step's weights.
 
 Entries (``--json``): ``{"name", "unit", "ours" (after), "baseline" (before),
 "baseline_name": "base model", "ratio" (after / before, null when before is
@@ -174,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         before = reused if reused is not None else tr.evaluate(report, limit=args.report_limit)
         t_before = time.perf_counter() - t
         tr.train()
+        chosen = tr.restore_best() if cfg.keep_best else None
+        if chosen is not None:
+            print(f"keep_best: evaluating the weights of step {chosen['step']} "
+                  f"({chosen['set']} accuracy {chosen['accuracy']:.3f}), not those of the last step")
         t = time.perf_counter()
         after = tr.evaluate(report, limit=args.report_limit)
         t_after = time.perf_counter() - t
@@ -190,10 +198,11 @@ def main(argv: list[str] | None = None) -> int:
                         "baseline": pr.before, "baseline_name": "base model",
                         "ratio": (pr.after / pr.before) if pr.before > 0 else None, "delta": pr.delta,
                         "ci95": list(pr.ci95), "p_value": pr.p_value, "n": pr.n, "set": name,
-                        "steps": steps, "train_minutes": round(train_s / 60.0, 2)})
+                        "steps": steps, "train_minutes": round(train_s / 60.0, 2),
+                        "selected_step": chosen["step"] if chosen else steps})
         table.append((name, pr))
     res = {"machine": cpu_name(), "preset": args.preset, "overrides": overrides, "steps": steps,
-           "before_from": str(Path(args.before).resolve()) if reused is not None else None,
+           "selected": chosen, "before_from": str(Path(args.before).resolve()) if reused is not None else None,
            "report_limit": args.report_limit,
            "train_seconds": train_s, "eval_seconds": {"before": t_before, "after": t_after},
            "wall_seconds": time.perf_counter() - t_all, "entries": entries,
