@@ -174,6 +174,65 @@ def test_perturbed_inputs():
             ast.parse(f"f({a})", mode="eval")  # each is a valid argument list
 
 
+# ------------------------------------------------------------ program shapes
+def test_program_shape():
+    from azr.tasks import program_shape as shape
+    a = shape("def f(x):\n    return x + 1")
+    assert a is not None
+    assert shape("def g(y):\n    return y + 5") == a                    # names and constants vary
+    assert shape("def f(x: int) -> int:\n    return x + 1.5") != a      # a float is another type
+    assert shape("def f(x):\n    return x * 1") != a                    # another operator
+    assert shape("def f(x):\n    return 1 + x") != a                    # operands swapped
+    assert shape("def f(s):\n    return s.upper()") != shape("def f(s):\n    return s.lower()")
+    # run 2's template: a spread input plus a constant, whatever the names and the text
+    assert (shape('def f(*counter):\n    return *counter, "John G Q ID 1005"')
+            == shape("def f(*q):\n    return *q, 'x'"))
+    # identifiers are numbered by first appearance, so which argument is used matters
+    assert shape("def f(a, b):\n    return a") != shape("def f(a, b):\n    return b")
+    for bad in ("def f(:", "", "x = " + "(" * 300 + ")" * 300, "y = " + "-" * 200_000 + "1"):
+        r = shape(bad)
+        assert r is None or isinstance(r, str), bad  # never raises
+
+
+def _proposal(program: str, inp: str = "1") -> "Rollout":
+    from azr.trainer import Rollout
+    return Rollout("deduction", "propose", [], "", None, outcome="valid",
+                   item=Task(kind="deduction", program=program, input=inp, output="0"))
+
+
+def test_max_same_shape_rejects_a_template_the_buffer_holds(tmp_path):
+    tr = make_trainer(make_config(tmp_path, max_same_shape=2))
+    buf = tr.buffers["deduction"]
+    buf.add(Task(kind="deduction", program="def f(x):\n    return x + 1", input="1", output="2"))
+    buf.add(Task(kind="deduction", program="def f(y):\n    return y + 7", input="2", output="9"))
+    rolls = [_proposal("def g(z):\n    return z + 3"),      # third of a shape the buffer holds twice
+             _proposal("def f(x):\n    return x * 2"),      # new shape: accepted ...
+             _proposal("def f(v):\n    return v * 5"),      # ... twice ...
+             _proposal("def f(w):\n    return w * 9"),      # ... not a third time within the batch
+             _proposal("def f(x):\n    return [x, 1]")]
+    tr._limit_shapes("deduction", rolls)
+    assert [r.item is not None for r in rolls] == [False, True, True, False, True]
+    assert rolls[0].outcome == "invalid" and rolls[0].reason.startswith("duplicate:")
+    # evicted tasks stop counting
+    buf._items.clear()
+    again = [_proposal("def g(z):\n    return z + 3")]
+    tr._limit_shapes("deduction", again)
+    assert again[0].item is not None
+
+
+def test_max_same_shape_in_training_caps_every_shape(tmp_path):
+    from collections import Counter
+    from azr.tasks import program_shape
+    rolls = []
+    tr = make_trainer(make_config(tmp_path, steps=3, max_same_shape=1))
+    tr.add_callback(SimpleNamespace(on_rollouts=lambda t, r: rolls.extend(r)))
+    tr.train()
+    for kind in ("deduction", "abduction"):
+        counts = Counter(program_shape(t.program) for t in tr.buffers[kind].tasks)
+        assert counts and max(counts.values()) == 1, counts
+    assert any(r.reason.startswith("duplicate:") for r in rolls if r.role == "propose")
+
+
 # ------------------------------------------------------------ output limit
 def test_gold_output_longer_than_an_answer_is_invalid():
     class Ex:
@@ -236,6 +295,10 @@ def test_eval_config_checked():
         TrainerConfig.preset("cpu", eval_every=-1)
     with pytest.raises(ValueError, match="adam_eps"):
         TrainerConfig.preset("cpu", adam_eps=0.0)
+    with pytest.raises(ValueError, match="keep_best"):
+        TrainerConfig.preset("cpu", keep_best=True, eval_every=0)
+    with pytest.raises(ValueError, match="max_same_shape"):
+        TrainerConfig.preset("cpu", max_same_shape=-1)
 
 
 # ------------------------------------------------ real engine: eval, resume
@@ -274,7 +337,8 @@ def test_evaluation_does_not_change_the_trajectory(tiny_cfg, executor):
     with Trainer(tiny_cfg("plain"), executor=executor) as a:
         a.train()
         pa = _params(a.model)
-    cfg = tiny_cfg("evals", eval_every=1, eval_limit=6, eval_tasks=["heldout-dev", "cruxeval-o-dev"])
+    cfg = tiny_cfg("evals", eval_every=1, eval_limit=6, eval_tasks=["heldout-dev", "cruxeval-o-dev"],
+                   keep_best=True)
     with Trainer(cfg, executor=executor) as b:
         b.train()
         pb = _params(b.model)
@@ -291,6 +355,47 @@ def test_evaluation_does_not_change_the_trajectory(tiny_cfg, executor):
     lines = [json.loads(x) for x in (run / "evals.jsonl").read_text().splitlines()]
     assert len(lines) == 6 and all(len(x["correct"]) == len(x["ids"]) == 6 for x in lines)
     assert {x["set"] for x in lines} == {"heldout-dev", "cruxeval-o-dev"}
+
+
+def test_keep_best_restores_the_weights_of_the_best_evaluation(tiny_cfg, executor):
+    """keep_best keeps the weights of the best dev evaluation (memory and
+    <out>/best/), a worse or equal one does not replace them, and
+    restore_best puts them back, also in a resumed trainer (from disk)."""
+    cfg = tiny_cfg("best", eval_every=1, eval_limit=4, keep_best=True, steps=1)
+    with Trainer(cfg, executor=executor) as tr:
+        p0 = _params(tr.model)
+        tr.train()
+        assert tr.best is not None and tr.best["set"] == "heldout-dev"
+        first = dict(tr.best)
+        # a better evaluation at step 1 takes over; an equal one later does not
+        tr._consider_best(1, {"heldout-dev": {"accuracy": first["accuracy"] + 0.5, "n": 4}})
+        p1 = _params(tr.model)
+        assert tr.best["step"] == 1
+        for v in tr.model.parameters().values():
+            v += 0.25  # weights move on
+        tr._consider_best(2, {"heldout-dev": {"accuracy": first["accuracy"] + 0.5, "n": 4}})
+        assert tr.best["step"] == 1
+        assert tr.restore_best()["step"] == 1
+        for k, v in tr.model.parameters().items():
+            np.testing.assert_array_equal(v, p1[k], err_msg=k)
+        assert not all(np.array_equal(p0[k], p1[k]) for k in p0)  # the step changed them
+    run = Path(cfg.out)
+    assert json.loads((run / "best" / "best.json").read_text())["step"] == 1
+    res = Trainer.resume(run, executor=executor)
+    try:
+        assert res.best["step"] == 1 and res._best_params is None
+        res.restore_best()  # from <out>/best/model
+        for k, v in res.model.parameters().items():
+            np.testing.assert_array_equal(v, p1[k], err_msg=k)
+    finally:
+        res.close()
+    # nothing kept: weights unchanged, None
+    with Trainer(tiny_cfg("nobest", eval_every=1, eval_limit=4, steps=1), executor=executor) as tr:
+        tr.train()
+        before = _params(tr.model)
+        assert tr.restore_best() is None
+        for k, v in tr.model.parameters().items():
+            np.testing.assert_array_equal(v, before[k], err_msg=k)
 
 
 def test_evaluate_judges_gold_answers_right(tiny_cfg, executor):
@@ -474,9 +579,14 @@ def test_bench_learning_quick_writes_its_entries(shared_data, tmp_path, monkeypa
     # a second run into the same directory is refused, not mixed with the first
     assert mod.main(["--quick", "--out", str(tmp_path / "run")]) == 2
     # --before reuses the base model's answers: the same figures as answering again
-    assert mod.main(["--quick", "--out", str(tmp_path / "run2"), "--before", str(tmp_path / "run")]) == 0
+    assert mod.main(["--quick", "--out", str(tmp_path / "run2"), "--before", str(tmp_path / "run"),
+                     "--set", "keep_best=true"]) == 0
     res2 = json.loads((tmp_path / "run2" / "learning.json").read_text())
     assert res2["before"] == res["before"] and res2["before_from"] == str((tmp_path / "run").resolve())
+    # keep_best: the report sets are answered with the weights the dev evaluations chose
+    best = json.loads((tmp_path / "run2" / "best" / "best.json").read_text())
+    assert res2["selected"] == best and all(e["selected_step"] == best["step"] for e in res2["entries"])
+    assert res["selected"] is None and all(e["selected_step"] == res["steps"] for e in res["entries"])
     assert res2["eval_seconds"]["before"] < 1.0
     # ... and refuses a run whose answers were shaped differently
     assert mod.main(["--quick", "--out", str(tmp_path / "run3"), "--before", str(tmp_path / "run"),
