@@ -92,10 +92,12 @@ static uint32_t fresh_seed(const azr_sbx_pool *p) {
 }
 
 static void worker_kill(worker *w) {
+    /* Kill before closing: a zygote that saw its socket reset first (a
+     * reply we never read is pending) would report a bad request. */
+    if (w->pid > 0) kill(w->pid, SIGKILL);
     if (w->fd >= 0) close(w->fd);
     w->fd = -1;
     if (w->pid > 0) {
-        kill(w->pid, SIGKILL);
         while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR) {}
     }
     w->pid = 0;

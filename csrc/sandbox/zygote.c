@@ -677,7 +677,8 @@ azr_status azr_sbx_zygote_serve(azr_sbx_zygote *z, azr_sbx_child_request *req, i
     for (;;) {
         azr_sbx_req_hdr h;
         int r = read_all(z->cfg.ctl_fd, &h, sizeof h);
-        if (r == 0) return AZR_OK; /* supervisor closed: clean end */
+        if (r == 0 || (r < 0 && (errno == ECONNRESET || errno == EPIPE)))
+            return AZR_OK; /* supervisor closed (or reset the socket): clean end */
         if (r < 0 || h.magic != AZR_SBX_REQ_MAGIC || h.a_len > AZR_SBX_MAX_FIELD ||
             h.b_len > AZR_SBX_MAX_FIELD || h.c_len > AZR_SBX_MAX_FIELD)
             return azr_set_error(AZR_ERR_FORMAT, "zygote_serve: bad request from supervisor");
