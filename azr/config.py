@@ -110,6 +110,12 @@ class TrainerConfig:
     kv_budget_mb: int = 0                 # rollout engine KV budget (0 = its default)
     # --- optimisation (on --resume these config values replace the checkpoint's optimizer settings)
     lr: float = 1e-6
+    lr_schedule: str = "constant"         # constant | linear | cosine, per self-play step (azr.optim.lr_at;
+                                          # the transformers get_*_schedule_with_warmup conventions)
+    warmup_steps: int = 0                 # steps whose lr rises linearly from 0 to lr
+    decay_steps: int = 0                  # linear/cosine: the step at which the decay ends (0 = steps); set it
+                                          # for a run that max_minutes ends, since steps is then a bound only
+    min_lr_ratio: float = 0.0             # linear/cosine: the lr falls to lr * min_lr_ratio, not below
     beta1: float = 0.9
     beta2: float = 0.999
     adam_eps: float = 1e-8
@@ -255,7 +261,7 @@ class TrainerConfig:
         for k in positive:
             if getattr(self, k) < 1:
                 raise ValueError(f"config field {k!r} must be >= 1, got {getattr(self, k)}")
-        nonneg = ["max_same_shape", "eval_every", "eval_limit", "max_minutes", "max_prompt_tokens", "micro_batch_tokens", "k_references", "top_k", "max_slots", "kv_budget_mb", "weight_decay", "clip_low",
+        nonneg = ["warmup_steps", "decay_steps", "max_same_shape", "eval_every", "eval_limit", "max_minutes", "max_prompt_tokens", "micro_batch_tokens", "k_references", "top_k", "max_slots", "kv_budget_mb", "weight_decay", "clip_low",
                   "clip_high", "entropy_coef", "kl_coef", "seed_limit", "seed_min", "seed_rounds",
                   "buffer_capacity", "save_every", "keep_checkpoints", "monitor_penalty", "max_grad_norm"]
         for k in nonneg:
@@ -273,6 +279,12 @@ class TrainerConfig:
             raise ValueError(f"config field 'adam_eps' must be > 0, got {self.adam_eps}")
         from .heldout import EVAL_SETS
 
+        from .optim import LR_SCHEDULES
+
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"config field 'lr_schedule' = {self.lr_schedule!r} is not one of {LR_SCHEDULES}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"config field 'min_lr_ratio' must be in [0, 1], got {self.min_lr_ratio}")
         if self.keep_best and not self.eval_every:
             raise ValueError("config field 'keep_best' needs 'eval_every' > 0 (the weights are chosen by the "
                              "evaluations during training)")

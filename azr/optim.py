@@ -10,7 +10,8 @@ left unscaled.
 
 Gradient accumulation: call ``model.loss_and_backward`` once per micro-batch
 (gradients add up), then ``opt.step()`` and ``opt.zero_grad()``.
-Learning-rate schedules: set ``opt.lr`` before each step.
+Learning-rate schedules: set ``opt.lr`` before each step (:func:`lr_at`
+gives the warm-up, linear and cosine schedules the trainer uses).
 """
 from __future__ import annotations
 
@@ -18,6 +19,30 @@ import math
 from typing import Any
 
 import numpy as np
+
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def lr_at(schedule: str, lr: float, done: int, warmup: int = 0, total: int = 0, min_ratio: float = 0.0) -> float:
+    """The learning rate of the update that follows ``done`` earlier ones.
+
+    The first ``warmup`` updates rise linearly from 0 (``lr * done /
+    warmup``); after them ``"constant"`` keeps ``lr``, ``"linear"`` and
+    ``"cosine"`` decay to ``lr * min_ratio`` at update ``total`` and stay
+    there. These are the conventions of ``transformers``'
+    ``get_{constant,linear,cosine}_schedule_with_warmup`` (with its
+    ``min_lr_rate`` for ``min_ratio``), except that the cosine does not rise
+    again after ``total``.
+    """
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr schedule {schedule!r} is not one of {LR_SCHEDULES}")
+    if done < warmup:
+        return lr * done / max(1, warmup)
+    if schedule == "constant":
+        return lr
+    progress = min(1.0, (done - warmup) / max(1, total - warmup))
+    factor = 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+    return lr * (min_ratio + (1.0 - min_ratio) * factor)
 
 
 class AdamW:

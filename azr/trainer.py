@@ -48,6 +48,7 @@ from . import rl
 from .buffers import Buffers, load_seed_jsonl
 from .config import TrainerConfig, check_writable_dir
 from .monitors import Flag, MonitorSet, PatternMonitor, default_monitors
+from .optim import lr_at
 from .tasks import (TASK_TYPES, PromptTemplates, Proposal, Task, build_prompt_ids, forced_prefix,
                     judge_answers, parse_answer, parse_proposal, perturbed_inputs, program_shape, proposer_text,
                     resolve_style, response_plan, scaffold_extra, scaffold_stop, solver_text, split_induction,
@@ -969,6 +970,7 @@ class Trainer:
         if not self.seeded:
             self.prepare()
         step = self.step_count + 1
+        self._emit("on_step_begin", step)
         self._times = {"generate": 0.0, "execute": 0.0, "update": 0.0}
         self._gen_tokens = 0
         self._skipped_long = 0
@@ -983,22 +985,38 @@ class Trainer:
             r.reward, r.dropped = self.monitors.adjust(r.reward, r.flags)
             r.reward = float(r.reward)
         self._emit("on_rollouts", rolls)
+        cfg = self.config
+        if cfg.lr_schedule != "constant" or cfg.warmup_steps:
+            self.optimizer.lr = lr_at(cfg.lr_schedule, cfg.lr, step - 1, cfg.warmup_steps,
+                                      cfg.decay_steps or cfg.steps, cfg.min_lr_ratio)
         upd = self._update(rolls)
         self.step_count = step
         total = time.perf_counter() - t0
         self.train_seconds += total
         metrics = self._metrics(step, rolls, upd, total)
-        if self._eval_due(step):
+        evaluated = self._eval_due(step)
+        if evaluated:
             metrics["eval"] = self._eval_summary(self.evaluate(step=step))
             metrics["time"]["eval"] = round(self.last_eval_seconds, 6)
+        metrics["wall_time"] = round(time.time(), 3)
+        metrics["train_seconds"] = round(self.train_seconds, 3)
         self.last_metrics = metrics
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(metrics) + "\n")
         if self.config.log_samples:
             self._log_samples(step, rolls)
+        if evaluated:
+            self._emit("on_eval", {"step": step, "eval": metrics["eval"], "time": {"eval": metrics["time"]["eval"]},
+                                   "wall_time": metrics["wall_time"], "train_seconds": metrics["train_seconds"]})
         self._emit("on_step", metrics)
         return metrics
+
+    def request_stop(self, reason: str = "stopped by a callback") -> None:
+        """Ask :meth:`train` to end after the current step (a callback can
+        call it from ``on_step`` or any other hook): the run then evaluates
+        and saves as at a normal end. ``stop_reason`` holds ``reason``."""
+        self.stop_reason = str(reason) or "stopped"
 
     # ----------------------------------------------------------- evaluation
     def _eval_due(self, step: int) -> bool:
@@ -1226,11 +1244,15 @@ class Trainer:
             from tqdm.auto import tqdm
 
             budget_bound = cfg.max_minutes and target >= 100_000  # a time budget, not a step count, ends it
-            self._bar = tqdm(total=None if budget_bound else target, initial=self.step_count,
-                             disable=not cfg.progress, desc="azr train", unit="step")
+            # a bar on a terminal or in a notebook; a plain line per step otherwise (log files, --no-progress)
+            if cfg.progress and (_isatty(sys.stderr) or "ipykernel" in sys.modules):
+                self._bar = tqdm(total=None if budget_bound else target, initial=self.step_count,
+                                 desc="azr train", unit="step")
         except ImportError:  # pragma: no cover - tqdm is a dependency
             self._bar = None
         budget = cfg.max_minutes * 60.0
+        self.stop_reason = None
+        self._emit("on_train_begin", None)
         try:
             evaluating = bool(cfg.eval_every) and not self.eval_disabled
             if evaluating and self.step_count == 0 and not self._evaluated(0):
@@ -1240,14 +1262,21 @@ class Trainer:
                 t = time.perf_counter()
                 self.prepare()
                 self.train_seconds += time.perf_counter() - t
-            while self.step_count < target and not (budget and self.train_seconds >= budget):
+            while (self.step_count < target and not (budget and self.train_seconds >= budget)
+                   and self.stop_reason is None):
                 m = self.step()
                 out.append(m)
+                summary = _bar_summary(m, self._eval_summary(self.last_eval))
                 if self._bar is not None:
                     self._bar.update(1)
-                    self._bar.set_postfix(_bar_summary(m, self._eval_summary(self.last_eval)), refresh=False)
+                    self._bar.set_postfix(summary, refresh=False)
+                else:
+                    _log_line(m, summary, target, budget)
                 if cfg.save_every and self.step_count % cfg.save_every == 0:
                     self._timed_save()
+            if self.stop_reason is not None:
+                print(f"azr train: stopped after step {self.step_count}: {self.stop_reason}", file=sys.stderr,
+                      flush=True)
             if evaluating and not self._evaluated(self.step_count):
                 self._eval_record(self.step_count)
             if not cfg.save_every or self.step_count % cfg.save_every:
@@ -1257,6 +1286,7 @@ class Trainer:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
+        self._emit("on_train_end", out)
         return out
 
     def _timed_save(self) -> None:
@@ -1283,7 +1313,7 @@ class Trainer:
         (used before the first step and after the last one)."""
         ev = self._eval_summary(self.evaluate(step=step))
         rec = {"step": step, "eval": ev, "time": {"eval": round(self.last_eval_seconds, 6)},
-               "train_seconds": round(self.train_seconds, 3)}
+               "wall_time": round(time.time(), 3), "train_seconds": round(self.train_seconds, 3)}
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
         if self._bar is not None:
@@ -1321,6 +1351,7 @@ class Trainer:
                 olds = sorted(p for p in ck_root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
                 for p in olds[:-keep]:
                     shutil.rmtree(p, ignore_errors=True)
+        self._emit("on_save", final)
         return final
 
     @classmethod
@@ -1423,7 +1454,7 @@ def _read_checkpoint(run: Path, overrides: Sequence[str] = (), checkpoint: str |
 
 # What a run writes into its directory; a new run refuses a directory holding any of it.
 _RUN_FILES = ("metrics.jsonl", "samples.jsonl", "evals.jsonl", "audit.jsonl", "config.toml", "learning.json")
-_RUN_DIRS = ("checkpoints", "buffers")
+_RUN_DIRS = ("checkpoints", "buffers", "best")
 
 
 def _claim_run_dir(run: Path, overwrite: bool) -> None:
@@ -1486,6 +1517,23 @@ def _bar_summary(m: dict[str, Any], last_eval: dict[str, Any] | None = None) -> 
     return out
 
 
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _log_line(m: dict[str, Any], summary: dict[str, str], target: int, budget: float) -> None:
+    """One plain progress line per step on stderr, for runs without a bar
+    (``progress = false``, or stderr not a terminal: nohup, batch jobs)."""
+    of = f"/{target}" if target < 100_000 or not budget else ""
+    left = f", {max(0.0, budget - m['train_seconds']) / 60:.1f} min left" if budget else ""
+    fields = " ".join(f"{k}={v}" for k, v in summary.items())
+    print(f"azr train: step {m['step']}{of} {fields} ({m['train_seconds'] / 60:.1f} min trained{left})",
+          file=sys.stderr, flush=True)
+
+
 def _eval_line(ev: dict[str, Any]) -> str:
     """``heldout-dev 0.123 ...``: each evaluated set's accuracy."""
     return " ".join(f"{k} {'-' if v.get('accuracy') is None else format(v['accuracy'], '.3f')}"
@@ -1509,7 +1557,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any TrainerConfig field; repeatable")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar: one plain line per step")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run already in --out (metrics, checkpoints, ...) instead of refusing")
     return p

@@ -125,3 +125,116 @@ def test_ppo_epochs_make_further_clipped_passes(tmp_path):
                                     - np.asarray(r.completion.model_logprobs, np.float64))
                              for r in rolls if len(r.completion.token_ids) > 0])
     assert np.any(np.abs(ratios - 1) > 0.01)
+
+
+# ------------------------------------------------------------ lr schedule
+@pytest.mark.parametrize("schedule,ratio", [("constant", 0.0), ("linear", 0.0), ("cosine", 0.0), ("cosine", 0.1)])
+def test_lr_schedule_matches_transformers(schedule, ratio):
+    torch = pytest.importorskip("torch")
+    opt_mod = pytest.importorskip("transformers.optimization")
+    from azr.optim import lr_at
+    base, warmup, total = 3e-4, 3, 11
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    if schedule == "constant":
+        sch = opt_mod.get_constant_schedule_with_warmup(opt, warmup)
+    elif schedule == "linear":
+        sch = opt_mod.get_linear_schedule_with_warmup(opt, warmup, total)
+    elif ratio:
+        sch = opt_mod.get_cosine_with_min_lr_schedule_with_warmup(opt, warmup, total, min_lr_rate=ratio)
+    else:
+        sch = opt_mod.get_cosine_schedule_with_warmup(opt, warmup, total)
+    for done in range(total + 1):
+        want = opt.param_groups[0]["lr"]  # the rate of the update that follows `done` earlier ones
+        assert lr_at(schedule, base, done, warmup, total, ratio) == pytest.approx(want, rel=1e-9, abs=1e-15), done
+        opt.step()
+        sch.step()
+    # past the end the decay stays at its floor (transformers' cosine would rise again)
+    assert lr_at(schedule, base, total + 5, warmup, total, ratio) == pytest.approx(
+        base if schedule == "constant" else base * ratio)
+    with pytest.raises(ValueError, match="schedule"):
+        lr_at("step", base, 0)
+
+
+def test_trainer_follows_the_lr_schedule(tmp_path):
+    from azr.optim import lr_at
+    cfg = _config(tmp_path, "sched", steps=5, lr=0.2, lr_schedule="cosine", warmup_steps=2, decay_steps=4,
+                  min_lr_ratio=0.25)
+    tr = make_trainer(cfg)
+    ms = tr.train()
+    got = [m["lr"] for m in ms]
+    assert got == pytest.approx([lr_at("cosine", 0.2, k, 2, 4, 0.25) for k in range(5)])
+    assert got[0] == 0.0 and got[2] == pytest.approx(0.2) and got[4] == pytest.approx(0.05)
+    # the default leaves the optimizer's rate alone (a notebook may set it by hand)
+    tr2 = make_trainer(_config(tmp_path, "const", steps=2))
+    tr2.optimizer.lr = 0.125
+    assert [m["lr"] for m in tr2.train()] == [0.125, 0.125]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _config(tmp_path, "bad", lr_schedule="exp")
+    with pytest.raises(ValueError, match="min_lr_ratio"):
+        _config(tmp_path, "bad2", lr_schedule="cosine", min_lr_ratio=1.5)
+
+
+# ---------------------------------------------------------------- callbacks
+class Events:
+    def __init__(self, stop_at=None):
+        self.seen, self.stop_at = [], stop_at
+
+    def on_train_begin(self, trainer, payload):
+        self.seen.append(("train_begin", payload))
+
+    def on_step_begin(self, trainer, step):
+        self.seen.append(("step_begin", step))
+
+    def on_rollouts(self, trainer, rolls):
+        self.seen.append(("rollouts", trainer.step_count + 1))
+
+    def on_step(self, trainer, m):
+        self.seen.append(("step", m["step"]))
+        if m["step"] == self.stop_at:
+            trainer.request_stop("enough")
+
+    def on_save(self, trainer, path):
+        self.seen.append(("save", path.name))
+
+    def on_train_end(self, trainer, out):
+        self.seen.append(("train_end", len(out)))
+
+
+def test_callback_lifecycle_and_stop(tmp_path, capsys):
+    ev = Events(stop_at=2)
+    tr = make_trainer(_config(tmp_path, "cb", steps=5, save_every=1), callbacks=[ev])
+    out = tr.train()
+    assert tr.step_count == 2 and len(out) == 2 and tr.stop_reason == "enough"
+    assert ev.seen == [("train_begin", None),
+                       ("step_begin", 1), ("rollouts", 1), ("step", 1), ("save", "step_000001"),
+                       ("step_begin", 2), ("rollouts", 2), ("step", 2), ("save", "step_000002"),
+                       ("train_end", 2)]
+    assert (tmp_path / "cb" / "run" / "checkpoints" / "latest").read_text() == "step_000002"
+    err = capsys.readouterr().err
+    assert "stopped after step 2: enough" in err
+    # no bar (progress = false): one plain line per step, and the metrics carry the time
+    assert [ln.split()[3] for ln in err.splitlines() if ln.startswith("azr train: step")] == ["1/5", "2/5"]
+    assert all(isinstance(m["wall_time"], float) and m["train_seconds"] > 0 for m in out)
+    # a later train() starts afresh: the stop applied to that call only
+    assert len(tr.train(steps=3)) == 1 and tr.stop_reason is None
+
+
+def test_on_rollouts_can_replace_the_rewards(tmp_path):
+    """A callback that replaces the solver reward with a length penalty: the
+    update follows the new rewards exactly (np_update on them)."""
+    class LengthPenalty:
+        def on_rollouts(self, trainer, rolls):
+            for r in rolls:
+                if r.role == "solve":
+                    r.reward = -0.01 * len(r.completion.token_ids)
+
+    cfg = _config(tmp_path, "plain")
+    plain_w, plain_rolls, _ = _one_step(cfg)
+    cfg2 = _config(tmp_path, "pen")
+    model, rec = FakeModel(), Recorder()
+    tr = make_trainer(cfg2, model, callbacks=[LengthPenalty(), rec])
+    tr.step()
+    rolls = rec.rollouts[0]
+    assert [r.text for r in rolls] == [r.text for r in plain_rolls]
+    assert all(r.reward == pytest.approx(-0.01 * len(r.completion.token_ids)) for r in rolls if r.role == "solve")
+    _assert_close(model.params["w"].astype(np.float64), np_update(rolls, np.zeros(16), cfg2), plain_w)
