@@ -27,6 +27,7 @@ import dataclasses
 import difflib
 import numbers
 import os
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -76,105 +77,151 @@ def check_writable_dir(path: str | Path, what: str) -> None:
                          f"({e.strerror or e})") from None
 
 
+def _f(default: Any, help: str) -> Any:
+    """A config field with its help text as metadata (``help()``, ``--show-config``, docs/config.md)."""
+    return field(default=default, metadata={"help": help})
+
+
+def _ff(factory: Any, help: str) -> Any:
+    """:func:`_f` for a mutable default made by ``factory``."""
+    return field(default_factory=factory, metadata={"help": help})
+
+
 @dataclass
 class TrainerConfig:
     """Configuration of a self-play run (see the module docstring for presets)."""
 
     # --- model and run
-    model: str = "SmolLM2-135M-Instruct"  # path or short name for azr.Model.from_pretrained
-    tokenizer: str = ""                   # tokenizer dir if the model dir has none ("" = the model's)
-    out: str = "runs/azr"                 # run directory: metrics.jsonl, audit.jsonl, checkpoints/
-    steps: int = 20
-    seed: int = 0
-    prompt_style: str = "auto"            # auto: chat template if the tokenizer has one, else plain
-    templates: str = ""                   # TOML file overriding azr.tasks.PromptTemplates fields
-    scaffold: str = "think"               # think: the model writes the whole <think>/<answer> format (paper);
-                                          # answer: the trainer writes the tags and fence openers, the model
-                                          # only each block's body (small models; see azr.tasks.response_plan)
+    model: str = _f("SmolLM2-135M-Instruct",
+        'Model to train: a directory (HF safetensors), a .gguf file, a Hub id in the local HF cache, or a '
+        'short name that azr.Model.from_pretrained knows.')
+    tokenizer: str = _f("", 'Tokenizer directory when the model directory has none ("" = the model\'s own).')
+    out: str = _f("runs/azr",
+        'Run directory: config.toml, metrics.jsonl, samples.jsonl, evals.jsonl, checkpoints/, buffers/, '
+        'best/.')
+    steps: int = _f(20, 'Self-play steps to run in total (with max_minutes, whichever comes first ends the run).')
+    seed: int = _f(0, "Seed of the run's random generator and of every generation seed; a run is reproducible from it.")
+    prompt_style: str = _f("auto",
+        "auto: the tokenizer's chat template if it has one, else plain; chat; plain (a User:/Assistant: "
+        'wrapper for base models).')
+    templates: str = _f("",
+        'TOML file overriding fields of azr.tasks.PromptTemplates (the prompt texts); "" = the built-in '
+        'prompts.')
+    scaffold: str = _f("think",
+        'think: the model writes the whole <think>/<answer> format (the paper); answer: the trainer writes '
+        "the tags and fence openers and the model only each block's body (small models; "
+        'azr.tasks.response_plan).')
     # --- self-play sizes
-    task_types: list[str] = field(default_factory=lambda: ["deduction", "abduction", "induction"])
-    roles: list[str] = field(default_factory=lambda: ["propose", "solve"])  # solve only = fixed buffers
-    batch_size: int = 64                  # B: prompts per task type and role per step
-    n_learnability: int = 8               # n: solver rollouts that estimate a proposal's solve rate
-    k_references: int = 6                 # K: reference triplets in a proposer prompt
-    induction_inputs: int = 10            # inputs an induction proposal asks for
-    induction_min_pairs: int = 2          # valid input/output pairs an induction task needs
+    task_types: list[str] = _ff(lambda: ["deduction", "abduction", "induction"],
+        'Task types to propose and solve (deduction, abduction, induction).')
+    roles: list[str] = _ff(lambda: ["propose", "solve"],
+        'Roles trained each step; ["solve"] alone trains solvers on fixed buffers.')
+    batch_size: int = _f(64,
+        'B: prompts per task type and role per step; each (task type, role) group of B is one advantage '
+        'group.')
+    n_learnability: int = _f(8,
+        "n: solver rollouts per valid proposal that estimate its solve rate (the proposer's learnability "
+        'reward).')
+    k_references: int = _f(6, 'K: reference triplets from the buffer shown in a deduction/abduction proposer prompt.')
+    induction_inputs: int = _f(10,
+        'Inputs an induction proposal asks for (half shown to the solver, half held back to judge it).')
+    induction_min_pairs: int = _f(2, 'Valid input/output pairs an induction task needs to be valid.')
     # --- generation
-    max_prompt_tokens: int = 0            # longer prompts: fewer references, else the prompt is skipped (0 = no limit)
-    max_new_tokens_propose: int = 8192
-    max_new_tokens_solve: int = 8192
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_slots: int = 0                    # rollout engine slots (0 = its default)
-    kv_budget_mb: int = 0                 # rollout engine KV budget (0 = its default)
-    # --- optimisation (on --resume these config values replace the checkpoint's optimizer settings)
-    lr: float = 1e-6
-    lr_schedule: str = "constant"         # constant | linear | cosine, per self-play step (azr.optim.lr_at;
-                                          # the transformers get_*_schedule_with_warmup conventions)
-    warmup_steps: int = 0                 # steps whose lr rises linearly from 0 to lr
-    decay_steps: int = 0                  # linear/cosine: the step at which the decay ends (0 = steps); set it
-                                          # for a run that max_minutes ends, since steps is then a bound only
-    min_lr_ratio: float = 0.0             # linear/cosine: the lr falls to lr * min_lr_ratio, not below
-    beta1: float = 0.9
-    beta2: float = 0.999
-    adam_eps: float = 1e-8
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    clip_low: float = 0.2
-    clip_high: float = 0.2
-    aggregation: str = "token-mean"
-    advantage_mode: str = "per-sample"
-    adv_eps: float = 1e-6
-    entropy_coef: float = 0.0
-    kl_coef: float = 0.0                  # > 0 needs a reference model (Trainer(ref_model=...))
-    ppo_epochs: int = 1                   # passes over each batch; the first has ratio 1
-    micro_batch: int = 8                  # sequences per loss_and_backward call
-    micro_batch_tokens: int = 0           # and at most this many padded positions per call (0 = no limit);
-                                          # activation memory grows with it (Model.memory_estimate)
+    max_prompt_tokens: int = _f(0,
+        'Longest prompt in tokens: longer proposer prompts drop references, other long prompts are skipped (0 '
+        '= no limit).')
+    max_new_tokens_propose: int = _f(8192, 'Longest proposal, in sampled tokens.')
+    max_new_tokens_solve: int = _f(8192,
+        'Longest answer, in sampled tokens (learnability rollouts and evaluation too).')
+    temperature: float = _f(1.0, 'Sampling temperature of rollouts (evaluation answers greedily).')
+    top_p: float = _f(1.0, 'Nucleus sampling: keep the smallest set of tokens with this much probability (1.0 = off).')
+    top_k: int = _f(0, 'Sample among the k most likely tokens only (0 = off).')
+    max_slots: int = _f(0, 'Sequences the rollout engine decodes at once (0 = its default).')
+    kv_budget_mb: int = _f(0, "Memory for the rollout engine's KV cache, in MiB (0 = its default).")
+    # --- optimisation (on --resume these values replace the checkpoint's optimizer settings)
+    lr: float = _f(1e-6,
+        "AdamW learning rate (the 7B paper's 1e-6; the cpu preset's 1e-5 is the rate a 135M model learns at).")
+    lr_schedule: str = _f("constant",
+        "constant | linear | cosine, per self-play step (azr.optim.lr_at; the conventions of transformers' "
+        'get_*_schedule_with_warmup).')
+    warmup_steps: int = _f(0, 'Steps whose learning rate rises linearly from 0 to lr.')
+    decay_steps: int = _f(0,
+        'linear/cosine: the step at which the decay ends (0 = steps); set it for a run that max_minutes ends, '
+        'since steps is then only a bound.')
+    min_lr_ratio: float = _f(0.0, 'linear/cosine: the rate falls to lr * min_lr_ratio and stays there.')
+    beta1: float = _f(0.9, 'AdamW first-moment decay.')
+    beta2: float = _f(0.999, 'AdamW second-moment decay.')
+    adam_eps: float = _f(1e-8, 'AdamW epsilon.')
+    weight_decay: float = _f(0.0, 'AdamW decoupled weight decay.')
+    max_grad_norm: float = _f(1.0, 'Clip the global gradient norm to this (0 = no clipping).')
+    clip_low: float = _f(0.2, 'PPO ratio clip below 1 (the surrogate clips the ratio at 1 - clip_low).')
+    clip_high: float = _f(0.2, 'PPO ratio clip above 1 (at 1 + clip_high).')
+    aggregation: str = _f("token-mean",
+        'token-mean: every response token of the batch weighs the same; sequence-mean: the mean over each '
+        "response's tokens, then over responses (short answers weigh as much as long proposals).")
+    advantage_mode: str = _f("per-sample",
+        "per-sample: each response counts once in its group's mean and deviation; token-weighted: each counts "
+        "its length (the paper's code).")
+    adv_eps: float = _f(1e-6, "Added to a group's standard deviation before dividing the advantages by it.")
+    entropy_coef: float = _f(0.0, 'Weight of an entropy bonus in the loss (0 = none).')
+    kl_coef: float = _f(0.0, 'Weight of a KL penalty towards a reference model; > 0 needs Trainer(ref_model=...).')
+    ppo_epochs: int = _f(1, "Passes over each step's batch; the first has ratio 1, later ones are clipped.")
+    micro_batch: int = _f(8, 'Sequences per forward/backward call (gradients accumulate over the calls).')
+    micro_batch_tokens: int = _f(0,
+        'And at most this many padded positions per call (0 = no limit); activation memory grows with it '
+        '(Model.memory_estimate).')
     # --- buffers and seeds
-    seed_files: list[str] = field(default_factory=list)  # paper-format JSONL; [] = built-in identity seeds
-    seed_limit: int = 0                   # records read per seed file (0 = all)
-    seed_min: int = 0                     # before training, rounds of proposals without updates (each round
-    seed_rounds: int = 0                  #   proposes only for the types whose buffer holds fewer than seed_min
-                                          #   tasks) until none does or seed_rounds rounds have run
-    buffer_capacity: int = 0              # per type (0 = unbounded)
-    eviction: str = "fifo"
-    reject_trivial: bool = False          # a deduction/abduction proposal whose program returns its input
-                                          # unchanged, or that behaves like a reference it was shown (same
-                                          # output on its own input and on the reference's), is invalid
-    reject_constant: bool = False         # with reject_trivial: also one whose output stays the gold output on
-                                          # every perturbed input (azr.tasks.perturbed_inputs; constant
-                                          # functions). Off in the presets: docs/results.md, run 2
-    max_same_shape: int = 0               # a deduction/abduction proposal whose program has the shape
-                                          # (azr.tasks.program_shape: names numbered, literals reduced to
-                                          # their type) of this many tasks already in its type's buffer is
-                                          # invalid (0 = no limit): keeps one template from filling the buffer
-    share_triplets: bool = False          # a valid deduction or abduction task also enters the other type's
-                                          # buffer (both are (program, input, output) triplets), so each
-                                          # solver role sees every valid triplet
-    exclude_heldout: bool = True          # programs of the held-out sets (azr.heldout) never enter a buffer
+    seed_files: list[str] = _ff(list,
+        "Seed triplets in the paper's JSONL format; [] = the built-in identity seeds (the paper's start).")
+    seed_limit: int = _f(0, 'Records read per seed file (0 = all).')
+    seed_min: int = _f(0,
+        "Before training, rounds of proposals without updates fill each type's buffer to this many tasks ...")
+    seed_rounds: int = _f(0, '... in at most this many rounds (each proposes only for the types still short).')
+    buffer_capacity: int = _f(0, 'Tasks per type buffer (0 = unbounded).')
+    eviction: str = _f("fifo", 'Which task a full buffer drops: fifo (the oldest) or random.')
+    reject_trivial: bool = _f(False,
+        'A valid deduction/abduction proposal whose program returns its input unchanged, or behaves like a '
+        'reference it was shown, is invalid (reward -1).')
+    reject_constant: bool = _f(False,
+        'With reject_trivial: also one whose output stays the gold output on every perturbed input '
+        '(azr.tasks.perturbed_inputs: constant functions). Off in the presets (docs/results.md, run 2).')
+    max_same_shape: int = _f(0,
+        'A valid deduction/abduction proposal whose program has the shape (azr.tasks.program_shape: names '
+        "numbered, literals reduced to their type) of this many tasks already in its type's buffer is invalid "
+        '(0 = no limit).')
+    share_triplets: bool = _f(False,
+        "A valid deduction or abduction task also enters the other type's buffer, so each solver role sees "
+        'every valid triplet.')
+    exclude_heldout: bool = _f(True, 'Programs of the held-out evaluation sets (azr.heldout) never enter a buffer.')
     # --- sandbox
-    executor_workers: int = 2
-    executor_timeout: float = 5.0
-    executor_memory_mb: int = 512
+    executor_workers: int = _f(2, 'Sandbox zygotes running programs in parallel.')
+    executor_timeout: float = _f(5.0, 'Wall-clock limit of one sandboxed run, in seconds.')
+    executor_memory_mb: int = _f(512, 'Address-space limit of one sandboxed run, in MiB.')
     # --- oversight
-    monitor_action: str = "log"
-    monitor_penalty: float = 1.0
-    monitor_patterns: dict[str, str] = field(default_factory=dict)  # extra name -> regex
+    monitor_action: str = _f("log",
+        "What a monitor's flag on a response does: log (audit.jsonl only), penalize (reward - "
+        'monitor_penalty) or drop (advantage 0).')
+    monitor_penalty: float = _f(1.0, 'Reward subtracted from a flagged response with monitor_action = penalize.')
+    monitor_patterns: dict[str, str] = _ff(dict,
+        'Extra pattern monitors: name -> regular expression searched in each response.')
     # --- evaluation during training (azr.heldout; greedy, the run's solver prompts and scaffold)
-    eval_every: int = 0                   # evaluate before the first step and every N steps (0 = never)
-    eval_tasks: list[str] = field(default_factory=lambda: ["heldout-dev"])  # sets in azr.heldout.EVAL_SETS
-    eval_limit: int = 0                   # first N tasks of each set (0 = all)
-    keep_best: bool = False               # keep the weights with the best accuracy on eval_tasks[0] (the base
-                                          # model's included) in <out>/best/ and memory; Trainer.restore_best()
-    eval_data_dir: str = ""               # benchmark folder ("" = $AZR_DATA_DIR, else the download cache)
-    max_minutes: float = 0.0              # stop after this much training wall time, evaluations excluded (0 = no limit)
+    eval_every: int = _f(0, 'Evaluate before the first step, every N steps and after the last (0 = never).')
+    eval_tasks: list[str] = _ff(lambda: ["heldout-dev"],
+        'Sets to evaluate, from azr.heldout.EVAL_SETS (tune on *-dev sets, report *-test ones).')
+    eval_limit: int = _f(0, 'First N tasks of each evaluation set (0 = all).')
+    keep_best: bool = _f(False,
+        "Keep the weights with the best accuracy on eval_tasks[0] (the base model's included) in <out>/best/ "
+        'and memory; Trainer.restore_best() puts them back.')
+    eval_data_dir: str = _f("", 'Benchmark folder ("" = $AZR_DATA_DIR, else the download cache).')
+    max_minutes: float = _f(0.0,
+        'Stop after this much training wall time (seeding, steps, checkpoints; evaluations excluded; 0 = no '
+        'limit).')
     # --- bookkeeping
-    log_samples: bool = False             # write every trained completion to <out>/samples.jsonl
-    save_every: int = 1                   # checkpoint every N steps (0 = only at the end)
-    keep_checkpoints: int = 2             # most recent checkpoints kept (0 = all)
-    progress: bool = True
+    log_samples: bool = _f(False, 'Write every trained completion to <out>/samples.jsonl.')
+    save_every: int = _f(1, 'Checkpoint every N steps (0 = only at the end).')
+    keep_checkpoints: int = _f(2, 'Most recent checkpoints kept (0 = all).')
+    progress: bool = _f(True,
+        'A progress bar on a terminal or in Jupyter; false (or no terminal): one plain line per step.')
 
     def __post_init__(self) -> None:
         # built directly, TrainerConfig(lr="1e-5") is converted and checked like a preset or TOML value
@@ -214,20 +261,31 @@ class TrainerConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def to_toml(self) -> str:
-        """The config as TOML text that :meth:`from_toml` reads back."""
+    def to_toml(self, comments: bool = False) -> str:
+        """The config as TOML text that :meth:`from_toml` reads back; with
+        ``comments``, each field's help text above it (``--show-config``)."""
         lines = []
+        helps = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(self)}
         for k, v in self.to_dict().items():
+            if comments and helps.get(k):
+                lines += ["# " + x for x in textwrap.wrap(helps[k], 96, break_on_hyphens=False)]
             lines.append(f"{k} = {_toml_value(v)}")
         return "\n".join(lines) + "\n"
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        """The help text of field ``name``."""
+        fs = {f.name: f for f in dataclasses.fields(cls)}
+        if name not in fs:
+            raise ValueError(f"unknown field {name!r}{_name_hint(name, list(fs))}")
+        return fs[name].metadata.get("help", "")
 
     def set(self, name: str, value: Any, where: str = "config") -> None:
         """Set one field, converting and checking the value's type."""
         hints = _hints()
         if name not in hints:
-            close = difflib.get_close_matches(name, hints, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"{where}: unknown field {name!r}{hint}; fields are {sorted(hints)}")
+            raise ValueError(f"{where}: unknown field {name!r}{_name_hint(name, hints)}; "
+                             f"fields are {sorted(hints)}")
         setattr(self, name, _coerce(name, hints[name], value, where))
         if name in CHOICES and getattr(self, name) not in CHOICES[name]:
             raise ValueError(f"{where}: field {name!r} = {getattr(self, name)!r} is not one of {CHOICES[name]}")
@@ -320,6 +378,107 @@ PRESETS: dict[str, dict[str, Any]] = {
                 save_every=25, keep_checkpoints=1, eval_every=20, eval_tasks=["heldout-dev"], eval_limit=0,
                 task_types=["deduction", "abduction"], share_triplets=True),
 }
+
+
+# Names that TRL's GRPOConfig / transformers' TrainingArguments users know -> ours (docs/config.md).
+TRL_NAMES: dict[str, tuple[str, str]] = {
+    "learning_rate": ("lr", ""),
+    "output_dir": ("out", ""),
+    "max_steps": ("steps", ""),
+    "num_generations": ("batch_size", "the advantage group here is the B responses of one task type and "
+                                      "role, not the samples of one prompt"),
+    "max_completion_length": ("max_new_tokens_solve", "and max_new_tokens_propose for proposals"),
+    "max_prompt_length": ("max_prompt_tokens", ""),
+    "beta": ("kl_coef", ""),
+    "epsilon": ("clip_low", "and clip_high (TRL's epsilon_high)"),
+    "epsilon_high": ("clip_high", ""),
+    "save_steps": ("save_every", ""),
+    "save_total_limit": ("keep_checkpoints", ""),
+    "eval_steps": ("eval_every", ""),
+    "lr_scheduler_type": ("lr_schedule", ""),
+    "warmup_ratio": ("warmup_steps", "a number of steps, not a ratio"),
+    "adam_beta1": ("beta1", ""),
+    "adam_beta2": ("beta2", ""),
+    "adam_epsilon": ("adam_eps", ""),
+    "per_device_train_batch_size": ("micro_batch", "rows per forward/backward call"),
+    "num_iterations": ("ppo_epochs", ""),
+    "loss_type": ("aggregation", "token-mean or sequence-mean"),
+    "disable_tqdm": ("progress", "inverted"),
+}
+
+
+def _name_hint(name: str, known: Iterable[str]) -> str:
+    """`` (TRL's name; here it is 'lr')`` or `` (did you mean 'lr'?)`` or ""."""
+    if name in TRL_NAMES:
+        ours, note = TRL_NAMES[name]
+        return f" (that is TRL's name; here it is {ours!r}{': ' + note if note else ''})"
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def field_table(cls: Any = None) -> list[tuple[str, str, Any, str]]:
+    """(name, type, default, help) of every field of ``cls`` (default
+    :class:`TrainerConfig`; :class:`azr.evaluation.EvalConfig` works too)."""
+    cls = cls or TrainerConfig
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        out.append((f.name, typ, default, f.metadata.get("help", "")))
+    return out
+
+
+def _with_field_docs(cls: Any) -> Any:
+    """Append the field reference to ``cls.__doc__`` (``help()``, Jupyter's ``?``)."""
+    lines = ["", "", "Fields (name: type = default; help):", ""]
+    for name, typ, default, hlp in field_table(cls):
+        lines.append(f"{name}: {typ} = {default!r}")
+        lines += ["    " + x for x in textwrap.wrap(hlp, 76, break_on_hyphens=False)]
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n".join(lines) + "\n"
+    return cls
+
+
+def config_reference() -> str:
+    """docs/config.md: every field of TrainerConfig and EvalConfig with its
+    default, each preset's values, and the TRL name table (generated; a test
+    compares the committed file with it)."""
+    from .evaluation.runner import EvalConfig
+
+    def cell(v: Any) -> str:
+        t = _toml_value(list(v) if isinstance(v, tuple) else v) if v is not None else "none"
+        return "`" + t.replace("|", "\\|") + "`"
+
+    out = ["# Configuration reference", "",
+           "Generated from the field metadata of `azr/config.py` and `azr/evaluation/runner.py`",
+           "(`azr.config.config_reference()`; `tests/test_config.py` fails when this file is out of",
+           "date and says how to write it again). The same text is in `help(azr.TrainerConfig)` and Jupyter's `?`, and",
+           "`azr train --show-config [--preset P] [--config F] [--set FIELD=VALUE]` prints a resolved",
+           "config as TOML with these comments.", "",
+           "## `TrainerConfig` (`azr train`, `azr.Trainer`)", "",
+           "Set fields in a TOML file (`--config`), with `--set FIELD=VALUE` (TOML syntax), or as",
+           "keyword arguments (`TrainerConfig.preset(\"cpu\", lr=2e-5)`).", "",
+           "| field | type | default | what it does |", "| --- | --- | --- | --- |"]
+    for name, typ, default, hlp in field_table(TrainerConfig):
+        out.append(f"| `{name}` | {typ} | {cell(default)} | {hlp.replace('|', '/')} |")
+    out += ["", "## Presets", "",
+            "`TrainerConfig.preset(name)` / `azr train --preset name`: the fields each preset changes",
+            "from the defaults above.", ""]
+    names = sorted(PRESETS)
+    keys = [f.name for f in dataclasses.fields(TrainerConfig) if any(f.name in PRESETS[n] for n in names)]
+    out += ["| field | " + " | ".join(f"`{n}`" for n in names) + " |", "| --- |" + " --- |" * len(names)]
+    for k in keys:
+        out.append(f"| `{k}` | " + " | ".join(cell(PRESETS[n][k]) if k in PRESETS[n] else "" for n in names) + " |")
+    out += ["", "## Names from TRL", "",
+            "TRL's `GRPOConfig` (and `transformers`' `TrainingArguments`) name some of these settings",
+            "differently; an unknown field with one of these names is answered with ours.", "",
+            "| TRL | azr | note |", "| --- | --- | --- |"]
+    for trl, (ours, note) in TRL_NAMES.items():
+        out.append(f"| `{trl}` | `{ours}` | {note} |")
+    out += ["", "## `EvalConfig` (`azr eval`, `azr.evaluation.evaluate`)", "",
+            "| field | type | default | what it does |", "| --- | --- | --- | --- |"]
+    for name, typ, default, hlp in field_table(EvalConfig):
+        out.append(f"| `{name}` | {typ} | {cell(default)} | {hlp.replace('|', '/')} |")
+    return "\n".join(out) + "\n"
 
 
 def _check_preset(name: Any, where: str) -> str:
@@ -437,4 +596,8 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} as TOML")
 
 
-__all__ = ["CHOICES", "PRESETS", "TrainerConfig", "check_fields", "check_writable_dir"]
+_with_field_docs(TrainerConfig)
+
+__all__ = ["CHOICES", "PRESETS", "TRL_NAMES", "TrainerConfig", "check_fields", "check_writable_dir", "config_reference",
+           "field_table"]
+

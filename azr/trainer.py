@@ -1547,8 +1547,14 @@ def build_trainer(config: TrainerConfig, model: Any = None, executor: Any = None
 
 # ----------------------------------------------------------------------- CLI
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="azr train", description="Absolute Zero self-play training.")
-    p.add_argument("--preset", default=None, help="paper | quickstart (default: quickstart unless --config)")
+    from .config import field_table
+
+    fields = "\n".join(f"  {name} = {_toml_default(default)}\n      {hlp}" for name, _, default, hlp in field_table())
+    p = argparse.ArgumentParser(prog="azr train", description="Absolute Zero self-play training.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="config fields (--set FIELD=VALUE, TOML syntax; defaults before any "
+                                       "preset; docs/config.md):\n" + fields)
+    p.add_argument("--preset", default=None, help="cpu | paper | quickstart (default: quickstart unless --config)")
     p.add_argument("--config", default=None, help="TOML file with TrainerConfig fields")
     p.add_argument("--steps", type=int, default=None, help="total steps to reach")
     p.add_argument("--out", default=None, help="run directory (metrics.jsonl, checkpoints/)")
@@ -1560,7 +1566,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar: one plain line per step")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run already in --out (metrics, checkpoints, ...) instead of refusing")
+    p.add_argument("--show-config", action="store_true",
+                   help="print the resolved config (preset, --config, --set, ...) as commented TOML and exit")
     return p
+
+
+def _toml_default(v: Any) -> str:
+    from .config import _toml_value
+
+    return _toml_value(v)
 
 
 def _check_resume_flags(args: argparse.Namespace) -> None:
@@ -1611,6 +1625,9 @@ def cli_main(argv: Sequence[str] | None = None, **trainer_kwargs: Any) -> int:
         if args.resume:
             _check_resume_flags(args)
             _, state, cfg = _read_checkpoint(Path(args.resume), sets)
+            if args.show_config:
+                sys.stdout.write(cfg.to_toml(comments=True))
+                return 0
             done = _nothing_to_do(args.resume, state, cfg)
             if done:
                 print(f"azr train: {done}", file=sys.stderr)
@@ -1632,6 +1649,9 @@ def cli_main(argv: Sequence[str] | None = None, **trainer_kwargs: Any) -> int:
             if args.seed_file:
                 cfg.set("seed_files", args.seed_file)
             cfg.override(sets)
+            if args.show_config:
+                sys.stdout.write(cfg.to_toml(comments=True))
+                return 0
             tr = Trainer(cfg, overwrite=args.overwrite, **trainer_kwargs)
         with tr:
             tr.train()

@@ -108,3 +108,57 @@ def test_eval_config_built_directly_is_checked():
                     (dict(pass_k=(1, 4), n_samples=2), "EvalConfig.pass_k 4 is larger than EvalConfig.n_samples")]:
         with pytest.raises(ValueError, match=msg):
             EvalConfig(**kw)
+
+
+# ------------------------------------------------------- the config reference
+def test_every_field_documented_and_reference_up_to_date():
+    import dataclasses
+    from pathlib import Path
+
+    from azr.config import config_reference, field_table
+    from azr.evaluation import EvalConfig
+
+    for cls in (TrainerConfig, EvalConfig):
+        for f in dataclasses.fields(cls):
+            assert len(f.metadata.get("help", "")) > 10, f"{cls.__name__}.{f.name} has no help text"
+            assert f"\n{f.name}: " in cls.__doc__  # help() and Jupyter's ? show it
+    assert TrainerConfig.help("lr").startswith("AdamW learning rate")
+    with pytest.raises(ValueError, match="'lr'"):
+        TrainerConfig.help("learning_rate")
+    ref = config_reference()
+    for name, _, _, hlp in field_table(TrainerConfig) + field_table(EvalConfig):
+        assert f"| `{name}` |" in ref and hlp.replace("|", "/") in ref
+    doc = Path(__file__).resolve().parent.parent / "docs" / "config.md"
+    assert doc.read_text(encoding="utf-8") == ref, (
+        "docs/config.md is out of date: python -c \"import azr.config as c; "
+        "print(c.config_reference(), end='')\" > docs/config.md")
+
+
+def test_trl_names_get_ours_in_the_error():
+    from azr.config import TRL_NAMES
+
+    for trl, (ours, _) in TRL_NAMES.items():
+        assert ours in TrainerConfig.field_names(), trl
+        assert trl not in TrainerConfig.field_names(), trl
+        with pytest.raises(ValueError, match=f"TRL's name; here it is '{ours}'"):
+            TrainerConfig.preset("quickstart").override([f"{trl}=1"])
+    with pytest.raises(ValueError, match="did you mean 'batch_size'"):
+        TrainerConfig.preset("quickstart").override(["bach_size=1"])
+
+
+def test_show_config_prints_commented_toml_that_reads_back(tmp_path, capsys):
+    from azr.trainer import cli_main
+
+    assert cli_main(["train", "--preset", "cpu", "--set", "lr=2e-5", "--out", str(tmp_path / "r"),
+                     "--show-config"]) == 0
+    text = capsys.readouterr().out
+    assert "# AdamW learning rate" in text and "\nlr = 2e-05\n" in text
+    (tmp_path / "c.toml").write_text(text, encoding="utf-8")
+    want = TrainerConfig.preset("cpu", lr=2e-5, out=str(tmp_path / "r"))
+    assert TrainerConfig.from_toml(tmp_path / "c.toml") == want
+    assert not (tmp_path / "r").exists()  # nothing was started
+    # --help lists every field with its default
+    with pytest.raises(SystemExit):
+        cli_main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "  max_same_shape = 0\n" in out and "  lr = 1e-06\n" in out

@@ -31,7 +31,7 @@ from .datasets import (CODE_GEN_TASKS, CRUX_TASKS, MATH_TASKS, TASKS, DataNotFou
                        load_task, task_file)
 from .math_grader import MathGrader, extract_answer
 from .prompts import PROMPT_STYLES, BuiltPrompt, build_prompt
-from ..config import check_fields, check_writable_dir
+from ..config import _f, _with_field_docs, check_fields, check_writable_dir
 
 __all__ = ["EvalConfig", "EvalResult", "TaskResult", "evaluate", "cli_main"]
 
@@ -46,25 +46,26 @@ class EvalConfig:
     at most n_samples.
     """
 
-    tasks: tuple[str, ...] = ("cruxeval-i", "cruxeval-o")
-    data_dir: str | None = None
-    out_dir: str | None = None
-    limit: int | None = None
-    prompt_style: str = "auto"
-    few_shot: int = 0
-    n_samples: int = 1
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_new_tokens: int = 512
-    pass_k: tuple[int, ...] = (1,)
-    seed: int = 0
-    batch_size: int = 32
-    workers: int = 2
-    crux_timeout: float = 5.0
-    code_timeout: float = 30.0
-    math_timeout: float = 5.0
-    memory_mb: int = 1024
-    progress: bool = True
+    tasks: tuple[str, ...] = _f(("cruxeval-i", "cruxeval-o"), "Benchmarks to run (azr.evaluation.TASKS).")
+    data_dir: str | None = _f(None, "Benchmark folder (None = $AZR_DATA_DIR, else the download cache).")
+    out_dir: str | None = _f(None, "Folder for results.json and the samples (None = nothing written).")
+    limit: int | None = _f(None, "First N problems of each task (None = all).")
+    prompt_style: str = _f("auto", "azr (the paper's self-play template), chat, base (plain completion with "
+                                   "few_shot examples) or auto (chat if the tokenizer has a template, else azr).")
+    few_shot: int = _f(0, "Worked examples before each question (base style).")
+    n_samples: int = _f(1, "Samples per problem (pass@k needs k of them).")
+    temperature: float = _f(0.0, "Sampling temperature; 0 = greedy.")
+    top_p: float = _f(1.0, "Nucleus sampling threshold (1.0 = off).")
+    max_new_tokens: int = _f(512, "Longest answer, in tokens.")
+    pass_k: tuple[int, ...] = _f((1,), "k values of pass@k, each at most n_samples.")
+    seed: int = _f(0, "Sampling seed.")
+    batch_size: int = _f(32, "Prompts per generate call.")
+    workers: int = _f(2, "Sandbox worker processes that judge answers.")
+    crux_timeout: float = _f(5.0, "Seconds per CRUXEval judgement run.")
+    code_timeout: float = _f(30.0, "Seconds per HumanEval+/MBPP+ test run.")
+    math_timeout: float = _f(5.0, "Seconds per math answer comparison.")
+    memory_mb: int = _f(1024, "Address-space limit of one sandboxed run, in MiB.")
+    progress: bool = _f(True, "Progress bars.")
 
     def __post_init__(self) -> None:
         # built directly, EvalConfig(limit="5") is converted and checked like TrainerConfig's fields
@@ -101,6 +102,9 @@ class EvalConfig:
                              f"({self.n_samples}): pass@k needs at least k samples per problem")
         if not self.tasks:
             raise ValueError(f"{name_of('tasks')} is empty; choose from {', '.join(TASKS)}")
+
+
+_with_field_docs(EvalConfig)
 
 
 @dataclass
