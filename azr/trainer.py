@@ -342,6 +342,7 @@ class Trainer:
         self.best: dict[str, Any] | None = None  # keep_best: the best evaluation so far
         self._best_params: dict[str, np.ndarray] | None = None
         self._bar: Any = None
+        self._seed_round: int | None = None  # the seeding round under way (progress bar)
         self.last_metrics: dict[str, Any] | None = None
         self._heldout_keys: set[str] | None = None  # program keys never admitted to a buffer
         self._eval_sets: dict[str, Any] = {}
@@ -432,7 +433,9 @@ class Trainer:
     def _phase(self, name: str) -> None:
         self._cur_phase = name.split()[0]
         if self._bar is not None:
-            self._bar.set_postfix_str(f"step {self.step_count + 1} {name}", refresh=True)
+            where = f"seeding round {self._seed_round + 1}" if self._seed_round is not None else \
+                f"step {self.step_count + 1}"
+            self._bar.set_postfix_str(f"{where} {name}", refresh=True)
 
     # ------------------------------------------------------------ sampling
     def _generate(self, prompts: list[list[int]], n: int, max_new_tokens: int, seed: int,
@@ -614,7 +617,11 @@ class Trainer:
             short = [k for k in cfg.task_types if len(self.buffers[k]) < cfg.seed_min]
             if cfg.seed_min and not short:
                 break
-            self._propose(step=0, round_=r, learnability=False, kinds=short if cfg.seed_min else None)
+            self._seed_round = r
+            try:
+                self._propose(step=0, round_=r, learnability=False, kinds=short if cfg.seed_min else None)
+            finally:
+                self._seed_round = None
         self.seeded = True
 
     # ------------------------------------------------------------- propose
@@ -1166,11 +1173,13 @@ class Trainer:
         return dict(self.best)
 
     def _log_samples(self, step: int, rolls: list[Rollout]) -> None:
-        """One JSON line per trained completion: what the model wrote (after the
-        response prefix), how it was judged, its reward and the task."""
+        """One JSON line per trained completion: the prompt the model saw, what
+        it wrote (after the response prefix), how it was judged, its reward
+        and the task."""
         with open(self.run_dir / "samples.jsonl", "a", encoding="utf-8") as f:
             for r in rolls:
-                rec = {"step": step, "task": r.task, "role": r.role, "prefix": r.prefix, "text": r.text,
+                rec = {"step": step, "task": r.task, "role": r.role, "prompt": r.prompt_text, "prefix": r.prefix,
+                       "text": r.text,
                        "outcome": r.outcome, "reason": r.reason, "reward": r.reward, "acc": r.acc,
                        "flags": [fl.monitor for fl in r.flags], "dropped": r.dropped,
                        "item": r.item.to_dict() if r.item is not None else None}
