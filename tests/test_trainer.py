@@ -411,12 +411,23 @@ def test_checkpoint_and_exact_resume(tmp_path):
     samples_c = (run_b / "samples.jsonl").read_text().splitlines()
     assert samples_c == samples_a and len(samples_a) == 4 * 6 * a.config.batch_size
     rec = json.loads(samples_a[0])
-    assert {"step", "task", "role", "text", "outcome", "reward", "item"} <= set(rec)
+    assert {"step", "task", "role", "prompt", "text", "outcome", "reward", "item"} <= set(rec)
     np.testing.assert_array_equal(c.model.params["w"], a.model.params["w"])
     assert c.buffers.state_dict() == a.buffers.state_dict()
     assert c.optimizer.t == a.optimizer.t == 4
     # old checkpoints are pruned to keep_checkpoints
     assert sorted(p.name for p in (run_b / "checkpoints").glob("step_*")) == ["step_000003", "step_000004"]
+
+
+def test_samples_carry_the_prompt_each_completion_answered(tmp_path):
+    rec = Recorder()
+    tr = make_trainer(make_config(tmp_path, steps=1, log_samples=True), callbacks=[rec])
+    tr.train()
+    lines = [json.loads(x) for x in (Path(tr.config.out) / "samples.jsonl").read_text().splitlines()]
+    rolls = rec.rollouts[0]
+    assert [(x["task"], x["role"], x["text"]) for x in lines] == [(r.task, r.role, r.text) for r in rolls]
+    assert [x["prompt"] for x in lines] == [r.prompt_text for r in rolls]
+    assert len({x["prompt"] for x in lines}) > 1 and all(x["prompt"] for x in lines)
 
 
 def test_resume_errors(tmp_path):
