@@ -23,6 +23,8 @@ def test_presets():
     assert c.eval_every > 0 and c.eval_tasks == ["heldout-dev"]
     # induction left out (its proposals were never valid in the sweep) and triplets shared across types
     assert c.task_types == ["deduction", "abduction"] and c.share_triplets
+    # one template may not fill the buffer, and the weights kept are those the dev set chose (run 3)
+    assert c.max_same_shape == 4 and c.keep_best
 
 
 def test_overrides_convert_types():
