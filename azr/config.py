@@ -345,7 +345,8 @@ class TrainerConfig:
             raise ValueError(f"config field 'min_lr_ratio' must be in [0, 1], got {self.min_lr_ratio}")
         if self.keep_best and not self.eval_every:
             raise ValueError("config field 'keep_best' needs 'eval_every' > 0 (the weights are chosen by the "
-                             "evaluations during training)")
+                             "evaluations during training); without evaluations set keep_best = false too "
+                             "(--set keep_best=false)")
         bad = [t for t in self.eval_tasks if t not in EVAL_SETS]
         if bad or len(set(self.eval_tasks)) != len(self.eval_tasks):
             raise ValueError(f"config field 'eval_tasks' = {self.eval_tasks!r} must be a list of distinct names "

@@ -566,7 +566,7 @@ def test_bench_learning_quick_writes_its_entries(shared_data, tmp_path, monkeypa
     spec.loader.exec_module(mod)
     monkeypatch.setenv("AZR_SHARED_DATA", str(shared_data))
     out = tmp_path / "entries.json"
-    assert mod.main(["--quick", "--out", str(tmp_path / "run"), "--json", str(out)]) == 0
+    assert mod.main(["--quick", "--out", str(tmp_path / "run"), "--json", str(out), "--set", "keep_best=false"]) == 0
     entries = json.loads(out.read_text())
     assert [e["name"] for e in entries] == ["heldout_accuracy", "cruxeval_o_test_accuracy"]
     for e in entries:
@@ -608,7 +608,7 @@ def test_cpu_preset_on_the_default_model_has_a_gradient(bench_dir, executor, tmp
     except (FileNotFoundError, OSError) as exc:
         pytest.skip(f"default model file unavailable: {exc}")
     cfg = TrainerConfig.preset("cpu", out=str(tmp_path / "run"), model=str(model_path), batch_size=4,
-                               seed_rounds=0, seed_min=0, eval_every=0, save_every=0, progress=False,
+                               seed_rounds=0, seed_min=0, eval_every=0, keep_best=False, save_every=0, progress=False,
                                eval_data_dir=bench_dir, max_new_tokens_propose=64)
     rolls = []
     with Trainer(cfg, executor=executor) as tr:
