@@ -1138,14 +1138,7 @@ class Trainer:
         self.best = {"step": int(step), "set": name, "accuracy": float(r["accuracy"]), "n": int(r["n"])}
         self._best_params = {k: v.copy() for k, v in self.model.parameters().items()}
         final = self.run_dir / "best"
-        tmp = self.run_dir / "best.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        self.model.save_pretrained(str(tmp / "model"))
-        for n, data in self._tokenizer_files.items():
-            if not (tmp / "model" / n).exists():
-                (tmp / "model" / n).write_bytes(data)
+        tmp = self._fresh_model_dir(self.run_dir / "best.tmp")
         (tmp / "best.json").write_text(json.dumps(self.best), encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
@@ -1331,11 +1324,8 @@ class Trainer:
         return rec
 
     # ---------------------------------------------------------- checkpoints
-    def save(self, path: str | os.PathLike | None = None) -> Path:
-        """Write a checkpoint (default ``<out>/checkpoints/step_NNNNNN``) and mark it latest."""
-        ck_root = self.run_dir / "checkpoints"
-        final = Path(path) if path is not None else ck_root / f"step_{self.step_count:06d}"
-        tmp = final.with_name(final.name + ".tmp")
+    def _fresh_model_dir(self, tmp: Path) -> Path:
+        """``tmp`` emptied and holding ``model/``: the weights and the tokenizer files."""
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
@@ -1343,6 +1333,13 @@ class Trainer:
         for n, data in self._tokenizer_files.items():
             if not (tmp / "model" / n).exists():
                 (tmp / "model" / n).write_bytes(data)
+        return tmp
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write a checkpoint (default ``<out>/checkpoints/step_NNNNNN``) and mark it latest."""
+        ck_root = self.run_dir / "checkpoints"
+        final = Path(path) if path is not None else ck_root / f"step_{self.step_count:06d}"
+        tmp = self._fresh_model_dir(final.with_name(final.name + ".tmp"))
         _save_tree(self.optimizer.state_dict(), tmp / "optimizer.npz", tmp / "optimizer.json")
         self.buffers.save(tmp / "buffers.json")
         state = {"version": 1, "step": self.step_count, "seeded": self.seeded, "config": self.config.to_dict(),
