@@ -343,6 +343,7 @@ class Trainer:
         self._best_params: dict[str, np.ndarray] | None = None
         self._bar: Any = None
         self._seed_round: int | None = None  # the seeding round under way (progress bar)
+        self.stop_reason: str | None = None  # set by request_stop (a callback): train() ends after the step
         self.last_metrics: dict[str, Any] | None = None
         self._heldout_keys: set[str] | None = None  # program keys never admitted to a buffer
         self._eval_sets: dict[str, Any] = {}
