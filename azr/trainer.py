@@ -1554,9 +1554,9 @@ def build_trainer(config: TrainerConfig, model: Any = None, executor: Any = None
 
 # ----------------------------------------------------------------------- CLI
 def _parser() -> argparse.ArgumentParser:
-    from .config import field_table
+    from .config import _toml_value, field_table
 
-    fields = "\n".join(f"  {name} = {_toml_default(default)}\n      {hlp}" for name, _, default, hlp in field_table())
+    fields = "\n".join(f"  {name} = {_toml_value(default)}\n      {hlp}" for name, _, default, hlp in field_table())
     p = argparse.ArgumentParser(prog="azr train", description="Absolute Zero self-play training.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="config fields (--set FIELD=VALUE, TOML syntax; defaults before any "
@@ -1576,12 +1576,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--show-config", action="store_true",
                    help="print the resolved config (preset, --config, --set, ...) as commented TOML and exit")
     return p
-
-
-def _toml_default(v: Any) -> str:
-    from .config import _toml_value
-
-    return _toml_value(v)
 
 
 def _check_resume_flags(args: argparse.Namespace) -> None:
