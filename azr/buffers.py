@@ -7,12 +7,19 @@
   or a uniformly random one (``"random"``). (The paper's implementation
   silently stops adding to a full buffer, which freezes the curriculum.)
 - **Sampling**: solver batches take the newest valid tasks of the step first
-  and fill the rest uniformly from the buffer (without replacement when it is
-  large enough, with replacement otherwise).
+  and fill the rest from the buffer (without replacement when it is large
+  enough, with replacement otherwise): uniformly, or (``weighting =
+  "learnable"``) in proportion to :func:`learnable_weight` of each task's
+  recorded solve history, so that tasks of middling difficulty come up more
+  often than ones the solver always or never gets right.
+- **Solve history**: :meth:`TaskBuffer.record` counts attempts and correct
+  answers per task (learnability rollouts and solver answers); it is saved
+  with the buffer and dropped with an evicted task.
 - **Seed buffer**: the seed triplets, never evicted; proposer prompts fall back
   to it for references when a type's buffer is empty.
 - **References**: a proposer prompt shows up to K distinct tasks, drawn
-  without replacement (fewer when the buffer holds fewer).
+  without replacement (fewer when the buffer holds fewer), with the same
+  weighting as the solver batches.
 
 Seed files use the paper's JSONL format: triplet records
 ``{"snippet", "input", "output", "imports", ...}`` and induction ("code_f")
@@ -32,6 +39,16 @@ import numpy as np
 from .tasks import TASK_TYPES, Task
 
 EVICTION_POLICIES = ("fifo", "random")
+WEIGHTINGS = ("uniform", "learnable")
+
+
+def learnable_weight(attempts: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """Sampling weight of tasks with a solve history: ``p (1 - p)`` of the
+    smoothed solve rate ``p = (correct + 0.5) / (attempts + 1)``. A task never
+    tried weighs 0.25 (the most), one solved 2 of 4 times 0.25, 1 of 4 times
+    0.21, 0 or 4 of 4 times 0.09, 0 of 16 times 0.03."""
+    p = (np.asarray(correct, np.float64) + 0.5) / (np.asarray(attempts, np.float64) + 1.0)
+    return p * (1.0 - p)
 
 
 class TaskBuffer:
@@ -46,6 +63,7 @@ class TaskBuffer:
         self.capacity = int(capacity)
         self.eviction = eviction
         self._items: dict[tuple, Task] = {}
+        self._solves: dict[tuple, list[int]] = {}  # key -> [attempts, correct]
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -73,6 +91,7 @@ class TaskBuffer:
                     raise ValueError(f"buffer {self.name!r}: random eviction needs an rng")
                 victim = list(self._items)[int(rng.integers(len(self._items)))]
             del self._items[victim]
+            self._solves.pop(victim, None)
             self.evicted += 1
         self._items[k] = task
         return True
@@ -81,21 +100,48 @@ class TaskBuffer:
         """Add several tasks; returns how many were new."""
         return sum(self.add(t, rng) for t in tasks)
 
-    def sample(self, n: int, rng: np.random.Generator, newest: Sequence[Task] = ()) -> list[Task]:
-        """``n`` tasks: ``newest`` first (up to n), then uniform fill from the buffer.
-        Empty when both are empty."""
+    def record(self, task: Task, attempts: int, correct: int) -> None:
+        """Add ``attempts`` tries with ``correct`` right answers to the solve
+        history of ``task`` (ignored when the task is not in the buffer)."""
+        k = task.key()
+        if k not in self._items or attempts <= 0:
+            return
+        h = self._solves.setdefault(k, [0, 0])
+        h[0] += int(attempts)
+        h[1] += int(min(max(correct, 0), attempts))
+
+    def solve_history(self, task: Task) -> tuple[int, int]:
+        """(attempts, correct) recorded for ``task``; (0, 0) when none."""
+        a, c = self._solves.get(task.key(), (0, 0))
+        return a, c
+
+    def weights(self, weighting: str = "uniform") -> np.ndarray | None:
+        """Sampling probabilities of :attr:`tasks` (None = uniform)."""
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"buffer weighting {weighting!r} is not one of {WEIGHTINGS}")
+        if weighting == "uniform" or not self._items:
+            return None
+        h = np.array([self._solves.get(k, (0, 0)) for k in self._items], np.int64).reshape(-1, 2)
+        w = learnable_weight(h[:, 0], h[:, 1])
+        return w / w.sum()
+
+    def sample(self, n: int, rng: np.random.Generator, newest: Sequence[Task] = (),
+               weighting: str = "uniform") -> list[Task]:
+        """``n`` tasks: ``newest`` first (up to n), then a fill from the buffer
+        drawn with ``weighting``. Empty when both are empty."""
         out = list(newest[:n])
         need = n - len(out)
         items = self.tasks
         if need > 0 and items:
             replace = len(items) < need
-            for i in rng.choice(len(items), size=need, replace=replace):
+            for i in rng.choice(len(items), size=need, replace=replace, p=self.weights(weighting)):
                 out.append(items[int(i)])
         return out
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "capacity": self.capacity, "eviction": self.eviction,
-                "evicted": self.evicted, "tasks": [t.to_dict() for t in self._items.values()]}
+                "evicted": self.evicted, "tasks": [t.to_dict() for t in self._items.values()],
+                "solves": [list(self._solves.get(k, (0, 0))) for k in self._items]}
 
     @classmethod
     def from_state_dict(cls, d: Any, where: str = "buffer") -> "TaskBuffer":
@@ -107,9 +153,20 @@ class TaskBuffer:
         if not isinstance(d["tasks"], list) or not isinstance(d["capacity"], int):
             raise ValueError(f"{where}: 'tasks' must be a list and 'capacity' an integer")
         b = cls(str(d["name"]), d["capacity"], str(d["eviction"]))
+        solves = d.get("solves")
+        if solves is not None and (not isinstance(solves, list) or len(solves) != len(d["tasks"])):
+            raise ValueError(f"{where}: 'solves' must be a list with one [attempts, correct] per task")
         for i, t in enumerate(d["tasks"]):
             task = Task.from_dict(t, f"{where}.tasks[{i}]")
             b._items[task.key()] = task
+            if solves is not None:
+                h = solves[i]
+                if (not isinstance(h, list) or len(h) != 2 or not all(type(x) is int for x in h)
+                        or not 0 <= h[1] <= h[0]):
+                    raise ValueError(f"{where}.solves[{i}]: expected [attempts, correct] with "
+                                     f"0 <= correct <= attempts, got {h!r}")
+                if h[0]:
+                    b._solves[task.key()] = list(h)
         b.evicted = int(d.get("evicted", 0))
         return b
 
@@ -221,16 +278,18 @@ class Buffers:
             self.by_type["abduction"].add(Task.from_dict({**base.to_dict(), "kind": "abduction"}), rng)
         return n
 
-    def references(self, kind: str, k: int, rng: np.random.Generator) -> list[Task]:
+    def references(self, kind: str, k: int, rng: np.random.Generator,
+                   weighting: str = "uniform") -> list[Task]:
         """Up to K distinct reference triplets for a proposer prompt, drawn
-        uniformly without replacement (from the seed buffer when the type's
-        buffer is empty): a buffer of fewer than K tasks gives all of them, in
-        random order, rather than repeating one."""
+        without replacement with ``weighting`` (from the seed buffer when the
+        type's buffer is empty): a buffer of fewer than K tasks gives all of
+        them, in random order, rather than repeating one."""
         src = self.by_type[kind] if len(self.by_type[kind]) else self.seed
         items = src.tasks
         if not items or k <= 0:
             return []
-        pick = rng.choice(len(items), size=min(k, len(items)), replace=False)
+        p = src.weights(weighting)
+        pick = rng.choice(len(items), size=min(k, len(items)), replace=False, p=p)
         return [items[int(i)] for i in pick]
 
     def program_pool(self) -> list[Task]:
@@ -281,4 +340,5 @@ class Buffers:
         return out
 
 
-__all__ = ["Buffers", "EVICTION_POLICIES", "TaskBuffer", "load_seed_jsonl", "task_to_seed_record"]
+__all__ = ["Buffers", "EVICTION_POLICIES", "TaskBuffer", "WEIGHTINGS", "learnable_weight", "load_seed_jsonl",
+           "task_to_seed_record"]

@@ -39,6 +39,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "aggregation": ("token-mean", "sequence-mean"),
     "advantage_mode": ("per-sample", "token-weighted"),
     "eviction": ("fifo", "random"),
+    "buffer_weighting": ("uniform", "learnable"),
     "scaffold": ("think", "answer"),
     "monitor_action": ("log", "penalize", "drop"),
 }
@@ -179,6 +180,10 @@ class TrainerConfig:
     seed_rounds: int = _f(0, '... in at most this many rounds (each proposes only for the types still short).')
     buffer_capacity: int = _f(0, 'Tasks per type buffer (0 = unbounded).')
     eviction: str = _f("fifo", 'Which task a full buffer drops: fifo (the oldest) or random.')
+    buffer_weighting: str = _f("uniform",
+        "How solver batches (after the step's new tasks) and proposer references are drawn from a buffer: "
+        "uniform, or learnable: in proportion to p(1 - p) of each task's smoothed solve rate so far "
+        "(azr.buffers.learnable_weight), favouring tasks of middling difficulty.")
     reject_trivial: bool = _f(False,
         'A valid deduction/abduction proposal whose program returns its input unchanged, or behaves like a '
         'reference it was shown, is invalid (reward -1).')

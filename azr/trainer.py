@@ -643,7 +643,7 @@ class Trainer:
                     prog = pool[int(self.rng.integers(len(pool)))].program
                     text = proposer_text(kind, self.templates, program=prog, n_inputs=cfg.induction_inputs)
                 else:
-                    refs = self.buffers.references(kind, cfg.k_references, self.rng)
+                    refs = self.buffers.references(kind, cfg.k_references, self.rng, cfg.buffer_weighting)
                     prog = ""
                     text = proposer_text(kind, self.templates, refs)
                 ids, full, prefix, plan = self._prompt(text, kind, "propose")
@@ -697,6 +697,8 @@ class Trainer:
                 continue
             if self.buffers[r.task].add(r.item, self.rng):
                 newest[r.task].append(r.item)
+                if r.acc is not None:  # the learnability rollouts are the task's first attempts
+                    self.buffers[r.task].record(r.item, cfg.n_learnability, round(r.acc * cfg.n_learnability))
                 if cfg.share_triplets and r.task in ("deduction", "abduction"):
                     other = "abduction" if r.task == "deduction" else "deduction"
                     twin = Task.from_dict({**r.item.to_dict(), "kind": other})
@@ -833,7 +835,7 @@ class Trainer:
         rolls: list[Rollout] = []
         items: list[tuple[Task, Any]] = []
         for kind in cfg.task_types:
-            for task in self.buffers[kind].sample(cfg.batch_size, self.rng, newest[kind]):
+            for task in self.buffers[kind].sample(cfg.batch_size, self.rng, newest[kind], cfg.buffer_weighting):
                 ids, full, held, prefix, plan = self._solver_prompt(task)
                 if self._too_long(ids):
                     self._skipped_long += 1
@@ -862,6 +864,7 @@ class Trainer:
             for i, a, good, fl in zip(idx, answers, ok, flags):
                 r = rolls[i]
                 r.flags = fl
+                self.buffers[kind].record(r.item, 1, int(bool(good)))
                 r.outcome = "format_error" if a is None else ("correct" if good else "wrong")
                 codes.append({"correct": rl.CORRECT, "wrong": rl.WRONG, "format_error": rl.FORMAT_ERROR}[r.outcome])
             for i, rew in zip(idx, rl.solver_rewards(codes)):

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from azr.buffers import Buffers, TaskBuffer, load_seed_jsonl
+from azr.buffers import Buffers, TaskBuffer, learnable_weight, load_seed_jsonl
 from azr.tasks import Task
 
 
@@ -66,6 +66,74 @@ def test_sample_newest_first_then_uniform():
     small.add(T(1))
     assert len(small.sample(4, rng)) == 4
     assert TaskBuffer("x").sample(3, rng) == []
+
+
+def test_learnable_weight_values():
+    # p = (correct + 0.5) / (attempts + 1); weight p (1 - p), computed by hand
+    got = learnable_weight(np.array([0, 4, 4, 4, 16]), np.array([0, 2, 1, 0, 0]))
+    want = [0.5 * 0.5, 0.5 * 0.5, 0.3 * 0.7, 0.1 * 0.9, (0.5 / 17) * (16.5 / 17)]
+    assert np.allclose(got, want)
+    assert learnable_weight(np.array([4]), np.array([4]))[0] == pytest.approx(0.1 * 0.9)
+
+
+def test_record_and_learnable_sampling():
+    rng = np.random.default_rng(3)
+    b = TaskBuffer("deduction", capacity=4)
+    for i in range(4):
+        b.add(T(i))
+    b.record(T(0), 8, 0)   # never solved
+    b.record(T(1), 8, 8)   # always solved
+    b.record(T(2), 8, 4)   # middling
+    b.record(T(2), 1, 5)   # correct is clipped to attempts
+    b.record(T(99), 4, 2)  # not in the buffer: ignored
+    assert b.solve_history(T(2)) == (9, 5) and b.solve_history(T(3)) == (0, 0)
+    assert b.solve_history(T(99)) == (0, 0)
+    w = learnable_weight(np.array([8, 8, 9, 0]), np.array([0, 8, 5, 0]))
+    assert np.allclose(b.weights("learnable"), w / w.sum())
+    assert b.weights("uniform") is None
+    with pytest.raises(ValueError, match="weighting 'hard' is not one of"):
+        b.weights("hard")
+    n = 8000
+    c = Counter(t.step for _ in range(n) for t in b.sample(1, rng, weighting="learnable"))
+    for i in range(4):  # within 5 standard errors of the expected count
+        e = n * w[i] / w.sum()
+        assert abs(c[i] - e) < 5 * np.sqrt(e), (i, c[i], e)
+    cu = Counter(t.step for _ in range(n) for t in b.sample(1, rng))
+    assert abs(cu[0] - n / 4) < 5 * np.sqrt(n / 4)  # uniform ignores the history
+    # references draw with the same weights, without replacement
+    bufs = Buffers()
+    bufs.by_type["deduction"] = b
+    refs = bufs.references("deduction", 4, rng, "learnable")
+    assert sorted(t.step for t in refs) == [0, 1, 2, 3]
+    c = Counter(bufs.references("deduction", 1, rng, "learnable")[0].step for _ in range(n))
+    assert abs(c[0] - n * w[0] / w.sum()) < 5 * np.sqrt(n * w[0] / w.sum())
+    # an evicted task takes its history with it; it comes back with none
+    b.add(T(10))
+    assert T(0) not in b and b.solve_history(T(0)) == (0, 0)
+    b.add(T(0))
+    assert b.solve_history(T(0)) == (0, 0)
+
+
+def test_solve_history_saved_and_checked(tmp_path):
+    bufs = Buffers()
+    bufs["deduction"].extend([T(1), T(2)])
+    bufs["deduction"].record(T(2), 5, 3)
+    p = tmp_path / "b.json"
+    bufs.save(p)
+    back = Buffers.load(p)
+    assert back["deduction"].solve_history(T(2)) == (5, 3)
+    assert back["deduction"].solve_history(T(1)) == (0, 0)
+    d = json.loads(p.read_text())
+    del d["buffers"]["deduction"]["solves"]  # files from before the history load with none
+    p.write_text(json.dumps(d))
+    assert Buffers.load(p)["deduction"].solve_history(T(2)) == (0, 0)
+    for bad, msg in (([[5, 3]], "one \\[attempts, correct\\] per task"), ([[0, 0], [2, 3]], r"solves\[1\]"),
+                     ([[0, 0], [2, -1]], r"solves\[1\]"), ([[0, 0], "x"], r"solves\[1\]"),
+                     ([[0, 0], [1.5, 1]], r"solves\[1\]")):
+        d["buffers"]["deduction"]["solves"] = bad
+        p.write_text(json.dumps(d))
+        with pytest.raises(ValueError, match=msg):
+            Buffers.load(p)
 
 
 def test_save_load_roundtrip_and_hostile_file(tmp_path):

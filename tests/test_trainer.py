@@ -785,3 +785,32 @@ def test_checkpoint_tree_writer_frees_its_arrays_at_once(tmp_path):
         assert all(r() is None for r in refs)  # freed by reference counting alone
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("weighting", ["uniform", "learnable"])
+def test_buffers_record_each_tasks_solve_history(tmp_path, weighting):
+    """Learnability rollouts of a new task and every solver answer become the
+    task's solve history, counted here from the rollouts themselves."""
+    rec = Recorder()
+    tr = make_trainer(make_config(tmp_path, buffer_weighting=weighting), callbacks=[rec])
+    tr.prepare()
+    seen = {k: {t.key() for t in tr.buffers[k].tasks} for k in tasks.TASK_TYPES}
+    want: dict[tuple, list[int]] = {}
+    for _ in range(3):
+        tr.step()
+        rolls = rec.rollouts[-1]
+        for r in rolls:
+            if r.role == "propose" and r.outcome == "valid" and r.item.key() not in seen[r.task]:
+                seen[r.task].add(r.item.key())
+                h = want.setdefault((r.task, r.item.key()), [0, 0])
+                h[0] += tr.config.n_learnability
+                h[1] += round(r.acc * tr.config.n_learnability)
+        for r in rolls:
+            if r.role == "solve":
+                h = want.setdefault((r.task, r.item.key()), [0, 0])
+                h[0] += 1
+                h[1] += r.outcome == "correct"
+    assert any(c for _, c in want.values()) and any(c < a for a, c in want.values())
+    for kind in tasks.TASK_TYPES:
+        for t in tr.buffers[kind].tasks:
+            assert list(tr.buffers[kind].solve_history(t)) == want.get((kind, t.key()), [0, 0]), t
