@@ -139,6 +139,11 @@ class TrainerConfig:
     top_k: int = _f(0, 'Sample among the k most likely tokens only (0 = off).')
     max_slots: int = _f(0, 'Sequences the rollout engine decodes at once (0 = its default).')
     kv_budget_mb: int = _f(0, "Memory for the rollout engine's KV cache, in MiB (0 = its default).")
+    prefix_cache_mb: float = _f(256.0,
+        "Memory for the rollout engine's prefix cache, in MiB (0 = off): KV blocks kept between generate "
+        "calls while the weights are unchanged, so a prompt prefills only what no earlier prompt of the step "
+        "computed (shared headers, the answer scaffold's later spans, learnability prompts asked again). Same "
+        "completions either way (azr/generate.py).")
     # --- optimisation (on --resume these values replace the checkpoint's optimizer settings)
     lr: float = _f(1e-6,
         "AdamW learning rate (the 7B paper's 1e-6; the cpu preset's 1e-5 is the rate a 135M model learns at).")
@@ -324,7 +329,7 @@ class TrainerConfig:
         for k in positive:
             if getattr(self, k) < 1:
                 raise ValueError(f"config field {k!r} must be >= 1, got {getattr(self, k)}")
-        nonneg = ["warmup_steps", "decay_steps", "max_same_shape", "eval_every", "eval_limit", "max_minutes", "max_prompt_tokens", "micro_batch_tokens", "k_references", "top_k", "max_slots", "kv_budget_mb", "weight_decay", "clip_low",
+        nonneg = ["warmup_steps", "decay_steps", "max_same_shape", "eval_every", "eval_limit", "max_minutes", "max_prompt_tokens", "micro_batch_tokens", "k_references", "top_k", "max_slots", "kv_budget_mb", "prefix_cache_mb", "weight_decay", "clip_low",
                   "clip_high", "entropy_coef", "kl_coef", "seed_limit", "seed_min", "seed_rounds",
                   "buffer_capacity", "save_every", "keep_checkpoints", "monitor_penalty", "max_grad_norm"]
         for k in nonneg:

@@ -32,6 +32,18 @@ Semantics worth knowing:
   repacked only when the matrices changed: each call hashes them (one read
   of the weights), so optimizer steps, loads and direct NumPy writes are
   all seen. `release_weight_cache(model)` frees it.
+- A prefix cache keeps KV blocks (16 positions each) between calls while
+  the weights are unchanged, keyed by the token ids they hold: a prompt
+  that starts with tokens an earlier call computed (a shared instruction
+  header, an earlier prompt plus its completion, the same prompt again)
+  prefills only the rest. Completions are the same bit for bit with and
+  without it. It is made on first use with `DEFAULT_PREFIX_CACHE_MB` (capped
+  at an eighth of the available memory); `set_prefix_cache(model, mb)`
+  resizes it (0 turns it off), `prefix_cache_stats(model)` reports how much
+  it saved, `clear_prefix_cache(model)` empties it,
+  `release_prefix_cache(model)` frees it, and
+  ``generate(..., prefix_cache=False)`` bypasses it for one call. Any change
+  to the weights empties it at the next call (content hash).
 """
 from __future__ import annotations
 
@@ -53,6 +65,7 @@ _FINISH = {0: "length", 1: "eos", 2: "stop"}
 BLOCK_SIZE = 16
 PREFILL_CHUNK = 512
 DEFAULT_MAX_SLOTS = 64
+DEFAULT_PREFIX_CACHE_MB = 256
 
 
 @dataclass
@@ -278,8 +291,8 @@ def plan(model, prompt_lens: Sequence[int], n: int, max_new_tokens: int,
 def generate(model, prompts, n: int = 1, max_new_tokens: int = 256, temperature: float = 1.0,
              top_p: float = 1.0, top_k: int = 0, stop: str | Sequence[str] | None = None,
              seed: int = 0, max_slots: int | None = None, kv_budget_mb: float | None = None,
-             progress: bool | Callable[[GenerateProgress], object] = False
-             ) -> list[list[Completion]]:
+             progress: bool | Callable[[GenerateProgress], object] = False,
+             prefix_cache: bool = True) -> list[list[Completion]]:
     """Sample ``n`` completions for each prompt; see the module docstring.
 
     ``progress``: False (quiet), True (a tqdm bar: sequences done, tokens/s,
@@ -293,6 +306,8 @@ def generate(model, prompts, n: int = 1, max_new_tokens: int = 256, temperature:
     KeyboardInterrupt (with nothing returned) when interrupted.
     """
     _check_scalars(n, max_new_tokens, temperature, top_p, top_k, seed, max_slots, kv_budget_mb)
+    if not isinstance(prefix_cache, bool):
+        raise TypeError(f"prefix_cache must be True or False, got {prefix_cache!r}")
     if not isinstance(progress, bool) and not callable(progress):
         raise TypeError("progress must be True, False or a callable taking a GenerateProgress, "
                         f"got {type(progress).__name__}")
@@ -348,7 +363,8 @@ def generate(model, prompts, n: int = 1, max_new_tokens: int = 256, temperature:
             model._engine, flat, offsets, int(n), int(max_new_tokens), float(temperature),
             float(top_p), int(top_k), int(seed), _eos_ids(model), stop_bytes, stop_off, tok_bytes,
             tok_off, pl.max_slots, pl.kv_blocks, pl.block_size, PREFILL_CHUNK, ctx, callback,
-            callback_interval=interval, request_keys=request_keys(ids), weights=_weight_cache(model))
+            callback_interval=interval, request_keys=request_keys(ids), weights=_weight_cache(model),
+            prefix=_prefix_cache(model) if prefix_cache else None)
     finally:
         if bar is not None:
             bar.close()
@@ -373,6 +389,51 @@ def _weight_cache(model):
     if cache is None:
         cache = model.__dict__["_gen_weights"] = _core.gen_weights_new()
     return cache
+
+
+def _prefix_cache(model):
+    """The model's prefix cache (made on first use; None when turned off)."""
+    d = model.__dict__
+    if "_gen_prefix" not in d:
+        mb = DEFAULT_PREFIX_CACHE_MB
+        avail = _mem_available()
+        nbytes = int(mb * 2**20) if avail is None else min(int(mb * 2**20), avail // 8)
+        d["_gen_prefix"] = _core.gen_prefix_new(nbytes) if nbytes > 0 else None
+    return d["_gen_prefix"]
+
+
+def set_prefix_cache(model, mb: float) -> None:
+    """Give ``model`` a new, empty prefix cache of ``mb`` MiB (0: none, so
+    every call prefills its whole prompts)."""
+    if isinstance(mb, bool) or not isinstance(mb, (int, float)) or not math.isfinite(mb) or mb < 0:
+        raise ValueError(f"prefix cache size must be a number of MiB >= 0, got {mb!r}")
+    model.__dict__["_gen_prefix"] = _core.gen_prefix_new(int(mb * 2**20)) if mb > 0 else None
+
+
+def prefix_cache_stats(model) -> dict[str, int]:
+    """The prefix cache's size and counters since it was made: capacity_blocks,
+    used_blocks, block_size, prompt_tokens (of the prompts it was asked
+    about), reused_tokens (of them, not prefilled), inserted_blocks,
+    evicted_blocks, flushes (emptied because the weights changed). All 0
+    when there is none."""
+    cache = model.__dict__.get("_gen_prefix")
+    if cache is None:
+        return dict(capacity_blocks=0, used_blocks=0, block_size=0, prompt_tokens=0, reused_tokens=0,
+                    inserted_blocks=0, evicted_blocks=0, flushes=0)
+    return dict(_core.gen_prefix_info(cache))
+
+
+def clear_prefix_cache(model) -> None:
+    """Empty the model's prefix cache (keeping its memory), as a weight
+    change does at the next call."""
+    cache = model.__dict__.get("_gen_prefix")
+    if cache is not None:
+        _core.gen_prefix_clear(cache)
+
+
+def release_prefix_cache(model) -> None:
+    """Free the model's prefix cache; the next call makes a new default one."""
+    model.__dict__.pop("_gen_prefix", None)
 
 
 def release_weight_cache(model) -> int:

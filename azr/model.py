@@ -445,17 +445,19 @@ class Model:
     def generate(self, prompts, n: int = 1, max_new_tokens: int = 256, temperature: float = 1.0,
                  top_p: float = 1.0, top_k: int = 0, stop=None, seed: int = 0,
                  max_slots: int | None = None, kv_budget_mb: float | None = None,
-                 progress=False):
+                 progress=False, prefix_cache: bool = True):
         """Sample ``n`` completions per prompt with the rollout engine; returns,
         per prompt, a list of ``n`` `azr.generate.Completion`. ``progress``:
         False, True (a progress bar) or a callable given an
-        `azr.generate.GenerateProgress` after every engine step. See
-        azr/generate.py."""
+        `azr.generate.GenerateProgress` after every engine step.
+        ``prefix_cache``: reuse KV blocks of earlier calls (same results).
+        See azr/generate.py."""
         from .generate import generate  # noqa: PLC0415 - the generate layer
 
         return generate(self, prompts, n=n, max_new_tokens=max_new_tokens,
                         temperature=temperature, top_p=top_p, top_k=top_k, stop=stop, seed=seed,
-                        max_slots=max_slots, kv_budget_mb=kv_budget_mb, progress=progress)
+                        max_slots=max_slots, kv_budget_mb=kv_budget_mb, progress=progress,
+                        prefix_cache=prefix_cache)
 
 
 def _weight_files(d: Path) -> list[Path]:

@@ -274,6 +274,10 @@ class Trainer:
                     src_dir = None
         self.model = model
         _check_context(cfg, model)
+        if getattr(model, "_engine", None) is not None:  # azr's engine (not a stand-in model)
+            from .generate import set_prefix_cache
+
+            set_prefix_cache(model, cfg.prefix_cache_mb)
         # tokenizer files copied into every checkpoint, so it loads on its own
         self._tokenizer_files = _read_tokenizer_files(cfg.tokenizer, cfg.model, src_dir,
                                                       getattr(model, "source_dir", None))
@@ -439,6 +443,24 @@ class Trainer:
             self._bar.set_postfix_str(f"{where} {name}", refresh=True)
 
     # ------------------------------------------------------------ sampling
+    def _prefix_stats(self) -> dict[str, int] | None:
+        if getattr(self.model, "_engine", None) is None:
+            return None
+        from .generate import prefix_cache_stats
+
+        return prefix_cache_stats(self.model)
+
+    def _prefix_delta(self) -> dict[str, Any] | None:
+        """The step's prompt tokens, those of them the prefix cache supplied
+        (not prefilled), and their share."""
+        now, before = self._prefix_stats(), getattr(self, "_pc0", None)
+        if now is None or before is None:
+            return None
+        p = now["prompt_tokens"] - before["prompt_tokens"]
+        r = now["reused_tokens"] - before["reused_tokens"]
+        return {"prompt_tokens": p, "reused_tokens": r, "reuse_rate": (r / p) if p else None,
+                "evicted_blocks": now["evicted_blocks"] - before["evicted_blocks"]}
+
     def _generate(self, prompts: list[list[int]], n: int, max_new_tokens: int, seed: int,
                   greedy: bool = False) -> list[list[Any]]:
         """One ``model.generate`` call with the run's sampling settings (or
@@ -985,6 +1007,7 @@ class Trainer:
         self._times = {"generate": 0.0, "execute": 0.0, "update": 0.0}
         self._gen_tokens = 0
         self._skipped_long = 0
+        self._pc0 = self._prefix_stats()
         t0 = time.perf_counter()
         prop: list[Rollout] = []
         newest: dict[str, list[Task]] = {k: [] for k in TASK_TYPES}
@@ -1225,6 +1248,7 @@ class Trainer:
             "generated_tokens": self._gen_tokens,
             "skipped_long_prompts": self._skipped_long,
             "tokens_per_s": (self._gen_tokens / gen_t) if gen_t > 0 else None,
+            "prefix_cache": self._prefix_delta(),
             "peak_memory_mb": round(_peak_memory_mb(), 1),
             "monitor_counts": dict(self.monitors.counts),
             **{k: _nan_to_none(v) if isinstance(v, float) else v for k, v in upd.items()},

@@ -7,6 +7,14 @@ generates exactly the same number of tokens; prefill is included):
   (a) 1 prompt  x 256 new tokens          -- decode latency, memory bound
   (b) 64 prompts x 256 new tokens         -- continuous batching
   (c) 8 prompts x 8 samples x 256 tokens  -- prefix sharing (n=8)
+  (d) the trainer's answer scaffold: 16 prompts that share a 115-token
+      header (the cpu preset's proposer prompts: 250-350 tokens), 64 new
+      tokens, then the same prompts continued by their completion and 5
+      fixed tokens, 32 new tokens more -- two calls, as the trainer's
+      spans are; azr with its prefix cache (emptied before each
+      repetition, as a weight update empties it) against azr without it
+      and against transformers making the same two calls
+(a)-(c) run with the prefix cache off, so every system prefills everything.
 Also printed: the memory-bandwidth bound for (a): the bytes a call must read
 from memory -- the fp32 weights once per new token, and at each decode step
 the keys and values already in its fp32 KV cache (~1.4% on top of the
@@ -95,11 +103,46 @@ def prompts_for(k: int, vocab: int, seed: int, lo: int = 16, hi: int = 48) -> li
 
 def run_ours(m: Model, prompts, n: int, new: int) -> float:
     t0 = time.perf_counter()
-    outs = m.generate(prompts, n=n, max_new_tokens=new, temperature=1.0, seed=0)
+    outs = m.generate(prompts, n=n, max_new_tokens=new, temperature=1.0, seed=0, prefix_cache=False)
     dt = time.perf_counter() - t0
     toks = sum(len(c.token_ids) for r in outs for c in r)
     assert toks == len(prompts) * n * new, (toks, len(prompts) * n * new)
     return toks / dt
+
+
+def scaffold_prompts(k: int, vocab: int, header: int, lo: int, hi: int) -> list[list[int]]:
+    """Case (d): k prompts that start with the same header tokens."""
+    head = prompts_for(1, vocab, 4, header, header + 1)[0]
+    return [head + p for p in prompts_for(k, vocab, 5, lo, hi)]
+
+
+def run_scaffold(m: Model, prompts, spans: tuple[int, int], cache: bool,
+                 path: Path | None = None, threads: int = 0) -> tuple[float, dict, list]:
+    """Case (d): two calls, the second continuing each prompt with its first
+    completion and 5 fixed tokens. Returns (new tokens per second over both
+    calls, the prefix cache's counters for them, the completions' tokens).
+    With ``path``, the same two calls (same prompts, same lengths) are made
+    with transformers instead."""
+    if cache:
+        gen.clear_prefix_cache(m)  # empty, as after a weight update
+    before = gen.prefix_cache_stats(m)
+    t0 = time.perf_counter()
+    first = m.generate(prompts, max_new_tokens=spans[0], temperature=1.0, seed=0, prefix_cache=cache)
+    t1 = time.perf_counter()
+    cont = [p + c[0].token_ids + [11, 12, 13, 14, 15] for p, c in zip(prompts, first)]
+    toks = sum(len(c[0].token_ids) for c in first)
+    if path is None:
+        second = m.generate(cont, max_new_tokens=spans[1], temperature=1.0, seed=1, prefix_cache=cache)
+        toks += sum(len(c[0].token_ids) for c in second)
+        after = gen.prefix_cache_stats(m)
+        ids = [(c[0].token_ids, d[0].token_ids, d[0].model_logprobs.tolist()) for c, d in zip(first, second)]
+        return toks / (time.perf_counter() - t0), {k: after[k] - before[k] for k in after}, ids
+    r1 = run_transformers(path, prompts, 1, spans[0], threads)
+    r2 = run_transformers(path, cont, 1, spans[1], threads)
+    if not r1 or not r2:
+        return 0.0, {}, []
+    n1, n2 = len(prompts) * spans[0], len(cont) * spans[1]
+    return (n1 + n2) / (n1 / r1 + n2 / r2), {}, []
 
 
 def run_transformers(path: Path, prompts, n: int, new: int, threads: int) -> float | None:
@@ -364,7 +407,8 @@ def run_ours_interleaved(m: Model, prompts, new: int, every: int = 8) -> tuple[f
             st["last"] = p.tokens
 
     t0 = time.perf_counter()
-    outs = m.generate(prompts, n=1, max_new_tokens=new, temperature=1.0, seed=0, progress=cb)
+    outs = m.generate(prompts, n=1, max_new_tokens=new, temperature=1.0, seed=0, progress=cb,
+                      prefix_cache=False)
     dt = time.perf_counter() - t0 - st["read_s"]
     assert sum(len(c.token_ids) for r in outs for c in r) == len(prompts) * new
     read(new - st["last"])
@@ -385,7 +429,7 @@ def main() -> int:
     ap.add_argument("--model", help="Hugging Face model directory or a name Model.from_pretrained "
                                     "knows (default: random weights in SmolLM2-135M's shape)")
     ap.add_argument("--threads", type=int, default=0, help="threads for every system (default: all)")
-    ap.add_argument("--cases", default="abc", help="which of the cases a, b, c to run (default: abc)")
+    ap.add_argument("--cases", default="abcd", help="which of the cases a, b, c, d to run (default: abcd)")
     ap.add_argument("--no-transformers", action="store_true", help="skip the transformers baseline")
     ap.add_argument("--repeat-a", type=int, default=5,
                     help="run case (a) K times with each system, interleaved, and K more times "
@@ -548,6 +592,35 @@ def main() -> int:
                                 ratio=r_ours / bound))
         if reps > 1:
             line += f" [best of {reps}]"
+        print(line + f" [{load_line()}]", flush=True)
+    if "d" in args.cases:
+        k, header, lo, hi, spans = (4, 48, 40, 80, (8, 8)) if args.quick else (16, 115, 135, 235, (64, 32))
+        prompts = scaffold_prompts(k, V, header, lo, hi)
+        run_scaffold(m, prompts[:2], (2, 2), True)  # warm-up
+        with_c, without, hf, stats = 0.0, 0.0, None, {}
+        for _ in range(max(1, args.repeat_a) if not args.quick else 1):  # best of K, interleaved
+            r, st, ids_c = run_scaffold(m, prompts, spans, True)
+            if r > with_c:
+                with_c, stats = r, st
+            r, _, ids_n = run_scaffold(m, prompts, spans, False)
+            without = max(without, r)
+            if ids_c != ids_n:
+                raise SystemExit("(d): the prefix cache changed the completions (tokens or log-probs)")
+            if not args.no_transformers:
+                r = run_scaffold(m, prompts, spans, False, path, threads)[0]
+                hf = r if hf is None or (r and r > hf) else hf
+        reuse = stats["reused_tokens"] / max(1, stats["prompt_tokens"])
+        line = (f"(d) scaffold, {k} prompts ({header}-token header) x {spans[0]} + {spans[1]} new tokens in two "
+                f"calls: azr {with_c:8.1f} tok/s with the prefix cache ({100 * reuse:.0f}% of "
+                f"{stats['prompt_tokens']} prompt tokens reused) | azr without it {without:8.1f} tok/s "
+                f"(x{with_c / without:.2f})")
+        results.append(dict(name="generate_d_scaffold", unit="tokens/s", ours=with_c, baseline=without,
+                            baseline_name="azr without the prefix cache", ratio=with_c / without))
+        if hf:
+            line += f" | transformers {hf:8.1f} tok/s (azr x{with_c / hf:.2f})"
+            results.append(dict(name="generate_d_scaffold", unit="tokens/s", ours=with_c, baseline=hf,
+                                baseline_name="transformers.generate (torch CPU), same two calls",
+                                ratio=with_c / hf))
         print(line + f" [{load_line()}]", flush=True)
     if llama is not None:
         llama.close()

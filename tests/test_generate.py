@@ -595,3 +595,140 @@ def test_progress_must_be_bool_or_callable(bad):
     m = _model("llama")
     with pytest.raises(TypeError, match="progress must be"):
         m.generate([[1, 2]], max_new_tokens=2, progress=bad)
+
+
+# ---- prefix cache across calls --------------------------------------------------
+
+
+def _same(x, y):
+    for X, Y in zip(x, y, strict=True):
+        for a, b in zip(X, Y, strict=True):
+            assert a.token_ids == b.token_ids
+            np.testing.assert_array_equal(a.logprobs, b.logprobs)
+            np.testing.assert_array_equal(a.model_logprobs, b.model_logprobs)
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "smollm2-heads"])
+def test_prefix_cache_gives_the_same_bits_and_counts_what_it_reused(kind, small_blocks):
+    """Prompts that share a header, repeat, or continue an earlier prompt and
+    its completion: every call gives the bits a call without the cache gives,
+    and the counters say exactly how many prompt tokens were not prefilled.
+    (SmolLM2's head layout too: its decode steps take the engine's other
+    forward path, whose keys and values must equal the prefill's.)"""
+    bs = gen.BLOCK_SIZE
+    if kind == "smollm2-heads":
+        m = Model.from_config(ModelConfig(vocab_size=VOCAB, hidden_size=192, intermediate_size=256,
+                                          num_hidden_layers=2, num_attention_heads=3, num_key_value_heads=1,
+                                          max_position_embeddings=256), seed=3, init_std=0.1)
+    else:
+        m = _model(kind, std=0.3)
+    rng = np.random.default_rng(5)
+    header = rng.integers(0, VOCAB, 13).tolist()  # 3 full blocks and one token
+    prompts = [header + rng.integers(0, VOCAB, int(k)).tolist() for k in (0, 1, 3, 4, 11)]
+    prompts.append(list(prompts[2]))  # a repeat within the call
+    prompts.append(rng.integers(0, VOCAB, 8).tolist())  # exactly two blocks, nothing shared
+    kw = dict(n=2, max_new_tokens=9, temperature=1.0, top_p=0.9, seed=3)
+    ref = m.generate(prompts, prefix_cache=False, **kw)
+    assert gen.prefix_cache_stats(m)["prompt_tokens"] == 0  # bypassed: not even made
+
+    def reusable(p, cached_blocks):  # blocks a prompt can take: never the one with its last token
+        return min(cached_blocks, (len(p) - 1) // bs) * bs
+
+    first = m.generate(prompts, **kw)
+    _same(ref, first)
+    s1 = gen.prefix_cache_stats(m)
+    assert s1["prompt_tokens"] == sum(map(len, prompts))
+    # the first prompt computes the header; the next four share its 3 full
+    # blocks; the repeat shares all of prompt 2's full blocks
+    want = sum(reusable(p, 3) for p in prompts[1:5]) + reusable(prompts[5], len(prompts[2]) // bs)
+    assert s1["reused_tokens"] == want
+    second = m.generate(prompts, **kw)
+    _same(ref, second)
+    s2 = gen.prefix_cache_stats(m)
+    assert s2["reused_tokens"] - s1["reused_tokens"] == sum(reusable(p, 99) for p in prompts)
+    # a continuation: prompt + its completion (minus the unfed last token) + new text
+    cont = [p + c[0].token_ids[:-1] + [1, 2] for p, c in zip(prompts, ref)]
+    _same(m.generate(cont, prefix_cache=False, **kw), m.generate(cont, **kw))
+    s3 = gen.prefix_cache_stats(m)
+    # each continuation reused at least every full block of its prompt and completion
+    low = sum(reusable(q, (len(p) + len(c[0].token_ids) - 1) // bs) for q, p, c in zip(cont, prompts, ref))
+    assert s3["reused_tokens"] - s2["reused_tokens"] >= low
+    assert s3["flushes"] == 0 and s3["evicted_blocks"] == 0
+
+
+def test_prefix_cache_follows_every_weight_change(small_blocks):
+    """A change of any parameter the keys and values depend on (a norm, not
+    only a matrix) empties the cache: greedy output equals the naive
+    recompute with the new weights."""
+    m = _model("llama", std=0.5)
+    prompts = _prompts(3, seed=43, lo=9, hi=20)
+
+    def check():
+        out = m.generate(prompts, max_new_tokens=6, temperature=0.0)
+        for p, (c,) in zip(prompts, out):
+            assert c.token_ids == _naive_greedy(m, p, 6)
+        _same(out, m.generate(prompts, max_new_tokens=6, temperature=0.0, prefix_cache=False))
+        return [c.token_ids for (c,) in out]
+
+    base = check()
+    check()
+    s = gen.prefix_cache_stats(m)
+    assert s["reused_tokens"] > 0 and s["flushes"] == 0
+    p = m.parameters()
+    p["model.layers.0.input_layernorm.weight"][...] *= -2.0  # a norm: not in the packed matrices
+    changed = check()
+    assert changed != base  # so a stale cache would have been caught
+    assert gen.prefix_cache_stats(m)["flushes"] == 1
+    p["model.embed_tokens.weight"][prompts[0][0], 0] += 3.0
+    check()
+    assert gen.prefix_cache_stats(m)["flushes"] == 2
+
+
+def test_prefix_cache_evicts_and_stays_exact(small_blocks):
+    """A store of a few blocks evicts least recently used leaves all the time;
+    output never changes."""
+    m = _model("qwen2")
+    per_block = azr._core.kv_bytes_per_block(m._engine, gen.BLOCK_SIZE)
+    gen.set_prefix_cache(m, 5 * per_block / 2**20)
+    head = _prompts(1, seed=47, lo=9, hi=10)[0]  # a shared header: reused within each call
+    prompts = [head + p for p in _prompts(10, seed=44, lo=1, hi=30)]
+    other = [head + p for p in _prompts(10, seed=46, lo=1, hi=30)]  # the run's pool then holds other KV
+    kw = dict(n=2, max_new_tokens=12, temperature=1.0, seed=9)
+    ref = m.generate(prompts, prefix_cache=False, **kw)
+    for _ in range(3):
+        _same(ref, m.generate(prompts, **kw))
+        m.generate(other, **kw)
+    s = gen.prefix_cache_stats(m)
+    assert s["capacity_blocks"] == 5 and s["used_blocks"] <= 5 and s["evicted_blocks"] > 0
+    assert s["reused_tokens"] > 0
+
+
+def test_prefix_cache_size_off_and_errors():
+    m = _model("llama")
+    gen.set_prefix_cache(m, 0)
+    prompts = _prompts(2, seed=45, lo=20, hi=30)
+    out = m.generate(prompts, max_new_tokens=4, seed=1)
+    _same(out, m.generate(prompts, max_new_tokens=4, seed=1))
+    assert gen.prefix_cache_stats(m)["reused_tokens"] == 0
+    gen.release_prefix_cache(m)
+    m.generate(prompts, max_new_tokens=4, seed=1)
+    m.generate(prompts, max_new_tokens=4, seed=1)
+    s = gen.prefix_cache_stats(m)
+    assert s["capacity_blocks"] > 0 and s["reused_tokens"] > 0  # a default one again
+    gen.clear_prefix_cache(m)
+    assert gen.prefix_cache_stats(m)["used_blocks"] == 0
+    m.generate(prompts, max_new_tokens=4, seed=1)
+    assert gen.prefix_cache_stats(m)["reused_tokens"] == s["reused_tokens"]  # nothing left to reuse
+    for bad in (-1, float("nan"), "1", True):
+        with pytest.raises(ValueError, match="prefix cache size"):
+            gen.set_prefix_cache(m, bad)
+    with pytest.raises(TypeError, match="prefix_cache must be True or False"):
+        m.generate(prompts, prefix_cache=1)
+    with pytest.raises(TypeError, match="gen_prefix_new"):
+        azr._core.generate(m._engine, np.zeros(3, np.int32), np.array([0, 3]), 1, 2, 1.0, 1.0, 0, 0,
+                           np.zeros(0, np.int32), None, None, None, None, 1, 4, 16, 16, 256, None,
+                           weights=azr._core.gen_weights_new(), prefix=object())
+    with pytest.raises(ValueError, match="prefix needs weights"):
+        azr._core.generate(m._engine, np.zeros(3, np.int32), np.array([0, 3]), 1, 2, 1.0, 1.0, 0, 0,
+                           np.zeros(0, np.int32), None, None, None, None, 1, 4, 16, 16, 256, None,
+                           prefix=azr._core.gen_prefix_new(1 << 20))

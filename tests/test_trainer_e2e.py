@@ -311,3 +311,21 @@ def test_scripted_policy_reaches_real_judging_for_every_task_type(shared_data, e
                 seen.add((r.task, "propose-" + r.outcome))
     for kind in TASK_TYPES:
         assert {(kind, "correct"), (kind, "wrong"), (kind, "propose-valid")} <= seen, sorted(seen)
+
+
+def test_prefix_cache_leaves_the_trajectory_unchanged(tiny_dir, executor, tmp_path):
+    """Two steps with the rollout engine's prefix cache and two without end
+    with the same weights bit for bit; the cached run reports what it reused."""
+    runs = {}
+    for mb in (0, 64):
+        model = model_mod.Model.from_pretrained(tiny_dir)
+        with Trainer(_cfg(tiny_dir, tmp_path, f"run{mb}", prefix_cache_mb=mb, entropy_coef=0.01, save_every=0),
+                     model=model, executor=executor) as tr:
+            out = tr.train()
+        runs[mb] = (_params(model), out)
+    for k, v in runs[0][0].items():
+        np.testing.assert_array_equal(v, runs[64][0][k], err_msg=k)
+    assert all(m["prefix_cache"]["prompt_tokens"] == 0 for m in runs[0][1])  # off: never asked
+    on = [m["prefix_cache"] for m in runs[64][1]]
+    assert all(p["prompt_tokens"] > 0 and 0 < p["reused_tokens"] < p["prompt_tokens"] for p in on), on
+    assert all(p["reuse_rate"] == p["reused_tokens"] / p["prompt_tokens"] for p in on)

@@ -7,6 +7,7 @@
  * (whose rounding depends on the batch shape; see gen_kernels.h).
  */
 #include "generate.h"
+#include "prefix_cache.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -83,6 +84,8 @@ int64_t azr_gen_weights_bytes(const azr_gen_weights *w) {
 }
 
 int64_t azr_gen_weights_packs(const azr_gen_weights *w) { return w ? w->packs : 0; }
+
+uint64_t azr_gen_weights_packed_hash(const azr_gen_weights *w) { return w && w->valid ? w->hash : 0; }
 
 uint64_t azr_gen_weights_hash(azr_model *m) {
     if (!m) return 0;
@@ -228,6 +231,9 @@ typedef struct {
     /* stop strings */
     int64_t max_stop, max_tok_bytes, tail_cap;
     char *tails;
+    /* prefix cache (NULL: none): matched nodes of a prompt; a sequence's ids */
+    azr_gen_prefix *pc;
+    int32_t *pc_nodes, *pc_ids;
     azr_gen_progress prog;
 } gen_state;
 
@@ -325,6 +331,8 @@ static void gen_free(gen_state *st) {
     free(st->lrow_lp);
     free(st->lrow_mlp);
     free(st->tails);
+    free(st->pc_nodes);
+    free(st->pc_ids);
 }
 
 static azr_status check_params(const azr_model *m, const int32_t *ids, const int64_t *off,
@@ -335,6 +343,9 @@ static azr_status check_params(const azr_model *m, const int32_t *ids, const int
         return azr_set_error(AZR_ERR_INVALID, "generate: NULL output array");
     const azr_model_config *c = azr_model_cfg(m);
     if (R < 1) return azr_set_error(AZR_ERR_INVALID, "generate: no prompts");
+    if (p->prefix && !p->weights)
+        return azr_set_error(AZR_ERR_INVALID,
+                             "generate: a prefix cache needs the packed-weight cache (weights)");
     if (p->n < 1) return azr_set_error(AZR_ERR_INVALID, "generate: n = %d must be >= 1", p->n);
     if (R > INT32_MAX || (int64_t)p->n * R > INT32_MAX)
         return azr_set_error(AZR_ERR_INVALID, "generate: too many sequences (%lld x %d)",
@@ -468,6 +479,10 @@ static azr_status gen_init(gen_state *st) {
         azr_status rc = azr_gen_weights_sync(p->weights, st->m, NULL);
         if (rc) return rc;
         st->packed = p->weights->packed;
+        if (p->prefix) {
+            if ((rc = azr_pc_sync(p->prefix, st->m, p->weights, p->block_size))) return rc;
+            st->pc = p->prefix;
+        }
     } else {
         ALLOC(st->own_packed, st->lay.total, "the packed weights");
         pack_all(st->own_packed, st->m, &st->lay);
@@ -555,6 +570,13 @@ static azr_status gen_init(gen_state *st) {
         }
         st->tail_cap = st->max_stop + st->max_tok_bytes;
         CALLOC(st->tails, NS * st->tail_cap, "stop-string buffers");
+    }
+    if (st->pc) {
+        int64_t maxp = 1;
+        for (int64_t r = 0; r < st->R; r++)
+            if (st->reqs[r].plen > maxp) maxp = st->reqs[r].plen;
+        CALLOC(st->pc_nodes, st->maxb, "prefix cache matches");
+        CALLOC(st->pc_ids, maxp + p->max_new_tokens + 1, "prefix cache ids");
     }
     st->prog.seqs_total = st->S;
     return AZR_OK;
@@ -788,6 +810,14 @@ static void finish_slot(gen_state *st, int32_t s, int reason) {
     st->out->lengths[seq] = sl->ngen;
     st->out->finish[seq] = (int8_t)reason;
     int32_t *table = st->tables + (int64_t)s * st->maxb;
+    if (st->pc) { /* its full blocks hold final KV for prompt + every token but the last */
+        int64_t plen = st->reqs[sl->r].plen;
+        memcpy(st->pc_ids, st->prompt_ids + st->prompt_off[sl->r], (size_t)plen * sizeof(int32_t));
+        memcpy(st->pc_ids + plen, st->out->tokens + seq * st->p->max_new_tokens,
+               (size_t)sl->ngen * sizeof(int32_t));
+        azr_pc_insert(st->pc, st->pc_ids, (plen + sl->ngen - 1) / st->bs, st->kv, st->layer_stride,
+                      table);
+    }
     for (int32_t b = 0; b < sl->nblocks; b++) blk_release(st, table[b]);
     sl->active = 0;
     sl->nblocks = 0;
@@ -885,13 +915,39 @@ static azr_status admit(gen_state *st, int32_t s, int *admitted) {
     return AZR_OK;
 }
 
-/* Start prefilling waiting requests while slots would be free for them. */
+/* Full blocks (at most lim) that ids shares with the prompt of a request
+ * still being prefilled: KV that will be in the prefix cache in a few steps. */
+static int64_t shared_with_prefill(const gen_state *st, const int32_t *ids, int64_t lim) {
+    int64_t best = 0;
+    for (int64_t r = st->first_live; r < st->next_waiting; r++) {
+        const gen_req *q = &st->reqs[r];
+        if (q->state != REQ_PREFILL) continue;
+        const int32_t *o = st->prompt_ids + st->prompt_off[r];
+        int64_t k = 0, kmax = q->plen / st->bs < lim ? q->plen / st->bs : lim;
+        while (k < kmax && !memcmp(o + k * st->bs, ids + k * st->bs, (size_t)st->bs * sizeof *ids))
+            k++;
+        if (k > best) best = k;
+    }
+    return best;
+}
+
+/* Start prefilling waiting requests while slots would be free for them. With
+ * a prefix cache, a request first takes its cached blocks, and waits while a
+ * request being prefilled is computing more of its prefix (it then finds
+ * those blocks cached: prompts that share a header prefill it once). */
 static void start_requests(gen_state *st) {
     const azr_gen_params *p = st->p;
     while (st->next_waiting < st->R && st->ngfree > 0 &&
            st->free_slots + st->lookahead > st->unadmitted) {
         gen_req *q = &st->reqs[st->next_waiting];
         if (st->nfree - st->reserved < q->prompt_blocks + q->priv_blocks) return;
+        int64_t nm = 0;
+        const int32_t *ids = st->prompt_ids + st->prompt_off[st->next_waiting];
+        if (st->pc) { /* never the block holding its last token: its logits are needed */
+            int64_t lim = (q->plen - 1) / st->bs;
+            nm = azr_pc_match(st->pc, ids, lim, st->pc_nodes);
+            if (nm < lim && shared_with_prefill(st, ids, lim) > nm) return;
+        }
         q->gslot = st->gfree[--st->ngfree];
         int32_t *gt = st->tables + (p->max_slots + (int64_t)q->gslot) * st->maxb;
         for (int64_t b = 0; b < q->prompt_blocks; b++) gt[b] = blk_alloc(st);
@@ -899,6 +955,12 @@ static void start_requests(gen_state *st) {
         q->has_reservation = 1;
         q->state = REQ_PREFILL;
         q->prefilled = 0;
+        if (st->pc) {
+            for (int64_t b = 0; b < nm; b++)
+                azr_pc_copy_out(st->pc, st->pc_nodes[b], st->kv, st->layer_stride, gt[b]);
+            q->prefilled = nm * st->bs;
+            azr_pc_count(st->pc, q->plen, q->prefilled);
+        }
         st->unadmitted += p->n;
         st->next_waiting++;
     }
@@ -1013,10 +1075,15 @@ azr_status azr_gen_run(azr_model *m, const int32_t *prompt_ids, const int64_t *p
                 if ((rc = take_token(&st, s, st.lrow_tok[j], st.lrow_lp[j], st.lrow_mlp[j])))
                     goto done;
             } else {
-                gen_req *q = &st.reqs[-1 - (int64_t)s];
+                int64_t r = -1 - (int64_t)s;
+                gen_req *q = &st.reqs[r];
                 memcpy(st.glogits + (int64_t)q->gslot * st.V, st.logits + j * st.V,
                        (size_t)st.V * sizeof(float));
                 q->state = REQ_READY;
+                if (st.pc)
+                    azr_pc_insert(st.pc, prompt_ids + prompt_off[r], q->plen / st.bs, st.kv,
+                                  st.layer_stride,
+                                  st.tables + (p->max_slots + (int64_t)q->gslot) * st.maxb);
             }
         }
         if (p->callback && p->callback(p->callback_ctx, &st.prog)) {

@@ -106,6 +106,40 @@ int64_t azr_gen_weights_packs(const azr_gen_weights *w);
 /* The content hash of m's packed matrices as the cache computes it (0 for NULL). */
 uint64_t azr_gen_weights_hash(azr_model *m);
 
+/* ---- prefix cache ---------------------------------------------------------
+ * KV blocks kept between runs, keyed by the token ids they hold, so a prompt
+ * that starts with tokens an earlier run already computed (a shared
+ * instruction header; a prompt that continues an earlier prompt and its
+ * completion, as the trainer's answer scaffold does span after span; the
+ * same prompt asked again) prefills only the rest. Only full blocks are
+ * kept, and a request always prefills at least its last token (its logits
+ * are needed). Valid while the weights are: a run empties it when the
+ * weights' content hash, the other parameters' hash, the model's shape or
+ * constants, or the block size differ from those its blocks were computed
+ * with (prefix_cache.h). A full store evicts the least recently used blocks
+ * that no other cached block continues. Completions are the same bit for bit
+ * with and without it. Needs the packed-weight cache in the run's params. */
+typedef struct azr_gen_prefix azr_gen_prefix;
+
+typedef struct {
+    int64_t capacity_blocks; /* blocks the store holds (0 until first used) */
+    int64_t used_blocks;
+    int32_t block_size;
+    int64_t prompt_tokens;   /* prompt tokens of the requests it was asked about */
+    int64_t reused_tokens;   /* of them, taken from the cache instead of prefilled */
+    int64_t inserted_blocks, evicted_blocks;
+    int64_t flushes;         /* times emptied because the weights or model changed */
+} azr_gen_prefix_stats;
+
+/* A new empty cache whose store may use up to max_bytes (>= 0; a store
+ * smaller than one block caches nothing), or NULL (error set). */
+azr_gen_prefix *azr_gen_prefix_new(int64_t max_bytes);
+/* Free it; NULL is a no-op. */
+void azr_gen_prefix_free(azr_gen_prefix *pc);
+/* Drop every cached block (the store stays allocated). */
+void azr_gen_prefix_clear(azr_gen_prefix *pc);
+void azr_gen_prefix_get_stats(const azr_gen_prefix *pc, azr_gen_prefix_stats *s);
+
 typedef struct {
     int32_t n;              /* samples per request, >= 1 */
     int32_t max_new_tokens; /* >= 1 */
@@ -133,6 +167,9 @@ typedef struct {
      * of the run (azr_gen_weights_sync); NULL packs for this run only. The
      * caller must not use the same cache in two runs at once. */
     azr_gen_weights *weights;
+    /* blocks kept between runs (see above); NULL: none. Needs weights.
+     * Same rule: one run at a time. */
+    azr_gen_prefix *prefix;
 } azr_gen_params;
 
 /* Caller-allocated outputs for S = R*n sequences. */

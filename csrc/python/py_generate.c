@@ -84,6 +84,86 @@ static PyObject *py_weights_hash(PyObject *mod, PyObject *args) {
     return PyLong_FromUnsignedLongLong(h);
 }
 
+/* ---- the prefix cache as a capsule ("azr.gen_prefix"), same busy rule ---- */
+#define PREFIX_CAPSULE "azr.gen_prefix"
+
+typedef struct {
+    azr_gen_prefix *pc;
+    int busy;
+} gen_prefix_box;
+
+static void prefix_destroy(PyObject *cap) {
+    gen_prefix_box *c = PyCapsule_GetPointer(cap, PREFIX_CAPSULE);
+    if (!c) {
+        PyErr_Clear();
+        return;
+    }
+    azr_gen_prefix_free(c->pc);
+    PyMem_Free(c);
+}
+
+static gen_prefix_box *prefix_of(PyObject *o) {
+    if (!PyCapsule_IsValid(o, PREFIX_CAPSULE)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "generate: prefix must be a cache made by azr._core.gen_prefix_new()");
+        return NULL;
+    }
+    return PyCapsule_GetPointer(o, PREFIX_CAPSULE);
+}
+
+static PyObject *py_prefix_new(PyObject *mod, PyObject *args) {
+    (void)mod;
+    long long max_bytes;
+    if (!PyArg_ParseTuple(args, "L:gen_prefix_new", &max_bytes)) return NULL;
+    if (max_bytes < 0) {
+        PyErr_SetString(PyExc_ValueError, "gen_prefix_new: max_bytes must be >= 0");
+        return NULL;
+    }
+    gen_prefix_box *c = PyMem_Calloc(1, sizeof *c);
+    if (!c) return PyErr_NoMemory();
+    c->pc = azr_gen_prefix_new(max_bytes);
+    if (!c->pc) {
+        PyMem_Free(c);
+        return azr_py_raise(AZR_ERR_NOMEM, "gen_prefix_new failed");
+    }
+    PyObject *cap = PyCapsule_New(c, PREFIX_CAPSULE, prefix_destroy);
+    if (!cap) {
+        azr_gen_prefix_free(c->pc);
+        PyMem_Free(c);
+    }
+    return cap;
+}
+
+static PyObject *py_prefix_info(PyObject *mod, PyObject *args) {
+    (void)mod;
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O:gen_prefix_info", &cap)) return NULL;
+    gen_prefix_box *c = prefix_of(cap);
+    if (!c) return NULL;
+    azr_gen_prefix_stats s;
+    azr_gen_prefix_get_stats(c->pc, &s);
+    return Py_BuildValue("{s:L,s:L,s:i,s:L,s:L,s:L,s:L,s:L}", "capacity_blocks",
+                         (long long)s.capacity_blocks, "used_blocks", (long long)s.used_blocks,
+                         "block_size", (int)s.block_size, "prompt_tokens",
+                         (long long)s.prompt_tokens, "reused_tokens", (long long)s.reused_tokens,
+                         "inserted_blocks", (long long)s.inserted_blocks, "evicted_blocks",
+                         (long long)s.evicted_blocks, "flushes", (long long)s.flushes);
+}
+
+static PyObject *py_prefix_clear(PyObject *mod, PyObject *args) {
+    (void)mod;
+    PyObject *cap;
+    if (!PyArg_ParseTuple(args, "O:gen_prefix_clear", &cap)) return NULL;
+    gen_prefix_box *c = prefix_of(cap);
+    if (!c) return NULL;
+    if (c->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "gen_prefix_clear: the cache is in use by a generate call");
+        return NULL;
+    }
+    azr_gen_prefix_clear(c->pc);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_sum_floats(PyObject *mod, PyObject *args) {
     (void)mod;
     PyObject *o;
@@ -153,21 +233,34 @@ static PyObject *py_generate(PyObject *mod, PyObject *args, PyObject *kw) {
                              "top_p", "top_k", "seed", "eos", "stop_bytes", "stop_offsets",
                              "token_bytes", "token_offsets", "max_slots", "kv_blocks",
                              "block_size", "prefill_chunk", "max_context", "callback",
-                             "callback_interval", "request_keys", "weights", NULL};
+                             "callback_interval", "request_keys", "weights", "prefix", NULL};
     PyObject *model_o, *ids_o, *off_o, *eos_o, *sb_o, *so_o, *tb_o, *to_o, *cb_o;
     int n, max_new, top_k, max_slots, block_size, prefill_chunk, max_context;
     float temperature, top_p;
     unsigned long long seed;
     long long kv_blocks;
     double interval = 0.2;
-    PyObject *keys_o = Py_None, *weights_o = Py_None;
+    PyObject *keys_o = Py_None, *weights_o = Py_None, *prefix_o = Py_None;
     gen_cache *cache = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOiiffiKOOOOOiLiiiO|dOO:generate", kwlist, &model_o,
+    gen_prefix_box *pbox = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOiiffiKOOOOOiLiiiO|dOOO:generate", kwlist, &model_o,
                                      &ids_o, &off_o, &n, &max_new, &temperature, &top_p, &top_k,
                                      &seed, &eos_o, &sb_o, &so_o, &tb_o, &to_o, &max_slots,
                                      &kv_blocks, &block_size, &prefill_chunk, &max_context, &cb_o,
-                                     &interval, &keys_o, &weights_o))
+                                     &interval, &keys_o, &weights_o, &prefix_o))
         return NULL;
+    if (prefix_o != Py_None) {
+        if (!(pbox = prefix_of(prefix_o))) return NULL;
+        if (weights_o == Py_None) {
+            PyErr_SetString(PyExc_ValueError, "generate: prefix needs weights (a packed-weight cache)");
+            return NULL;
+        }
+        if (pbox->busy) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "generate: this prefix cache is in use by another generate call");
+            return NULL;
+        }
+    }
     if (weights_o != Py_None) {
         if (!(cache = cache_of(weights_o))) return NULL;
         if (cache->busy) {
@@ -235,6 +328,7 @@ static PyObject *py_generate(PyObject *mod, PyObject *args, PyObject *kw) {
         goto done;
     }
     if (cache) cache->busy = 1;
+    if (pbox) pbox->busy = 1;
     const azr_model_config *cfg = azr_model_cfg(m);
     if (tb_o != Py_None) {
         if (!PyBytes_Check(tb_o)) {
@@ -301,6 +395,7 @@ static PyObject *py_generate(PyObject *mod, PyObject *args, PyObject *kw) {
         p.callback = step_callback;
         p.callback_ctx = &cs;
         p.weights = cache ? cache->w : NULL;
+        p.prefix = pbox ? pbox->pc : NULL;
         azr_gen_outputs o = {PyArray_DATA((PyArrayObject *)tokens),
                              PyArray_DATA((PyArrayObject *)lp),
                              PyArray_DATA((PyArrayObject *)mlp),
@@ -323,6 +418,7 @@ done:
     if (m) {
         azr_py_model_release(model_o);
         if (cache) cache->busy = 0;
+        if (pbox) pbox->busy = 0;
     }
     Py_XDECREF(ids);
     Py_XDECREF(off);
@@ -365,12 +461,18 @@ static PyMethodDef gen_methods[] = {
      "generate(model, ids, offsets, n, max_new_tokens, temperature, top_p, top_k, seed, eos, "
      "stop_bytes, stop_offsets, token_bytes, token_offsets, max_slots, kv_blocks, block_size, "
      "prefill_chunk, max_context, callback, callback_interval=0.2, request_keys=None, "
-     "weights=None)\n"
+     "weights=None, prefix=None)\n"
      "-> (tokens (S, max_new) int32, logprobs, model_logprobs (S, max_new) float32, "
      "lengths (S,) int32, finish (S,) int8: 0 length, 1 eos, 2 stop)"},
     {"gen_weights_new", py_weights_new, METH_NOARGS,
      "gen_weights_new() -> a packed-weight cache for generate(weights=...): kept between "
      "calls, repacked only when the model's matrices change (content hash)"},
+    {"gen_prefix_new", py_prefix_new, METH_VARARGS,
+     "gen_prefix_new(max_bytes) -> a prefix cache for generate(prefix=...): KV blocks kept "
+     "between calls while the weights are unchanged (csrc/generate/generate.h)"},
+    {"gen_prefix_info", py_prefix_info, METH_VARARGS,
+     "gen_prefix_info(cache) -> dict of its size and counters"},
+    {"gen_prefix_clear", py_prefix_clear, METH_VARARGS, "gen_prefix_clear(cache): drop every block"},
     {"gen_weights_info", py_weights_info, METH_VARARGS,
      "gen_weights_info(cache) -> (bytes held, times packed)"},
     {"gen_weights_hash", py_weights_hash, METH_VARARGS,

@@ -632,6 +632,79 @@ static void test_weight_cache(void) {
     azr_model_free(m);
 }
 
+/* Prefix cache: runs with it give the run without it, reuse what earlier
+ * runs computed, evict in a store of a few blocks, and refuse to run
+ * without the weight cache its validity key comes from. */
+static void test_prefix_cache(void) {
+    azr_model *m = tiny_model();
+    /* two prompts sharing 9 tokens (two full blocks of 4), then one that
+     * continues the first */
+    int32_t ids[] = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 3, 1, 4, 1, 5, 9, 2, 6, 5, 8, 9, 7};
+    int64_t off[] = {0, 11, 23};
+    enum { NEW = 7, S = 4 };
+    int32_t t0[S * NEW], t1[S * NEW], lens[S];
+    float lp0[S * NEW], lp1[S * NEW], mlp[S * NEW];
+    int8_t fin[S];
+    azr_gen_outputs o = {t0, lp0, mlp, lens, fin};
+    azr_gen_params p;
+    memset(&p, 0, sizeof p);
+    p.n = 2;
+    p.max_new_tokens = NEW;
+    p.sampling.temperature = 1.0f;
+    p.sampling.top_p = 1.0f;
+    p.seed = 11;
+    p.max_slots = 3;
+    p.kv_blocks = 32;
+    p.block_size = 4;
+    p.prefill_chunk = 5;
+    p.max_context = 64;
+    CHECK(azr_gen_run(m, ids, off, 2, &p, &o) == AZR_OK);
+    azr_gen_weights *w = azr_gen_weights_new();
+    p.weights = w;
+    azr_gen_prefix_stats st;
+    for (int64_t bytes = 1 << 20; bytes > 0; bytes = bytes == (1 << 20) ? 3 * 2 * 2 * 4 * 8 * 4 : 0) {
+        /* a roomy store, then one of 3 blocks (a block of the tiny model:
+         * 2 layers * keys and values * 4 positions * 8 kv floats * 4 bytes) */
+        azr_gen_prefix *pc = azr_gen_prefix_new(bytes);
+        CHECK(pc != NULL);
+        p.prefix = pc;
+        for (int k = 0; k < 3; k++) {
+            o.tokens = t1;
+            o.logprobs = lp1;
+            CHECK(azr_gen_run(m, ids, off, 2, &p, &o) == AZR_OK);
+            CHECK(memcmp(t0, t1, sizeof t0) == 0 && memcmp(lp0, lp1, sizeof lp0) == 0);
+        }
+        azr_gen_prefix_get_stats(pc, &st);
+        CHECK(st.prompt_tokens == 3 * 23 && st.reused_tokens > 0 && st.block_size == 4);
+        CHECK(st.used_blocks <= st.capacity_blocks && st.flushes == 0);
+        if (st.capacity_blocks <= 3) CHECK(st.evicted_blocks > 0);
+        /* a weight change empties it at the next run */
+        azr_layer_ptrs l0 = azr_model_layer(m, azr_model_params(m), 0);
+        l0.input_norm[0] += 0.25f;
+        CHECK(azr_gen_run(m, ids, off, 2, &p, &o) == AZR_OK);
+        azr_gen_prefix_get_stats(pc, &st);
+        CHECK(st.flushes == 1);
+        l0.input_norm[0] -= 0.25f;
+        azr_gen_prefix_clear(pc);
+        azr_gen_prefix_get_stats(pc, &st);
+        CHECK(st.used_blocks == 0);
+        azr_gen_prefix_free(pc);
+        o.tokens = t0;
+        o.logprobs = lp0;
+        p.prefix = NULL;
+        CHECK(azr_gen_run(m, ids, off, 2, &p, &o) == AZR_OK);  /* the reference, weights restored */
+    }
+    azr_gen_prefix *pc = azr_gen_prefix_new(1 << 20);
+    p.weights = NULL;
+    p.prefix = pc;
+    CHECK(azr_gen_run(m, ids, off, 2, &p, &o) == AZR_ERR_INVALID);
+    CHECK(azr_gen_prefix_new(-1) == NULL);
+    azr_gen_prefix_free(pc);
+    azr_gen_prefix_free(NULL);
+    azr_gen_weights_free(w);
+    azr_model_free(m);
+}
+
 /* exp_neg8 is exp_neg lane by lane, bit for bit (attention and the sampler
  * mix the two in one loop), and both are within 3e-7 of exp. */
 static void test_exp_neg(void) {
@@ -720,5 +793,6 @@ int main(void) {
     test_paged_attention();
     test_runs();
     test_weight_cache();
+    test_prefix_cache();
     TEST_MAIN_END();
 }
