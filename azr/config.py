@@ -37,6 +37,7 @@ from typing import Any, Iterable
 CHOICES: dict[str, tuple[str, ...]] = {
     "prompt_style": ("auto", "chat", "plain"),
     "aggregation": ("token-mean", "sequence-mean"),
+    "precision": ("fp32", "bf16"),
     "advantage_mode": ("per-sample", "token-weighted"),
     "eviction": ("fifo", "random"),
     "buffer_weighting": ("uniform", "learnable"),
@@ -160,6 +161,10 @@ class TrainerConfig:
     adam_eps: float = _f(1e-8, 'AdamW epsilon.')
     weight_decay: float = _f(0.0, 'AdamW decoupled weight decay.')
     max_grad_norm: float = _f(1.0, 'Clip the global gradient norm to this (0 = no clipping).')
+    precision: str = _f("fp32",
+        "Matrix products of the update: fp32, or bf16 (inputs rounded to bfloat16, fp32 sums; weights, "
+        "gradients, optimizer state, norms and softmax stay fp32; azr.set_matmul_precision). Rollouts and "
+        "evaluation keep the engine's fp32 kernels.")
     clip_low: float = _f(0.2, 'PPO ratio clip below 1 (the surrogate clips the ratio at 1 - clip_low).')
     clip_high: float = _f(0.2, 'PPO ratio clip above 1 (at 1 + clip_high).')
     aggregation: str = _f("token-mean",

@@ -894,6 +894,19 @@ class Trainer:
         return rolls
 
     # -------------------------------------------------------------- update
+    def _update_at_precision(self, rolls: list[Rollout]) -> dict[str, Any]:
+        """`_update` with the config's matmul precision, restored after."""
+        if getattr(self.model, "_engine", None) is None:
+            return self._update(rolls)
+        from . import get_matmul_precision, set_matmul_precision
+
+        before = get_matmul_precision()
+        set_matmul_precision(self.config.precision)
+        try:
+            return self._update(rolls)
+        finally:
+            set_matmul_precision(before)
+
     def _update(self, rolls: list[Rollout]) -> dict[str, Any]:
         """Advantages, loss weights and one optimizer step over all rollouts."""
         cfg = self.config
@@ -1023,7 +1036,7 @@ class Trainer:
         if cfg.lr_schedule != "constant" or cfg.warmup_steps:
             self.optimizer.lr = lr_at(cfg.lr_schedule, cfg.lr, step - 1, cfg.warmup_steps,
                                       cfg.decay_steps or cfg.steps, cfg.min_lr_ratio)
-        upd = self._update(rolls)
+        upd = self._update_at_precision(rolls)
         self.step_count = step
         total = time.perf_counter() - t0
         self.train_seconds += total

@@ -329,3 +329,25 @@ def test_prefix_cache_leaves_the_trajectory_unchanged(tiny_dir, executor, tmp_pa
     on = [m["prefix_cache"] for m in runs[64][1]]
     assert all(p["prompt_tokens"] > 0 and 0 < p["reused_tokens"] < p["prompt_tokens"] for p in on), on
     assert all(p["reuse_rate"] == p["reused_tokens"] / p["prompt_tokens"] for p in on)
+
+
+def test_bf16_precision_in_the_update_only(tiny_dir, executor, tmp_path):
+    """precision = "bf16" makes the update's products bf16 (the weights after a
+    step differ from the fp32 run's, by about what bf16 rounding makes) and
+    leaves the process's matmul precision as it was."""
+    import azr
+
+    runs = {}
+    for prec in ("fp32", "bf16"):
+        model = model_mod.Model.from_pretrained(tiny_dir)
+        before = _params(model)
+        with Trainer(_cfg(tiny_dir, tmp_path, f"run_{prec}", precision=prec, steps=1, save_every=0),
+                     model=model, executor=executor) as tr:
+            tr.train()
+        assert azr.get_matmul_precision() == "fp32"
+        runs[prec] = {k: v - before[k] for k, v in _params(model).items()}  # the step's change
+    diff = [k for k in runs["fp32"] if not np.array_equal(runs["fp32"][k], runs["bf16"][k])]
+    assert diff, "bf16 products changed nothing"
+    num = sum(np.linalg.norm(runs["fp32"][k] - runs["bf16"][k]) ** 2 for k in runs["fp32"]) ** 0.5
+    den = sum(np.linalg.norm(runs["fp32"][k]) ** 2 for k in runs["fp32"]) ** 0.5
+    assert 0 < num / den < 0.2, num / den

@@ -7,6 +7,7 @@
  */
 #include "py_common.h"
 #include "py_model.h"
+#include "../core/cpu.h"
 
 #include <string.h>
 
@@ -598,7 +599,111 @@ static PyObject *py_sgemm_gflops(PyObject *mod, PyObject *args) {
     return PyFloat_FromDouble(best);
 }
 
+/* gemm(a, b, transa=False, transb=False, precision=None) -> op(a) @ op(b) as
+ * float32 through azr_gemm (precision None: the current one; "fp32";
+ * "bf16"), for tests and benchmarks. */
+static PyObject *py_gemm(PyObject *mod, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"a", "b", "transa", "transb", "precision", NULL};
+    PyObject *ao, *bo, *prec_o = Py_None;
+    int ta = 0, tb = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|ppO:gemm", kwlist, &ao, &bo, &ta, &tb, &prec_o))
+        return NULL;
+    int prec = azr_gemm_get_precision();
+    if (prec_o != Py_None) {
+        const char *ps = PyUnicode_Check(prec_o) ? PyUnicode_AsUTF8(prec_o) : NULL;
+        if (!ps || (strcmp(ps, "fp32") && strcmp(ps, "bf16"))) {
+            PyErr_SetString(PyExc_ValueError, "gemm: precision must be None, 'fp32' or 'bf16'");
+            return NULL;
+        }
+        prec = !strcmp(ps, "bf16");
+    }
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(ao, NPY_FLOAT32, 2, 2, NPY_ARRAY_IN_ARRAY);
+    if (!a) return NULL;
+    PyArrayObject *b = (PyArrayObject *)PyArray_FROMANY(bo, NPY_FLOAT32, 2, 2, NPY_ARRAY_IN_ARRAY);
+    if (!b) {
+        Py_DECREF(a);
+        return NULL;
+    }
+    npy_intp M = PyArray_DIM(a, ta ? 1 : 0), K = PyArray_DIM(a, ta ? 0 : 1);
+    npy_intp Kb = PyArray_DIM(b, tb ? 1 : 0), N = PyArray_DIM(b, tb ? 0 : 1);
+    if (K != Kb) {
+        PyErr_Format(PyExc_ValueError, "gemm: inner sizes differ (%zd and %zd)", (Py_ssize_t)K,
+                     (Py_ssize_t)Kb);
+        Py_DECREF(a);
+        Py_DECREF(b);
+        return NULL;
+    }
+    npy_intp dims[2] = {M, N};
+    PyObject *c = PyArray_ZEROS(2, dims, NPY_FLOAT32, 0);
+    if (c && M > 0 && N > 0) {
+        const float *A = PyArray_DATA(a), *B = PyArray_DATA(b);
+        float *C = PyArray_DATA((PyArrayObject *)c);
+        int64_t lda = PyArray_DIM(a, 1), ldb = PyArray_DIM(b, 1);
+        Py_BEGIN_ALLOW_THREADS if (prec) azr_gemm_bf16(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f,
+                                                       C, N);
+        else azr_gemm_f32(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+        Py_END_ALLOW_THREADS
+    }
+    Py_DECREF(a);
+    Py_DECREF(b);
+    return c;
+}
+
+static PyObject *py_set_matmul_precision(PyObject *mod, PyObject *arg) {
+    int bf16 = PyObject_IsTrue(arg);
+    if (bf16 < 0) return NULL;
+    azr_gemm_set_precision(bf16);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_matmul_precision(PyObject *mod, PyObject *unused) {
+    return PyBool_FromLong(azr_gemm_get_precision());
+}
+
+static PyObject *py_cpu_info(PyObject *mod, PyObject *unused) {
+    const azr_cpu_features *f = azr_cpu_detect();
+    return Py_BuildValue("{s:s,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:s,s:s}", "brand", f->brand,
+                         "avx2", f->avx2 ? Py_True : Py_False, "fma", f->fma ? Py_True : Py_False,
+                         "avx512f", f->avx512f ? Py_True : Py_False, "avx512bw",
+                         f->avx512bw ? Py_True : Py_False, "avx512vl",
+                         f->avx512vl ? Py_True : Py_False, "avx512_bf16",
+                         f->avx512_bf16 ? Py_True : Py_False, "amx_tile",
+                         f->amx_tile ? Py_True : Py_False, "amx_bf16",
+                         f->amx_bf16 ? Py_True : Py_False, "isa_available",
+                         azr_isa_name(azr_isa_available()), "isa", azr_isa_name(azr_isa_get()));
+}
+
+/* set_isa(name or None): use at most that level; None = the best available */
+static PyObject *py_set_isa(PyObject *mod, PyObject *arg) {
+    int level = -1;
+    if (arg != Py_None) {
+        const char *s = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+        if (!s) {
+            PyErr_SetString(PyExc_TypeError, "set_isa: expected a level name or None");
+            return NULL;
+        }
+        for (level = 0; level <= AZR_ISA_AVX512_BF16; level++)
+            if (!strcmp(s, azr_isa_name(level))) break;
+        if (level > AZR_ISA_AVX512_BF16) {
+            PyErr_Format(PyExc_ValueError, "set_isa: unknown level %R (known: 'fp32', 'avx512_bf16')", arg);
+            return NULL;
+        }
+    }
+    azr_status st = azr_isa_set(level);
+    if (st) return azr_py_raise(st, "set_isa failed");
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_fns[] = {
+    {"gemm", (PyCFunction)(void (*)(void))py_gemm, METH_VARARGS | METH_KEYWORDS,
+     "gemm(a, b, transa=False, transb=False, precision=None) -> op(a) @ op(b) (float32) through "
+     "azr's product path; precision 'fp32', 'bf16' or None (the current one)"},
+    {"set_matmul_precision", py_set_matmul_precision, METH_O,
+     "set_matmul_precision(bf16: bool): the precision of every training and scoring product"},
+    {"get_matmul_precision", py_get_matmul_precision, METH_NOARGS,
+     "get_matmul_precision() -> True when products take bf16 inputs"},
+    {"cpu_info", py_cpu_info, METH_NOARGS, "cpu_info() -> dict of the CPU's features and the level in use"},
+    {"set_isa", py_set_isa, METH_O, "set_isa(name or None): the highest instruction-set level to use"},
     {"gemm_stats", py_gemm_stats, METH_VARARGS,
      "gemm_stats(reset=False) -> (seconds, flops) spent in azr's matrix products"},
     {"sgemm_gflops", py_sgemm_gflops, METH_VARARGS,

@@ -76,22 +76,24 @@ void azr_gemm_stats(double *seconds, double *flops, int reset) {
     if (reset) gemm_seconds = gemm_flops = 0.0;
 }
 
-static void gemm_run(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
-                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                     int64_t ldc);
+
 
 void azr_gemm(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     double t0 = wall_now();
-    gemm_run(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (azr_gemm_get_precision())
+        azr_gemm_bf16(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        azr_gemm_f32(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     gemm_seconds += wall_now() - t0;
     gemm_flops += 2.0 * (double)M * (double)N * (double)(K > 0 ? K : 0);
 }
 
-static void gemm_run(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
-                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                     int64_t ldc) {
+void azr_gemm_f32(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                  int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
     int nt = 1;
 #ifdef _OPENMP
     nt = omp_get_max_threads();

@@ -41,6 +41,28 @@ extern "C" {
  * Small products run on the calling thread. */
 void azr_gemm(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* azr_gemm's precision, process-wide: 0 (the default) multiplies in fp32;
+ * 1 rounds both inputs to bf16 and sums in fp32 (azr_gemm_bf16), as mixed
+ * precision training does on a GPU. Set it from one thread, between calls. */
+void azr_gemm_set_precision(int bf16);
+int azr_gemm_get_precision(void);
+/* azr_gemm in fp32 whatever the precision (and without its counters). */
+void azr_gemm_f32(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                  int64_t ldc);
+/* C (M, N) = alpha * bf16(op(A)) @ bf16(op(B)) + beta * C: both inputs
+ * rounded to bfloat16 (azr_bf16_round), products and sums in fp32. With
+ * AZR_ISA_AVX512_BF16 (core/cpu.h) a vdpbf16ps kernel on packed bf16
+ * panels; otherwise the rounded inputs go through the fp32 path (same
+ * products, summed in another order). Allocates its packed copies for the
+ * call; if that fails it falls back to azr_gemm_f32 on the unrounded inputs.
+ * The result does not depend on the thread count. */
+void azr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                   int64_t ldc);
+/* f rounded to bfloat16: to nearest, ties to even; subnormals to a signed
+ * zero; NaN stays NaN (quiet); overflow gives infinity. */
+uint16_t azr_bf16_round(float f);
 /* Profiling counters of azr_gemm (for benchmarks): total wall seconds spent
  * in it and floating-point operations done since the last reset. Either
  * pointer may be NULL; reset != 0 zeroes the counters after reading. The
