@@ -369,6 +369,11 @@ def _handle(z, mode, a, b, c):
     except PermissionError as exc:
         value = None
         status, msg = z.DENIED, _describe(exc)
+    except FileNotFoundError as exc:
+        value = None
+        # With the minimal root a host path is not there at all; reaching for
+        # one is still an attempt the sandbox refused.
+        status, msg = (z.DENIED if _outside_view(exc) else z.ERROR), _describe(exc)
     except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt... are run errors
         value = None
         if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
@@ -378,6 +383,36 @@ def _handle(z, mode, a, b, c):
         else:
             status, msg = z.ERROR, _describe(exc)
     return status, value, msg
+
+
+# What a run may see: its directory (set in each child before the program
+# runs) and the read-only paths the zygote exposes (set at start-up).
+_VIEW = {"rundir": None, "ro": ()}
+_realpath = os.path.realpath
+
+
+def _under(p, root):
+    root = root.rstrip("/")
+    return p == root or p.startswith(root + "/")
+
+
+def _outside_view(exc):
+    """True when a file the run asked for (either name of the error, links
+    followed) lies outside its directory and the read-only paths."""
+    rundir = _VIEW["rundir"]
+    if rundir is None:
+        return False
+    for name in (exc.filename, exc.filename2):
+        if not isinstance(name, (str, bytes)):
+            continue
+        try:
+            name = os.fsdecode(name)
+            p = _realpath(name if name.startswith("/") else rundir + "/" + name)
+        except BaseException:  # noqa: BLE001 - a name that cannot be resolved says nothing
+            continue
+        if not _under(p, rundir) and not any(_under(p, r) for r in _VIEW["ro"]):
+            return True
+    return False
 
 
 def _shift_heap():
@@ -400,6 +435,10 @@ def _child(z, req, out_streams):
     frame, leave at once (no interpreter finalisation)."""
     mode, a, b, c, cap = req
     keep = _shift_heap()  # noqa: F841 - alive for the child's life
+    try:
+        _VIEW["rundir"] = os.getcwd()
+    except OSError:
+        pass
     status, value, msg = _handle(z, mode, a, b, c)
     for s in out_streams:
         try:
@@ -449,12 +488,25 @@ CLOCK_UNIT_NS = (367 * 86400 + 3661) * 1_000_000_000 + 123_456_789
 _REALTIME_IDS = frozenset({0, 5, 8, 11})  # CLOCK_REALTIME, _COARSE, _ALARM, CLOCK_TAI
 
 
+def _pool_slot():
+    """The zygote's index in its pool (AZR_ZYGOTE_SLOT, unique among live
+    zygotes; removed from the environment at the first call), or None."""
+    global _SLOT
+    if _SLOT == -1:
+        raw = os.environ.pop("AZR_ZYGOTE_SLOT", "")
+        _SLOT = int(raw) if raw.isdigit() and len(raw) < 6 else None
+    return _SLOT
+
+
+_SLOT = -1
+
+
 def _clock_offset_ns():
-    """The zygote's real-time offset: from its pool slot (AZR_ZYGOTE_SLOT,
-    removed from the environment here), else from its hash seed."""
-    slot = os.environ.pop("AZR_ZYGOTE_SLOT", "")
-    if slot.isdigit():
-        return (int(slot) + 1) * CLOCK_UNIT_NS
+    """The zygote's real-time offset: from its pool slot, else from its hash
+    seed."""
+    slot = _pool_slot()
+    if slot is not None:
+        return (slot + 1) * CLOCK_UNIT_NS
     raw = os.environ.get("PYTHONHASHSEED", "")
     seed = int(raw) if raw.isdigit() else 0
     return (1 + seed % 50) * CLOCK_UNIT_NS
@@ -654,8 +706,12 @@ def main():
     if sys.modules.get("_typing", 0) is None:
         del sys.modules["_typing"]
     out_streams = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
-    run_uid = int(cfg.get("run_uid", 61000))
-    layers = z.init(ctl_fd=3, scratch=scratch, ro_paths=_ro_paths(),
+    # A uid of its own per pool slot: RLIMIT_NPROC counts a uid's processes
+    # and threads across the machine, so with one uid for every zygote a run
+    # that starts many threads would starve concurrent runs elsewhere.
+    run_uid = int(cfg.get("run_uid", 61000)) + (_pool_slot() or 0)
+    _VIEW["ro"] = tuple(_ro_paths()) + ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
+    layers = z.init(ctl_fd=3, scratch=scratch, ro_paths=list(_VIEW["ro"][:-4]),
                     dev_paths=["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"],
                     run_uid=run_uid, run_gid=int(cfg.get("run_gid", run_uid)),
                     namespaces=bool(cfg.get("namespaces", True)), in_pid_ns=in_pid_ns == "1",

@@ -56,6 +56,7 @@ _LAYER_NAMES = {
     "parent_death_signal": 1 << 15,
     "no_capabilities": 1 << 16,
     "time_namespace": 1 << 17,
+    "minimal_root": 1 << 18,
 }
 
 
@@ -228,8 +229,17 @@ class Executor:
     deny: the deny-list `validate` enforces. max_output_chars: longest gold
     output text `validate` accepts (default: the longest answer a solver may
     give, `azr.tasks.MAX_OUTPUT_CHARS`, so every valid task can be solved). namespaces: use pid/mount/net namespaces
-    when permitted. run_uid: the unprivileged uid runs use when azr runs as
-    root. python: interpreter for the zygotes (default: this one).
+    when permitted. run_uid: the first unprivileged uid runs use when azr
+    runs as root: the zygote in pool slot i runs its children as run_uid + i,
+    so the per-uid process limit (512 processes and threads) counts each
+    zygote's run apart and one run's threads cannot starve runs elsewhere.
+    python: interpreter for the zygotes (default: this one).
+
+    Files a run writes live in its zygote's private scratch tmpfs (when the
+    mount namespace is available): at most 256 MiB and 65,536 inodes, one
+    file at most file_limit_mb, emptied after every run. They are host
+    memory outside memory_mb, so a pool can hold up to workers x 256 MiB of
+    scratch at once (and one run at most 256 MiB).
     progress: show a tqdm bar on batches larger than a few hundred runs.
     Batches release the GIL; Ctrl-C cancels a batch (KeyboardInterrupt)."""
 

@@ -123,11 +123,50 @@ def test_children_see_empty_environment_and_own_uid(ex, monkeypatch):
     env, uid, leader = r.value
     assert env == [] and leader
     if ex.isolation["unprivileged_uid"]:
-        assert uid == RUN_UID
+        assert RUN_UID <= uid < RUN_UID + ex.workers
     r = ex.run(["def f(x):\n    return open('/proc/self/environ', 'rb').read()"], ["0"])[0]
     assert r.status in ("denied", "ok")
     if r.status == "ok":
         assert b"PATH" not in r.value and b"HOME" not in r.value
+
+
+def test_host_paths_do_not_exist_for_runs(tmp_path):
+    """With the minimal root a run cannot even stat a host file (its size, its
+    time): the path is not there; reaching for it is denied."""
+    secret = tmp_path / "host_file.bin"
+    secret.write_bytes(b"x" * 12345)
+    with Executor(workers=2, timeout=5.0) as e:
+        if not e.isolation["minimal_root"]:
+            pytest.skip("no minimal root here (needs root and a mount namespace)")
+        prog = ("import os\ndef f(p):\n"
+                "    out = []\n"
+                "    for q in (p, os.path.dirname(p), '/etc/passwd', '/home'):\n"
+                "        out.append(os.path.exists(q))\n"
+                "    return out\n")
+        r = e.run([prog], [repr(str(secret))])[0]
+        assert r.status == "ok", r.message
+        assert r.value == [False, False, False, False]
+        for prog in ("import os\ndef f(p):\n    return os.stat(p).st_size",
+                     "def f(p):\n    return open(p).read()",
+                     "import os\ndef f(p):\n    os.symlink(p, 'l')\n    return open('l').read()"):
+            r = e.run([prog], [repr(str(secret))])[0]
+            assert r.status == "denied" and "12345" not in r.message, (prog, r.status, r.message)
+        # a missing file inside the run's own directory stays an ordinary error
+        r = e.run(["def f(x):\n    return open('nope.txt').read()"], ["0"])[0]
+        assert r.status == "error" and "FileNotFoundError" in r.message
+
+
+def test_each_zygote_runs_as_a_uid_of_its_own():
+    """The per-uid process limit counts each zygote's runs apart: runs in
+    different zygotes of a pool have different uids (slot i: RUN_UID + i)."""
+    with Executor(workers=3, timeout=5.0) as e:
+        if not e.isolation["unprivileged_uid"]:
+            pytest.skip("runs keep the caller's uid here (not root)")
+        prog = "import os, time\ndef f(x):\n    time.sleep(0.2)\n    return os.getuid()"
+        rs = e.run([prog] * 6, ["0"] * 6)  # three at a time: every zygote takes some
+        assert all(r.status == "ok" for r in rs), [r.message for r in rs]
+        uids = {r.value for r in rs}
+        assert uids == {RUN_UID, RUN_UID + 1, RUN_UID + 2}, uids
 
 
 # ------------------------------------------------------------------ red team

@@ -73,7 +73,8 @@ enum {
     AZR_SBX_L_LANDLOCK_SCOPE = 1u << 14,
     AZR_SBX_L_PDEATHSIG = 1u << 15,
     AZR_SBX_L_NO_CAPS = 1u << 16,
-    AZR_SBX_L_NS_TIME = 1u << 17
+    AZR_SBX_L_NS_TIME = 1u << 17,
+    AZR_SBX_L_MIN_ROOT = 1u << 18
 };
 
 /* Wire format, host byte order (both ends are on the same machine).

@@ -213,6 +213,90 @@ fail:
     return -1;
 }
 
+/* path inside the new root under construction */
+static int in_root(char *out, size_t cap, const char *root, const char *path) {
+    int n = snprintf(out, cap, "%s%s", root, path);
+    if (n < 0 || (size_t)n >= cap) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+/* Bind src read-only (and nosuid, nodev unless it is a device) at the same
+ * path inside root: a directory, or a file (an empty file is made to
+ * mount on). */
+static int bind_into(const char *root, const char *src, int dev) {
+    char dst[4352];
+    struct stat st;
+    if (stat(src, &st) != 0) return errno == ENOENT ? 0 : -1; /* a path that went away */
+    if (in_root(dst, sizeof dst, root, src) != 0) return -1;
+    if (S_ISDIR(st.st_mode)) {
+        if (mkdir_p(dst, 0755) != 0) return -1;
+    } else {
+        char parent[4352];
+        snprintf(parent, sizeof parent, "%s", dst);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+            *slash = '\0';
+            if (mkdir_p(parent, 0755) != 0) return -1;
+        }
+        int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) return -1;
+        close(fd);
+    }
+    if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) != 0) return -1;
+    unsigned long fl = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | (dev ? 0 : MS_NODEV);
+    if (mount(NULL, dst, NULL, fl, NULL) != 0) return -1;
+    return 0;
+}
+
+/* Make the zygote's root (in its private mount namespace) a tmpfs holding
+ * only what runs need: read-only binds of the allowed paths (the
+ * interpreter, its libraries, the zoneinfo database) and devices at their
+ * own paths, a fresh /proc (own pid namespace) and the scratch tmpfs. A run
+ * then cannot even stat a host file outside them (sizes, times, names of
+ * the host's other files). Built in a tmpfs mounted inside the scratch,
+ * then pivot_root; the old root is detached. 0 on success; -1 (errno set)
+ * and the old root kept otherwise. */
+static int build_min_root(azr_sbx_zygote *z, int own_proc) {
+    char root[4200];
+    if (in_root(root, sizeof root, z->scratch, "/.root") != 0) return -1;
+    if (mkdir(root, 0755) != 0 && errno != EEXIST) return -1;
+    if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m,nr_inodes=4096") != 0)
+        goto fail_rmdir;
+    for (const char **p = z->cfg.ro_paths; p && *p; p++)
+        if (bind_into(root, *p, 0) != 0) goto fail;
+    for (const char **p = z->cfg.dev_paths; p && *p; p++)
+        if (bind_into(root, *p, 1) != 0) goto fail;
+    char dst[4352];
+    if (in_root(dst, sizeof dst, root, "/proc") != 0 || mkdir_p(dst, 0555) != 0) goto fail;
+    if (own_proc) {
+        if (mount("proc", dst, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) goto fail;
+    } else if (mount("/proc", dst, NULL, MS_BIND | MS_REC, NULL) != 0) {
+        goto fail;
+    }
+    /* the scratch itself, without the new root mounted inside it */
+    if (in_root(dst, sizeof dst, root, z->scratch) != 0 || mkdir_p(dst, 0755) != 0) goto fail;
+    if (mount(z->scratch, dst, NULL, MS_BIND, NULL) != 0) goto fail;
+    if (chdir(root) != 0 || syscall(SYS_pivot_root, ".", ".") != 0) goto fail;
+    if (umount2(".", MNT_DETACH) != 0 || chdir("/") != 0) return -1; /* pivoted: no way back */
+    char left[4200];
+    if (in_root(left, sizeof left, z->scratch, "/.root") == 0) rmdir(left); /* the old mount point */
+    return 0;
+fail: {
+    int e = errno;
+    umount2(root, MNT_DETACH);
+    errno = e;
+}
+fail_rmdir: {
+    int e = errno;
+    rmdir(root);
+    errno = e;
+}
+    return -1;
+}
+
 static unsigned long long read_vm_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
     unsigned long long pages = 0;
@@ -309,9 +393,17 @@ azr_status azr_sbx_zygote_init(const azr_sbx_zygote_config *cfg, azr_sbx_zygote 
         if (mount("tmpfs", z->scratch, "tmpfs", MS_NOSUID | MS_NODEV, opts) == 0)
             L |= AZR_SBX_L_SCRATCH_TMPFS;
     }
+    if ((L & AZR_SBX_L_SCRATCH_TMPFS) && z->is_root) {
+        if (build_min_root(z, (L & AZR_SBX_L_NS_PID) != 0) == 0)
+            L |= AZR_SBX_L_MIN_ROOT;
+        else
+            snprintf(note, sizeof note, "could not build the minimal root: %s", strerror(errno));
+    }
     if (z->is_root) {
         L |= AZR_SBX_L_UID | AZR_SBX_L_NO_CAPS;
-        if (L & AZR_SBX_L_SCRATCH_TMPFS) {
+        if (L & AZR_SBX_L_MIN_ROOT) {
+            /* every directory of the new root is open to the run uid */
+        } else if (L & AZR_SBX_L_SCRATCH_TMPFS) {
             if (expose_paths(z, cfg->ro_paths, note, sizeof note) < 0) L &= ~AZR_SBX_L_UID;
         } else {
             /* Without a private mount namespace we cannot make the interpreter
