@@ -95,6 +95,8 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "train": ("Absolute Zero self-play training (azr train --preset quickstart --out runs/NAME)",
               "azr.trainer"),
     "eval": ("evaluate a model on CRUXEval, HumanEval+, MBPP+ and math benchmarks", "azr.evaluation"),
+    "plot": ("draw a run's curves, or several runs overlaid (azr plot RUN [RUN ...] --out curves.png)",
+             "azr.plots"),
 }
 
 

@@ -678,3 +678,40 @@ def test_evaluation_without_data_warns_and_trains(tmp_path, monkeypatch):
     cfg2 = make_config(tmp_path / "b", steps=1, eval_every=1, eval_data_dir=str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="nope"):
         make_trainer(cfg2)
+
+
+def test_azr_plot_draws_one_run_and_overlays(tiny_cfg, executor, tmp_path, capsys):
+    """`azr plot` through the real CLI: a run's nine panels from a real small
+    run, then two runs overlaid; clear errors for a missing run, a missing
+    --out with several runs, and labels that do not match."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from azr.cli import main
+    from azr.plots import load_run, plot_run
+
+    dirs = []
+    for name in ("a", "b"):
+        cfg = tiny_cfg(name, steps=2, eval_every=2, eval_limit=4)
+        with Trainer(cfg, executor=executor) as tr:
+            tr.train()
+        dirs.append(cfg.out)
+    data = load_run(dirs[0])
+    assert data.steps == [1, 2] and len(data.scalars["lr"]) == 2 and len(data.scalars["seconds_update"]) == 2
+    assert all(isinstance(v, float) for v in data.scalars["lr"])
+    assert main(["plot", dirs[0]]) == 0
+    png = Path(dirs[0]) / "curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "wrote" in capsys.readouterr().out
+    fig = plot_run(dirs, labels=["first", "second"])
+    assert len([a for a in fig.axes if a.get_title()]) == 9
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(t.startswith("first:") for t in legend) and any(t.startswith("second:") for t in legend)
+    out = tmp_path / "both.svg"
+    assert main(["plot", *dirs, "--out", str(out), "--labels", "x,y"]) == 0 and out.stat().st_size > 10_000
+    with pytest.raises(SystemExit):
+        main(["plot", *dirs])  # several runs need --out
+    assert "--out is needed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["plot", dirs[0], "--labels", "x,y"])
+    assert main(["plot", str(tmp_path / "nope")]) == 2
+    assert "metrics.jsonl does not exist" in capsys.readouterr().err
