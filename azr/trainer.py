@@ -228,6 +228,20 @@ def _read_tokenizer_files(*dirs: Any) -> dict[str, bytes]:
 
 
 # ------------------------------------------------------------------- trainer
+def _check_reward_fns(fns: Sequence[Any], mode: str) -> list[tuple[Callable[[Any], Any], float]]:
+    if mode not in ("add", "replace"):
+        raise ValueError(f"reward_mode must be 'add' or 'replace', got {mode!r}")
+    if callable(fns):
+        fns = [fns]
+    out = []
+    for i, f in enumerate(fns):
+        fn, w = (f if isinstance(f, tuple) else (f, 1.0))
+        if not callable(fn) or isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+            raise TypeError(f"reward_fns[{i}] must be a function or a (function, finite weight) pair, got {f!r}")
+        out.append((fn, float(w)))
+    return out
+
+
 class Trainer:
     """Absolute Zero self-play. See the module docstring for the step.
 
@@ -243,6 +257,18 @@ class Trainer:
     and ``optimizer_factory(model, config)`` (used when ``optimizer`` is None;
     handy for :meth:`resume`, which builds the model itself).
 
+    ``reward_fns``: your own rewards, as TRL's ``reward_funcs``: functions
+    (or ``(function, weight)`` pairs) called with each judged
+    :class:`Rollout` -- ``task`` and ``role``, the ``completion`` and its
+    parsed ``text``, the ``outcome`` and ``reason`` the sandbox gave, the
+    proposed or solved ``item`` (a Task), the learnability ``acc`` of a
+    proposal, and ``reward``, the paper's reward -- returning a number, or
+    None to leave that rollout alone. ``reward_mode`` "add" (the default)
+    adds the weighted sum to the paper's reward; "replace" uses the weighted
+    sum instead (for a rollout where every function returned None, the
+    paper's reward stays). The task-relative advantages are computed from the
+    result; the oversight monitors' penalties apply after it.
+
     A new trainer refuses a run directory (``config.out``) that already holds
     a run (metrics, checkpoints, samples, evaluations): continue it with
     :meth:`resume` (``azr train --resume DIR``), or pass ``overwrite=True``
@@ -253,8 +279,11 @@ class Trainer:
                  optimizer: Any = None, ref_model: Any = None, monitors: MonitorSet | None = None,
                  callbacks: Sequence[Any] = (), templates: PromptTemplates | None = None,
                  optimizer_factory: Callable[[Any, TrainerConfig], Any] | None = None,
-                 overwrite: bool | None = False) -> None:
+                 overwrite: bool | None = False, reward_fns: Sequence[Any] = (),
+                 reward_mode: str = "add") -> None:
         config.validate()
+        self.reward_fns = _check_reward_fns(reward_fns, reward_mode)
+        self.reward_mode = reward_mode
         self.config = config
         cfg = config
         if overwrite is not None:  # None: resume() continues the run that is there
@@ -894,6 +923,28 @@ class Trainer:
         return rolls
 
     # -------------------------------------------------------------- update
+    def _apply_reward_fns(self, rolls: list[Rollout]) -> None:
+        """The user's reward functions (see the class docstring)."""
+        for r in rolls:
+            total, any_value = 0.0, False
+            for fn, w in self.reward_fns:
+                name = getattr(fn, "__name__", repr(fn))
+                try:
+                    v = fn(r)
+                except Exception as e:
+                    raise RuntimeError(f"reward function {name} failed on a {r.task} {r.role} rollout: "
+                                       f"{type(e).__name__}: {e}") from e
+                if v is None:
+                    continue
+                if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                        or not math.isfinite(float(v)):
+                    raise ValueError(f"reward function {name} returned {v!r} for a {r.task} {r.role} rollout; "
+                                     "expected a finite number or None")
+                total += w * float(v)
+                any_value = True
+            if any_value:
+                r.reward = total if self.reward_mode == "replace" else r.reward + total
+
     def _update_at_precision(self, rolls: list[Rollout]) -> dict[str, Any]:
         """`_update` with the config's matmul precision, restored after."""
         if getattr(self.model, "_engine", None) is None:
@@ -1028,6 +1079,8 @@ class Trainer:
             prop, newest = self._propose(step)
         solve = self._solve(step, newest) if "solve" in self.config.roles else []
         rolls = prop + solve
+        if self.reward_fns:
+            self._apply_reward_fns(rolls)
         for r in rolls:
             r.reward, r.dropped = self.monitors.adjust(r.reward, r.flags)
             r.reward = float(r.reward)

@@ -814,3 +814,69 @@ def test_buffers_record_each_tasks_solve_history(tmp_path, weighting):
     for kind in tasks.TASK_TYPES:
         for t in tr.buffers[kind].tasks:
             assert list(tr.buffers[kind].solve_history(t)) == want.get((kind, t.key()), [0, 0]), t
+
+
+def test_reward_fns_replace_and_add(tmp_path):
+    """A user reward replaces the solver's (a length penalty): the rewards and
+    the update's loss weights follow it; another adds a weighted bonus to
+    every proposal's paper reward; bad functions give named errors."""
+    def length_penalty(r):
+        return -len(r.completion.token_ids) / 10 if r.role == "solve" else None
+
+    rec, model = Recorder(), FakeModel()
+    tr = make_trainer(make_config(tmp_path, aggregation="sequence-mean"), model, callbacks=[rec],
+                      reward_fns=[length_penalty], reward_mode="replace")
+    tr.step()
+    rolls = rec.rollouts[0]
+    solve = [r for r in rolls if r.role == "solve"]
+    assert solve and all(r.reward == pytest.approx(-len(r.completion.token_ids) / 10) for r in solve)
+    # the update follows the new rewards: within a task type's solver group, a
+    # longer answer than the group's mean gets a negative weight
+    rows = {}
+    for ids, tgt, w, L in model.lb_calls:
+        for b in range(ids.shape[0]):
+            rows[tuple(ids[b, :L[b]]) + (tgt[b, L[b] - 1],)] = float(w[b].sum())
+    checked = 0
+    for kind in tasks.TASK_TYPES:
+        grp = [r for r in solve if r.task == kind and len(r.completion.token_ids) > 0]
+        lens = [len(r.completion.token_ids) for r in grp]
+        if len(set(lens)) < 2:
+            continue
+        mean = sum(lens) / len(lens)
+        for r, n in zip(grp, lens):
+            key = tuple(r.prompt_ids + r.completion.token_ids)
+            if n != mean and key in rows:
+                assert (rows[key] < 0) == (n > mean), (kind, n, mean, rows[key])
+                checked += 1
+    assert checked > 0
+
+    # add mode, with a weight: the paper's proposer rewards plus 0.5
+    rec2 = Recorder()
+    base = make_trainer(make_config(tmp_path / "b", seed=7), FakeModel(), callbacks=[rec2])
+    base.step()
+    rec3 = Recorder()
+    bonus = make_trainer(make_config(tmp_path / "c", seed=7), FakeModel(), callbacks=[rec3],
+                         reward_fns=[(lambda r: 1.0 if r.role == "propose" else None, 0.5)])
+    bonus.step()
+    for a, b in zip(rec2.rollouts[0], rec3.rollouts[0]):
+        assert a.text == b.text
+        assert b.reward == pytest.approx(a.reward + (0.5 if a.role == "propose" else 0.0))
+
+    with pytest.raises(ValueError, match="reward_mode must be"):
+        make_trainer(make_config(tmp_path / "d"), reward_fns=[length_penalty], reward_mode="sum")
+    with pytest.raises(TypeError, match=r"reward_fns\[0\]"):
+        make_trainer(make_config(tmp_path / "e"), reward_fns=[(length_penalty, "x")])
+
+    def wrong_type(r):
+        return "good"
+
+    tr = make_trainer(make_config(tmp_path / "f"), reward_fns=[wrong_type])
+    with pytest.raises(ValueError, match="reward function wrong_type returned 'good'"):
+        tr.step()
+
+    def broken(r):
+        raise KeyError("oops")
+
+    tr = make_trainer(make_config(tmp_path / "g"), reward_fns=[broken])
+    with pytest.raises(RuntimeError, match="reward function broken failed .*KeyError"):
+        tr.step()
