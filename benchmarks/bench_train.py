@@ -15,8 +15,14 @@ length 4 x 256 (random weights, copied into both engines), it measures:
 - our achieved matmul GFLOP/s (time inside azr's sgemm calls) next to the
   machine's SGEMM GFLOP/s measured through the same path.
 
+With ``--precision bf16`` the products of both engines take bf16 inputs:
+ours through ``azr.set_matmul_precision("bf16")`` (fp32 sums and outputs),
+PyTorch under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (oneDNN, AMX or
+AVX512-BF16 where the CPU has them); an extra entry compares our bf16 step
+with our fp32 step in the same run.
+
 Usage: python benchmarks/bench_train.py [--quick] [--json PATH] [--threads N]
-       [--models smollm2,qwen2.5] [--steps N]
+       [--models smollm2,qwen2.5] [--steps N] [--precision fp32|bf16]
 ``--quick`` shrinks layers and batch so the whole run takes under a minute.
 Ratios > 1 mean azr is better. The models run one after the other and each
 engine's memory is freed before the next (the full Qwen2 shape needs ~8 GiB
@@ -63,7 +69,8 @@ def matmul_flops_per_token(cfg: azr.ModelConfig) -> float:
     return 6.0 * (L * per_layer + V * C)
 
 
-def bench_model(name: str, shape: dict, B: int, T: int, steps: int, threads: int) -> list[dict]:
+def bench_model(name: str, shape: dict, B: int, T: int, steps: int, threads: int,
+                precision: str = "fp32") -> list[dict]:
     import torch
     import transformers
 
@@ -78,6 +85,8 @@ def bench_model(name: str, shape: dict, B: int, T: int, steps: int, threads: int
           f"{cfg.vocab_size}, batch {B} x {T}, {threads} threads", flush=True)
 
     # ---- ours -------------------------------------------------------------
+    bf16 = precision == "bf16"
+    azr.set_matmul_precision(precision)
     ours = azr.Model.from_config(cfg, seed=0)
     weights = {k: v.copy() for k, v in ours.parameters().items()}
     opt = azr.AdamW(ours, lr=1e-5, weight_decay=0.01, max_grad_norm=1.0)
@@ -87,8 +96,10 @@ def bench_model(name: str, shape: dict, B: int, T: int, steps: int, threads: int
     t_fb, t_opt = [], []
     # the machine's SGEMM rate, measured right next to our steps (the load of
     # a shared machine changes minute to minute)
+    azr.set_matmul_precision("fp32")  # the machine's fp32 SGEMM rate
     sg_before = max(_core.sgemm_gflops(4 * T, shape["intermediate_size"], shape["hidden_size"], 2),
                     _core.sgemm_gflops(4 * T, 1536, 576, 2))
+    azr.set_matmul_precision(precision)
     _core.gemm_stats(True)
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -116,9 +127,25 @@ def bench_model(name: str, shape: dict, B: int, T: int, steps: int, threads: int
         ours.loss_and_backward(ids, tg, wm)
         t_full.append(time.perf_counter() - t0)
         ours.zero_grad()
+    azr.set_matmul_precision("fp32")
     sg_after = max(_core.sgemm_gflops(4 * T, shape["intermediate_size"], shape["hidden_size"], 2),
                    _core.sgemm_gflops(4 * T, 1536, 576, 2))
+    azr.set_matmul_precision(precision)
     sgemm_rate = max(sg_before, sg_after)
+    t_fb32 = []
+    if bf16:  # our fp32 step in the same run, alternated with bf16 ones
+        for _ in range(steps):
+            azr.set_matmul_precision("fp32")
+            t0 = time.perf_counter()
+            ours.loss_and_backward(ids, tg, w)
+            t_fb32.append(time.perf_counter() - t0)
+            ours.zero_grad()
+            azr.set_matmul_precision("bf16")
+            t0 = time.perf_counter()
+            ours.loss_and_backward(ids, tg, w)
+            t_fb.append(time.perf_counter() - t0)
+            ours.zero_grad()
+    azr.set_matmul_precision("fp32")
     del ours, opt
     gc.collect()
 
@@ -138,15 +165,17 @@ def bench_model(name: str, shape: dict, B: int, T: int, steps: int, threads: int
     ids_t, tg_t = torch.from_numpy(ids), torch.from_numpy(tg)
 
     def torch_fb():
-        logits = tm(ids_t).logits
-        loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), tg_t.view(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = tm(ids_t).logits
+        loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.shape[-1]), tg_t.view(-1))
         loss.backward()
         return loss
 
     wm_t = torch.from_numpy(wm)
 
     def torch_masked():  # the usual way: full logits, log-softmax, masked sum
-        logits = tm(ids_t).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = tm(ids_t).logits
         lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tg_t[..., None])[..., 0]
         loss = -(wm_t * lp).sum()
         loss.backward()
@@ -195,7 +224,15 @@ def bench_model(name: str, shape: dict, B: int, T: int, steps: int, threads: int
           f"({model_gflops / sgemm_rate * 100:.0f}% of SGEMM); inside sgemm calls "
           f"{gemm_gflops:.1f} GFLOP/s ({gemm_gflops / sgemm_rate * 100:.0f}%); share of step "
           f"time in sgemm {gemm_s / sum(t_fb) * 100 if sum(t_fb) else 0:.0f}%", flush=True)
-    return [
+    tag = "_bf16" if bf16 else ""
+    tname = f"torch {torch.__version__} CPU" + (", autocast bf16" if bf16 else "")
+    extra = []
+    if bf16:
+        r32 = tok / min(t_fb32)
+        print(f"   ours bf16 {ours_tps:,.0f} tokens/s vs ours fp32 {r32:,.0f} (x{ours_tps / r32:.2f}, same run)")
+        extra.append({"name": f"{name}_fwd_bwd_tokens_per_s_bf16_vs_fp32", "unit": "tokens/s", "ours": ours_tps,
+                      "baseline": r32, "baseline_name": "azr fp32 products, same run", "ratio": ours_tps / r32})
+    out = [
         {"name": f"{name}_fwd_bwd_tokens_per_s", "unit": "tokens/s", "ours": ours_tps,
          "baseline": torch_tps, "baseline_name": f"torch {torch.__version__} CPU",
          "ratio": ours_tps / torch_tps},
@@ -215,6 +252,11 @@ def bench_model(name: str, shape: dict, B: int, T: int, steps: int, threads: int
          "baseline": sgemm_rate, "baseline_name": "machine SGEMM (azr_gemm), measured beside the steps",
          "ratio": gemm_gflops / sgemm_rate if sgemm_rate else 0.0},
     ]
+    for e in out:
+        e["name"] += tag
+        if e["baseline_name"].startswith("torch"):
+            e["baseline_name"] = e["baseline_name"].replace(f"torch {torch.__version__} CPU", tname)
+    return out + extra
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="threads for both (default: azr's)")
     ap.add_argument("--models", default="smollm2,qwen2.5", help="comma list of " + ",".join(SHAPES))
     ap.add_argument("--steps", type=int, default=0, help="timed steps (default 3, quick 1)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="products in fp32 (default) or with bf16 inputs in both engines")
     args = ap.parse_args(argv)
     import torch
 
@@ -240,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         shape = dict(SHAPES[name])
         if args.quick:
             shape.update(QUICK[name])
-        results += bench_model(name, shape, B, T, steps, threads)
+        results += bench_model(name, shape, B, T, steps, threads, args.precision)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

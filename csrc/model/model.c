@@ -377,7 +377,7 @@ void azr_model_attn_out(const azr_model *m, int l, const float *att, int64_t n, 
     int64_t C = m->cfg.hidden_size;
     if (n <= 0) return;
     if (xout != xin) memcpy(xout, xin, (size_t)(n * C) * sizeof(float));
-    azr_gemm(0, 1, n, C, m->dq, 1.0f, att, m->dq, w.wo, m->dq, 1.0f, xout, C);
+    azr_gemm_wb(0, 1, n, C, m->dq, 1.0f, att, m->dq, w.wo, m->dq, 1.0f, xout, C);
 }
 
 void azr_model_mlp(const azr_model *m, int l, const float *xin, float *xout, int64_t n, float *xn,
@@ -389,7 +389,7 @@ void azr_model_mlp(const azr_model *m, int l, const float *xin, float *xout, int
     azr_linear_forward(gu, xn, w.wgu, NULL, n, C, 2 * I);
     azr_swiglu_forward(h, gu, n, I);
     if (xout != xin) memcpy(xout, xin, (size_t)(n * C) * sizeof(float));
-    azr_gemm(0, 1, n, C, I, 1.0f, h, I, w.wdown, I, 1.0f, xout, C);
+    azr_gemm_wb(0, 1, n, C, I, 1.0f, h, I, w.wdown, I, 1.0f, xout, C);
 }
 
 void azr_model_head(const azr_model *m, const float *x, int64_t n, float *xn, float *rstd,
@@ -440,9 +440,25 @@ static azr_status pack_batch(azr_model *m, const int32_t *ids, const int32_t *ta
     return AZR_OK;
 }
 
+static azr_status model_run(azr_model *m, const int32_t *ids, const int32_t *targets,
+                            const float *weights, const int64_t *lengths, int64_t B, int64_t T,
+                            float *logp, float *ent, float *logits, double *loss);
+
+/* In bf16 precision the weights' packed bf16 panels are kept for the whole
+ * call (the parameters do not change during it) and freed at its end. */
 azr_status azr_model_run(azr_model *m, const int32_t *ids, const int32_t *targets,
                          const float *weights, const int64_t *lengths, int64_t B, int64_t T,
                          float *logp, float *ent, float *logits, double *loss) {
+    int keep = azr_gemm_get_precision();
+    if (keep) azr_gemm_weight_cache(1);
+    azr_status st = model_run(m, ids, targets, weights, lengths, B, T, logp, ent, logits, loss);
+    if (keep) azr_gemm_weight_cache(0);
+    return st;
+}
+
+static azr_status model_run(azr_model *m, const int32_t *ids, const int32_t *targets,
+                            const float *weights, const int64_t *lengths, int64_t B, int64_t T,
+                            float *logp, float *ent, float *logits, double *loss) {
     if (loss) *loss = 0.0;
     if (!m) return azr_set_error(AZR_ERR_INVALID, "model is NULL");
     if (B < 0 || T < 0) return azr_set_error(AZR_ERR_INVALID, "negative batch shape");

@@ -39,6 +39,32 @@
 
 static int g_bf16; /* azr_gemm's precision: 1 = bf16 inputs */
 
+/* The weight cache: packed panels of B operands marked as weights, while on
+ * (one model call). A handful of entries per layer and the head. */
+#define WC_MAX 512
+typedef struct {
+    const float *B;
+    int64_t ldb, K, N;
+    int transb;
+    uint32_t *Bp;
+} wc_entry;
+static _Thread_local wc_entry g_wc[WC_MAX]; /* per calling thread: two threads running models never share one */
+static _Thread_local int g_wc_n, g_wc_on;
+
+void azr_gemm_weight_cache(int on) {
+    for (int i = 0; i < g_wc_n; i++) free(g_wc[i].Bp);
+    g_wc_n = 0;
+    g_wc_on = on != 0;
+}
+
+static wc_entry *wc_find(const float *B, int64_t ldb, int64_t K, int64_t N, int transb) {
+    for (int i = 0; i < g_wc_n; i++)
+        if (g_wc[i].B == B && g_wc[i].ldb == ldb && g_wc[i].K == K && g_wc[i].N == N &&
+            g_wc[i].transb == transb)
+            return &g_wc[i];
+    return NULL;
+}
+
 void azr_gemm_set_precision(int bf16) { g_bf16 = bf16 != 0; }
 int azr_gemm_get_precision(void) { return g_bf16; }
 
@@ -217,6 +243,12 @@ static int gemm_emulated(int transa, int transb, int64_t M, int64_t N, int64_t K
 void azr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                    int64_t ldc) {
+    azr_gemm_bf16_ex(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0);
+}
+
+void azr_gemm_bf16_ex(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                      int64_t ldc, int b_is_weight) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) { /* nothing to multiply: C = beta * C */
         for (int64_t i = 0; i < M; i++)
@@ -227,7 +259,9 @@ void azr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, floa
     if (azr_isa_get() >= AZR_ISA_AVX512_BF16) {
         int64_t KK = (K + 1) / 2, nrb = (M + MR - 1) / MR, npan = (N + NR - 1) / NR;
         uint32_t *Ap = malloc((size_t)nrb * MR * (size_t)KK * sizeof(uint32_t));
-        uint32_t *Bp = malloc((size_t)npan * NR * (size_t)KK * sizeof(uint32_t));
+        wc_entry *kept = b_is_weight && g_wc_on ? wc_find(B, ldb, K, N, transb) : NULL;
+        int have_b = kept != NULL;
+        uint32_t *Bp = kept ? kept->Bp : malloc((size_t)npan * NR * (size_t)KK * sizeof(uint32_t));
         if (Ap && Bp) {
             int par = 2.0 * (double)M * (double)N * (double)K >= 3e7;
             int ok = 1;
@@ -249,9 +283,11 @@ void azr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, floa
                     for (int64_t rb = 0; rb < nrb; rb++)
                         pack_a(Ap + rb * MR * KK, A, lda, M, K, rb * MR, tmp);
                 }
+                if (!have_b) {
 #pragma omp for schedule(static)
-                for (int64_t p = 0; p < npan; p++)
-                    pack_b(Bp + p * NR * KK, transb, B, ldb, N, K, p * NR, tmp);
+                    for (int64_t p = 0; p < npan; p++)
+                        pack_b(Bp + p * NR * KK, transb, B, ldb, N, K, p * NR, tmp);
+                }
                 /* panel-major, so a thread's tiles reuse a panel while it is in cache */
 #pragma omp for collapse(2) schedule(static)
                 for (int64_t p = 0; p < npan; p++)
@@ -265,12 +301,16 @@ void azr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, floa
                 free(tmp);
             }
             free(Ap);
-            free(Bp);
+            if (ok && !kept && b_is_weight && g_wc_on && g_wc_n < WC_MAX) {
+                g_wc[g_wc_n++] = (wc_entry){B, ldb, K, N, transb, Bp}; /* the panels stay */
+                Bp = NULL;
+            }
+            if (!kept) free(Bp);
             if (ok) return;
             Ap = Bp = NULL;
         }
         free(Ap);
-        free(Bp);
+        if (!kept) free(Bp);
     }
 #endif
     if (gemm_emulated(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) != 0)

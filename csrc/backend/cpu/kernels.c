@@ -78,16 +78,28 @@ void azr_gemm_stats(double *seconds, double *flops, int reset) {
 
 
 
-void azr_gemm(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+static void gemm_any(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                     int64_t ldc, int b_is_weight) {
     if (M <= 0 || N <= 0) return;
     double t0 = wall_now();
     if (azr_gemm_get_precision())
-        azr_gemm_bf16(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        azr_gemm_bf16_ex(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, b_is_weight);
     else
         azr_gemm_f32(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     gemm_seconds += wall_now() - t0;
     gemm_flops += 2.0 * (double)M * (double)N * (double)(K > 0 ? K : 0);
+}
+
+void azr_gemm(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    gemm_any(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0);
+}
+
+void azr_gemm_wb(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                 int64_t ldc) {
+    gemm_any(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
 }
 
 void azr_gemm_f32(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -134,7 +146,7 @@ void azr_linear_forward(float *y, const float *x, const float *w, const float *b
     if (in <= 0) {
         memset(y, 0, (size_t)(N * out) * sizeof(float));
     } else {
-        azr_gemm(0, 1, N, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+        azr_gemm_wb(0, 1, N, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
     }
     if (b) {
 #pragma omp parallel for schedule(static) if (N * out > AZR_PAR_MIN)
@@ -150,7 +162,7 @@ void azr_linear_backward(float *dx, float *dw, float *db, const float *dy, const
                          const float *w, int64_t N, int64_t in, int64_t out, int accumulate_dx) {
     if (N <= 0 || in <= 0 || out <= 0) return;
     if (dx)
-        azr_gemm(0, 0, N, in, out, 1.0f, dy, out, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+        azr_gemm_wb(0, 0, N, in, out, 1.0f, dy, out, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
     if (dw)
         azr_gemm(1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dw, in);
     if (db) {

@@ -60,6 +60,23 @@ void azr_gemm_f32(int transa, int transb, int64_t M, int64_t N, int64_t K, float
 void azr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                    int64_t ldc);
+/* azr_gemm with B marked as a weight matrix: in bf16 precision, while the
+ * weight cache is on, B's packed bf16 panels are kept (keyed by pointer,
+ * shape, ldb and transposition) and reused by later products with the same
+ * B, instead of being rounded and packed again (the vocabulary head runs in
+ * chunks of rows: each chunk used to pack the whole head). Only for
+ * operands that do not change while the cache is on. */
+void azr_gemm_wb(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                 int64_t ldc);
+/* Turn the weight cache on (1) or off (0, which frees every kept panel).
+ * azr_model_run keeps it on for one forward/backward in bf16 precision. */
+void azr_gemm_weight_cache(int on);
+/* azr_gemm_bf16 with B's panels taken from / kept in the weight cache when
+ * b_is_weight and the cache is on. */
+void azr_gemm_bf16_ex(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                      int64_t ldc, int b_is_weight);
 /* f rounded to bfloat16: to nearest, ties to even; subnormals to a signed
  * zero; NaN stays NaN (quiet); overflow gives infinity. */
 uint16_t azr_bf16_round(float f);
