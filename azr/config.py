@@ -382,9 +382,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                   seed_min=256, seed_rounds=16),
     # the cpu recipe at a small batch, for a look at the loop in a few minutes
     "quickstart": dict(batch_size=2, n_learnability=4, k_references=1, induction_inputs=4, scaffold="answer",
-                       max_new_tokens_propose=128, max_new_tokens_solve=48, max_prompt_tokens=1536, temperature=1.0, top_p=1.0,
-                       lr=1e-5, max_grad_norm=1.0, aggregation="sequence-mean", reject_trivial=True, max_same_shape=4, steps=5, buffer_capacity=4096, micro_batch=4, micro_batch_tokens=4096, log_samples=True,
-                       executor_workers=2, executor_timeout=5.0, seed_min=4, seed_rounds=1),
+                       max_new_tokens_propose=128, max_new_tokens_solve=48, max_prompt_tokens=1536,
+                       temperature=1.0, top_p=1.0, lr=1e-5, max_grad_norm=1.0, aggregation="sequence-mean",
+                       reject_trivial=True, max_same_shape=4, steps=5, buffer_capacity=4096, micro_batch=4,
+                       micro_batch_tokens=4096, log_samples=True, executor_workers=2, executor_timeout=5.0,
+                       seed_min=4, seed_rounds=1),
     # the learning preset for a 2-core CPU (docs/results.md has the sweep behind each value)
     "cpu": dict(batch_size=8, n_learnability=4, k_references=1, induction_inputs=4, scaffold="answer",
                 max_new_tokens_propose=128, max_new_tokens_solve=48, max_prompt_tokens=1536, temperature=1.0,

@@ -2,8 +2,10 @@
 
 Entry points:
 
-- ``evaluate(model, tasks, **settings) -> EvalResult``: for scripts and the Trainer
-  (``result.metrics()`` gives ``{"eval/<task>/pass@1": ...}``).
+- ``evaluate(model, tasks, **settings) -> EvalResult``: for scripts and
+  ``azr eval`` (``result.metrics()`` gives ``{"eval/<task>/pass@1": ...}``).
+  Evaluation during training is ``Trainer.evaluate`` (held-out and CRUXEval
+  sets asked with the run's own prompts, azr/heldout.py), not this.
 - ``cli_main(argv)``: the ``azr eval`` command.
 - ``load_task(task, data_dir)``: the problems of one benchmark.
 - ``MathGrader`` / ``extract_answer`` / ``normalize_answer``: math answer checking.

@@ -1,6 +1,6 @@
 /*
  * kernels.h -- the CPU kernels of the decoder-only transformer: linear layers
- * (OpenBLAS sgemm), RMSNorm, rotary embeddings (HF rotate-half layout),
+ * (OpenBLAS sgemm, or bf16 inputs: gemm_bf16.c), RMSNorm, rotary embeddings (HF rotate-half layout),
  * causal grouped-query attention over packed variable-length sequences,
  * SwiGLU, the chunked vocabulary log-softmax / entropy, and AdamW.
  *
@@ -19,8 +19,9 @@
  * v (Hkv*D)], each head's D values contiguous. A row of the fused gate/up
  * projection holds [gate (I) | up (I)].
  *
- * Threads: kernels use OpenMP (and OpenBLAS's own threads for sgemm); call
- * them from one thread at a time.
+ * Threads: kernels use OpenMP; OpenBLAS is kept at one thread and azr_gemm
+ * splits products over the OpenMP threads itself. Call them from one
+ * thread at a time.
  */
 #ifndef AZR_KERNELS_H
 #define AZR_KERNELS_H
