@@ -214,6 +214,119 @@ def test_malformed_headers(tmp_path, bad):
         _core.safetensors_read(f)
 
 
+def _st_bytes(header: bytes, data: bytes) -> bytes:
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + data
+
+
+def _reference_refuses(raw: bytes) -> bool:
+    import safetensors
+
+    try:
+        st_numpy.load(raw)
+    except safetensors.SafetensorError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("header,data,match", [
+    # element count x element size overflows 64 bits (the count alone does not)
+    (b'{"x": {"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 0]}}', b"",
+     "byte size overflows"),
+    (b'{"x": {"dtype": "F64", "shape": [2305843009213693952], "data_offsets": [0, 0]}}', b"",
+     "byte size overflows"),
+    # 2**64 + 8: a number the old parser wrapped around to 8
+    (b'{"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 18446744073709551624]}}',
+     b"\0" * 8, "data_offsets.*too large"),
+    (b'{"x": {"dtype": "F32", "shape": [19000000000000000000], "data_offsets": [0, 8]}}',
+     b"\0" * 8, "shape.*too large"),
+], ids=["f32-count-times-4", "f64-count-times-8", "offset-wraps", "shape-wraps"])
+def test_safetensors_sizes_that_overflow_are_refused(tmp_path, header, data, match):
+    raw = _st_bytes(header, data)
+    assert _reference_refuses(raw)
+    f = tmp_path / "big.safetensors"
+    f.write_bytes(raw)
+    with pytest.raises(azr.FormatError, match=match) as ei:
+        _core.safetensors_read(f)
+    assert "big.safetensors" in str(ei.value) and "'x'" in str(ei.value)
+
+
+@pytest.mark.parametrize("header,match", [
+    (b'{"a\\u0000b": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     r"tensor name 'a' is followed by a NUL"),
+    (b'{"__metadata__": {"k": "v\\u0000w"}, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     r"__metadata__ value 'v' is followed by a NUL"),
+    (b'{"a\xff": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     "tensor name is not valid UTF-8"),
+    (b'{"a\xed\xa0\x80": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     "tensor name is not valid UTF-8"),
+    (b'{"a\\ud800": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     r"tensor name has a lone UTF-16 surrogate \\uD800"),
+    (b'{"a\\udc00\\ud800": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     r"tensor name has a lone UTF-16 surrogate \\uDC00"),
+    (b'{"__metadata__": {"k\xc0\x80": "v"}, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     "__metadata__ key is not valid UTF-8"),
+    (b'{"__metadata__": {"k": "\xf5"}, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     "__metadata__ value is not valid UTF-8"),
+], ids=["nul-name", "nul-meta", "ff", "cesu-surrogate", "lone-high", "lone-low", "overlong", "f5"])
+def test_safetensors_header_strings_must_be_utf8_without_nul(tmp_path, header, match):
+    """The old reader cut "a\\u0000b" to "a" and handed bytes that are not
+    UTF-8 to Python, which raised UnicodeDecodeError."""
+    f = tmp_path / "names.safetensors"
+    f.write_bytes(_st_bytes(header, b"\0" * 8))
+    with pytest.raises(azr.FormatError, match=match) as ei:
+        _core.safetensors_read(f)
+    assert "names.safetensors" in str(ei.value)
+
+
+def test_safetensors_escaped_non_ascii_names_still_load(tmp_path):
+    f = tmp_path / "ok.safetensors"
+    f.write_bytes(_st_bytes('{"\\u00e9t\\ud83d\\ude00\u00e9": {"dtype": "F32", "shape": [2], '
+                            '"data_offsets": [0, 8]}}'.encode(), b"\0" * 8))
+    got, _ = _core.safetensors_read(f)
+    assert list(got) == ["\u00e9t\U0001F600\u00e9"]
+
+
+_TWO = '"a": {{"dtype": "F32", "shape": [1], "data_offsets": [{a0}, {a1}]}}, ' \
+       '"b": {{"dtype": "F32", "shape": [1], "data_offsets": [{b0}, {b1}]}}'
+
+
+@pytest.mark.parametrize("offsets,size,match", [
+    ((0, 4, 8, 12), 12, r"tensor 'b'.*begin 8 leaves a gap of 4 bytes after the previous tensor"),
+    ((4, 8, 8, 12), 12, r"tensor 'a'.*begin 4 leaves a gap of 4 bytes after the header"),
+    ((0, 4, 4, 8), 12, r"4 trailing bytes after the last tensor"),
+    ((0, 4, 4, 8), 9, r"1 trailing bytes"),
+], ids=["gap-between", "gap-at-start", "trailing", "one-trailing-byte"])
+def test_safetensors_data_section_must_be_packed_like_the_reference(tmp_path, offsets, size, match):
+    a0, a1, b0, b1 = offsets
+    raw = _st_bytes(("{" + _TWO.format(a0=a0, a1=a1, b0=b0, b1=b1) + "}").encode(), b"\0" * size)
+    assert _reference_refuses(raw)
+    f = tmp_path / "gaps.safetensors"
+    f.write_bytes(raw)
+    with pytest.raises(azr.FormatError, match=match) as ei:
+        _core.safetensors_read(f)
+    assert "gaps.safetensors" in str(ei.value)
+
+
+def test_safetensors_packed_layouts_the_reference_accepts_still_load(tmp_path):
+    cases = [
+        # out of order in the header, packed in the file
+        ("{" + _TWO.format(a0=4, a1=8, b0=0, b1=4) + "}", 8),
+        # zero-size tensors at the start, at the end, and sharing an offset
+        ('{"z": {"dtype": "F32", "shape": [0, 3], "data_offsets": [0, 0]}, '
+         '"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, '
+         '"e": {"dtype": "F16", "shape": [0], "data_offsets": [8, 8]}}', 8),
+        ("{}", 0),
+    ]
+    for header, size in cases:
+        raw = _st_bytes(header.encode(), b"\0" * size)
+        assert not _reference_refuses(raw), header
+        f = tmp_path / "ok.safetensors"
+        f.write_bytes(raw)
+        got, _ = _core.safetensors_read(f)
+        assert set(got) == set(st_numpy.load(raw)), header
+
+
 def test_wrong_shape_tensor(saved):
     m, d = saved
     tensors, _ = _core.safetensors_read(d / "model.safetensors")
