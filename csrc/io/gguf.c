@@ -8,6 +8,7 @@
  * size cannot back; print or abort.
  */
 #include "gguf.h"
+#include "utf8_check.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,10 +67,14 @@ static azr_status rd_str(cursor *c, const char *what, const uint8_t **s, uint64_
     return take(c, *len, what, s);
 }
 
-/* NUL-terminated copy of a GGUF string, refusing embedded NULs. */
+/* NUL-terminated copy of a GGUF string, refusing embedded NULs and bytes
+ * that are not UTF-8 (GGUF strings are UTF-8; the names become Python str). */
 static azr_status dup_name(cursor *c, const uint8_t *s, uint64_t len, const char *what, char **out) {
     if (memchr(s, 0, len))
         return azr_set_error(AZR_ERR_FORMAT, "%s: %s at offset %llu contains a NUL byte", c->path,
+                             what, (unsigned long long)(c->pos - len));
+    if (!azr_io_utf8_valid(s, len))
+        return azr_set_error(AZR_ERR_FORMAT, "%s: %s at offset %llu is not valid UTF-8", c->path,
                              what, (unsigned long long)(c->pos - len));
     char *d = azr_alloc(len + 1, what);
     if (!d) return AZR_ERR_NOMEM;
