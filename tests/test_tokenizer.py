@@ -405,6 +405,47 @@ def test_bad_files_give_clear_errors(tmp_path):
         Tokenizer.from_hf_json_dict(json.loads(raw)).encode(b"bytes")
 
 
+def _added(content, tid, special=True):
+    return {"id": tid, "content": content, "single_word": False, "lstrip": False, "rstrip": False,
+            "normalized": False, "special": special}
+
+
+def test_added_tokens_that_disagree_with_the_vocabulary_are_refused(tmp_path):
+    """An added token that reuses a vocabulary id with other content made the
+    id decode as the added token while encoding still produced it for the
+    vocabulary text. HF `tokenizers` keeps neither reading: it renumbers the
+    added token (checked below), so azr refuses such files, naming the file,
+    the token and the id; the forms HF keeps as written still load."""
+    base = json.loads(gpt2_style_json("gpt2"))
+    vocab = base["model"]["vocab"]
+    self_id = vocab["self"]
+    fresh = max(list(vocab.values()) + [a["id"] for a in base["added_tokens"]]) + 1
+    cases = [
+        ([_added("<zz>", self_id)], rf"token '<zz>' has id {self_id}, which the vocabulary gives to 'self'"),
+        ([_added("self", fresh)], rf"token 'self' has id {fresh}, but the vocabulary gives it id {self_id}"),
+        ([_added("<a>", fresh), _added("<b>", fresh)], rf"id {fresh} is given to two tokens, '<a>' and '<b>'"),
+        ([_added("<a>", fresh), _added("<a>", fresh + 1)], rf"token '<a>' appears twice, with ids {fresh} and {fresh + 1}"),
+    ]
+    for extra, match in cases:
+        d = json.loads(json.dumps(base))
+        d["added_tokens"] += extra
+        p = _write(tmp_path, d) / "tokenizer.json"
+        with pytest.raises(azr.FormatError, match=match) as ei:
+            Tokenizer.from_pretrained(p)
+        assert str(p) in str(ei.value) and "added_tokens" in str(ei.value)
+        hf = tokenizers.Tokenizer.from_str(json.dumps(d))  # HF loads it, with other ids
+        assert [hf.token_to_id(a["content"]) for a in extra] != [a["id"] for a in extra]
+    # what HF keeps as written: an added token on its own vocabulary entry, an exact duplicate
+    d = json.loads(json.dumps(base))
+    d["added_tokens"] += [_added("self", self_id), _added("<a>", fresh), _added("<a>", fresh)]
+    ours, hf = Tokenizer.from_hf_json_dict(d), tokenizers.Tokenizer.from_str(json.dumps(d))
+    for text in ("self <a> selfish", "<a>self"):
+        ids = hf.encode(text).ids
+        assert ours.encode(text, allow_special=True) == ids
+        assert ours.decode(ids) == hf.decode(ids, skip_special_tokens=False)
+    assert hf.token_to_id("<a>") == fresh and hf.token_to_id("self") == self_id
+
+
 # ------------------------------------------------------------------ SentencePiece byte fallback
 
 def _spm_with_bytes(shared_data, byte_values):
