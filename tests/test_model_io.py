@@ -391,6 +391,71 @@ def test_bad_configs_name_the_field(saved, edit, match, exc):
         Model.from_pretrained(d)
 
 
+_DROP = object()  # a config edit that removes the field
+
+
+def _mistral_dir(tmp_path, **cfg_edit) -> Path:
+    m = Model.from_config(_tiny_cfg(model_type="mistral", max_position_embeddings=64), seed=5, init_std=0.2)
+    d = tmp_path / "mistral"
+    m.save_pretrained(d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(cfg_edit)
+    for k in [k for k, v in cfg_edit.items() if v is _DROP]:
+        del cfg[k]
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+@pytest.mark.parametrize("edit,exc,match", [
+    ({"sliding_window": 16}, azr.UnsupportedError,
+     r"config\.json: sliding_window=16 is shorter than max_position_embeddings=64: sliding-window"),
+    # no max_position_embeddings: azr's context is the default 2048, longer than the window
+    ({"sliding_window": 1024, "max_position_embeddings": _DROP}, azr.UnsupportedError,
+     r"config\.json: sliding_window=1024 is shorter than max_position_embeddings=2048"),
+    ({"sliding_window": "4096"}, azr.FormatError, r"config\.json: sliding_window must be a positive integer"),
+    ({"sliding_window": 0}, azr.FormatError, r"config\.json: sliding_window must be a positive integer"),
+], ids=["shorter", "default-context", "string", "zero"])
+def test_mistral_sliding_window_shorter_than_the_context_is_refused(tmp_path, edit, exc, match):
+    """A window the engine does not implement would give wrong logits past it;
+    the error names the file and the field (the old check let a string
+    through as a TypeError and did not name the file)."""
+    d = _mistral_dir(tmp_path, **edit)
+    with pytest.raises(exc, match=match) as ei:
+        Model.from_pretrained(d)
+    assert str(d / "config.json") in str(ei.value)
+
+
+def test_mistral_window_as_long_as_the_context_matches_transformers_up_to_it(tmp_path):
+    """sliding_window >= max_position_embeddings is accepted (Ministral's
+    config has 32768 and 32768): up to the window full attention is what
+    transformers computes; longer sequences, where it is not, are refused
+    (the old code ran them)."""
+    d = _mistral_dir(tmp_path, sliding_window=64)
+    m = Model.from_pretrained(d)
+    assert m.config.sliding_window == 64 and m.config.to_hf_dict()["sliding_window"] == 64
+    ref = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+    assert ref.config.sliding_window == 64
+    ids = _ids(2, 64)
+    with torch.no_grad():
+        want = ref(torch.tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(m.logits(ids), want, atol=2e-4, rtol=0)
+    m.logits(_ids(1, 80), lengths=np.array([64]))  # padding past the window is fine
+    with pytest.raises(ValueError, match=r"65 positions is longer than the model's sliding_window \(64\)"):
+        m.logits(_ids(1, 65))
+    with pytest.raises(ValueError, match="sliding_window"):
+        m.logprobs(_ids(1, 70), _ids(1, 70), lengths=np.array([66]))
+
+
+def test_saved_mistral_config_has_no_window_for_transformers(tmp_path):
+    """transformers' MistralConfig defaults to a 4096-token window when
+    config.json has no sliding_window; azr computes full attention, so it
+    writes "sliding_window": null (the old writer left it out)."""
+    d = _mistral_dir(tmp_path)
+    assert json.loads((d / "config.json").read_text())["sliding_window"] is None
+    assert transformers.AutoConfig.from_pretrained(d).sliding_window is None
+    assert Model.from_pretrained(d).config.sliding_window is None
+
+
 def test_config_json_not_json(saved):
     _, d = saved
     (d / "config.json").write_text("{oops")
