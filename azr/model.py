@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _jsonfile
 from ._native import _core
 
 FormatError = _core.FormatError
@@ -309,11 +310,7 @@ class Model:
         cfg_path = p / "config.json"
         if not cfg_path.is_file():
             raise FileNotFoundError(f"{cfg_path} not found: a model directory needs config.json")
-        try:
-            with open(cfg_path, encoding="utf-8") as f:
-                raw = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise FormatError(f"{cfg_path}: not valid JSON ({exc})") from exc
+        raw = _jsonfile.load(cfg_path)
         try:
             cfg = ModelConfig.from_hf_dict(raw)
         except UnsupportedError as exc:
@@ -507,11 +504,11 @@ def _in_file(path: Path, exc: Exception) -> str:
 def _weight_files(d: Path) -> list[Path]:
     idx = d / "model.safetensors.index.json"
     if idx.is_file():
+        index = _jsonfile.load(idx)
         try:
-            with open(idx, encoding="utf-8") as f:
-                wm = json.load(f)["weight_map"]
+            wm = index["weight_map"]
             shards = sorted(set(wm.values()))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise FormatError(f"{idx}: not a valid safetensors index ({exc!r})") from exc
         out = []
         for s in shards:

@@ -463,6 +463,29 @@ def test_config_json_not_json(saved):
         Model.from_pretrained(d)
 
 
+@pytest.mark.parametrize("text,match", [
+    ('{"vocab_size": 1%s}' % ("0" * 4999), r"config\.json: vocab_size is an integer of 5000 digits"),
+    ('{"a": {"b c": [0, -%s]}}' % ("9" * 5000), r'config\.json: a\["b c"\]\[1\] is an integer of 5000 digits'),
+    ("[" * 100000 + "]" * 100000, r"config\.json: not valid JSON"),
+    (b'{"model_type": "ll\xe1ma"}', r"config\.json: not valid JSON: the file is not UTF-8"),
+], ids=["5000-digits", "nested-negative", "deep", "not-utf8"])
+def test_config_json_that_python_cannot_read_raises_format_error(saved, text, match):
+    """A 5,000-digit number made json.load raise a bare ValueError (Python's
+    int conversion limit) and deep nesting a RecursionError."""
+    _, d = saved
+    f = d / "config.json"
+    f.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(azr.FormatError, match=match):
+        Model.from_pretrained(d)
+
+
+def test_index_json_with_a_huge_number_raises_format_error(saved):
+    _, d = saved
+    (d / "model.safetensors.index.json").write_text('{"weight_map": {"x": %s}}' % ("7" * 5000))
+    with pytest.raises(azr.FormatError, match=r"index\.json: weight_map\.x is an integer of 5000 digits"):
+        Model.from_pretrained(d)
+
+
 def test_config_roundtrip_hf_dict():
     cfg = _tiny_cfg(model_type="qwen2", tie_word_embeddings=True, rope_theta=1e6)
     d = cfg.to_hf_dict()

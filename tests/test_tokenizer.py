@@ -446,6 +446,79 @@ def test_added_tokens_that_disagree_with_the_vocabulary_are_refused(tmp_path):
     assert hf.token_to_id("<a>") == fresh and hf.token_to_id("self") == self_id
 
 
+def test_malformed_numbers_and_fields_raise_format_error(tmp_path):
+    """Each of these raised OverflowError, TypeError or a bare ValueError
+    (Python's 4300-digit limit) before, or (a numeric chat_template) was
+    silently dropped; now each is a FormatError naming the file and the field."""
+    base = json.loads(gpt2_style_json("gpt2"))
+    d = tmp_path / "t"
+    d.mkdir()
+    tj = d / "tokenizer.json"
+
+    def load(obj, config=None):
+        tj.write_text(obj if isinstance(obj, str) else json.dumps(obj), encoding="utf-8")
+        tc = d / "tokenizer_config.json"
+        if config is None:
+            tc.unlink(missing_ok=True)
+        elif isinstance(config, bytes):
+            tc.write_bytes(config)
+        else:
+            tc.write_text(config if isinstance(config, str) else json.dumps(config), encoding="utf-8")
+        return Tokenizer.from_pretrained(d)
+
+    def edited(fn):
+        x = json.loads(json.dumps(base))
+        fn(x)
+        return x
+
+    cases = [
+        (edited(lambda x: x["added_tokens"][0].__setitem__("id", 10 ** 12)), None,
+         r"tokenizer\.json: added_tokens: token '<\|endoftext\|>' has invalid id 1000000000000"),
+        (edited(lambda x: x["added_tokens"][0].__setitem__("id", -(10 ** 30))), None,
+         r"tokenizer\.json: added_tokens: token '<\|endoftext\|>' has invalid id -1000000000000000000000000000000"),
+        (edited(lambda x: x["model"]["vocab"].__setitem__("a", 10 ** 30)), None,
+         r"tokenizer\.json: vocab: token 'a' has invalid id 1000000000000000000000000000000"),
+        (edited(lambda x: (x["model"].__setitem__("unk_token", "a"), x["model"]["vocab"].__setitem__("a", 10 ** 30))),
+         None, r"tokenizer\.json: model\.vocab gives the unk_token 'a' the id 10{30}, not an id"),
+        (edited(lambda x: (x["model"].__setitem__("unk_token", "a"), x["model"]["vocab"].__setitem__("a", "x"))),
+         None, r"tokenizer\.json: model\.vocab gives the unk_token 'a' the id 'x'"),
+        (json.dumps(base).replace('"merges":', '"dropout_seed": %s, "merges":' % ("1" * 5000), 1), None,
+         r"tokenizer\.json: model\.dropout_seed is an integer of 5000 digits"),
+        (base, '{"model_max_length": %s}' % ("9" * 5000),
+         r"tokenizer_config\.json: model_max_length is an integer of 5000 digits"),
+        (base, {"chat_template": 5}, r"tokenizer_config\.json: chat_template must be a string .* got int 5"),
+        (base, {"chat_template": [{"name": "default", "template": 7}]},
+         r"tokenizer_config\.json: chat_template\[0\] must be an object with string 'name' and 'template'"),
+        (base, b'{"bos_token": "\xff"}', r"tokenizer_config\.json: not valid JSON: the file is not UTF-8"),
+    ]
+    for obj, config, match in cases:
+        with pytest.raises(azr.FormatError, match=match):
+            load(obj, config)
+    # a chat_template in the dict API is checked too
+    with pytest.raises(azr.FormatError, match="chat_template must be a string"):
+        Tokenizer.from_hf_json_dict(base, {"chat_template": 3.5})
+    # what still loads: a named-template list, no template
+    assert load(base, {"chat_template": [{"name": "default", "template": "{{ 1 }}"}]}).chat_template == "{{ 1 }}"
+    assert load(base, {"chat_template": None}).chat_template is None
+
+
+def test_vocab_merges_files_that_python_cannot_read_raise_format_error(shared_data, tmp_path):
+    src = shared_data / "tokenizers" / "qwen2.5"
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+        (tmp_path / name).write_bytes((src / name).read_bytes())
+    cfg = json.loads((src / "tokenizer_config.json").read_text())
+    for key, match in [("151643x", r"added_tokens_decoder key '151643x' is not a token id"),
+                       ("1" * 5000, r"added_tokens_decoder key '1111.* is not a token id")]:
+        bad = dict(cfg, added_tokens_decoder={key: {"content": "<x>"}})
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps(bad))
+        with pytest.raises(azr.FormatError, match=match):
+            Tokenizer.from_pretrained(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(cfg))
+    (tmp_path / "merges.txt").write_bytes(b"#version: 0.2\n\xc4\xa0 t\n\xff\xfe q\n")
+    with pytest.raises(azr.FormatError, match=r"merges\.txt: not valid UTF-8"):
+        Tokenizer.from_pretrained(tmp_path)
+
+
 # ------------------------------------------------------------------ SentencePiece byte fallback
 
 def _spm_with_bytes(shared_data, byte_values):

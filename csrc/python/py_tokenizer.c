@@ -136,14 +136,15 @@ static int PyTok_init(PyTok *self, PyObject *args, PyObject *kw) {
         const char *s;
         Py_ssize_t n;
         if (utf8_of(key, &s, &n, "vocab key")) return -1;
-        long id = PyLong_AsLong(val);
-        if ((id == -1 && PyErr_Occurred()) || !PyLong_Check(val)) {
-            PyErr_Clear();
+        if (!PyLong_Check(val)) {
             PyErr_Format(azr_py_FormatError, "vocab: id of token %R must be an integer", key);
             return -1;
         }
-        if (id < 0 || id > 0xFFFFFF) {
-            PyErr_Format(azr_py_FormatError, "vocab: token %R has invalid id %ld (ids must be in 0..16777215)", key, id);
+        int overflow = 0;
+        long long id = PyLong_AsLongLongAndOverflow(val, &overflow);
+        if (id == -1 && PyErr_Occurred()) return -1;
+        if (overflow || id < 0 || id > 0xFFFFFF) {
+            PyErr_Format(azr_py_FormatError, "vocab: token %R has invalid id %R (ids must be in 0..16777215)", key, val);
             return -1;
         }
         st = azr_tok_add_token(self->tok, s, (size_t)n, (int32_t)id);
@@ -189,9 +190,19 @@ static int PyTok_init(PyTok *self, PyObject *args, PyObject *kw) {
         PyObject *it = PySequence_Fast_GET_ITEM(aseq, i);
         const char *s;
         Py_ssize_t n;
-        int id, flags;
-        if (!PyArg_ParseTuple(it, "s#ii", &s, &n, &id, &flags)) { Py_DECREF(aseq); return -1; }
-        st = azr_tok_add_added(self->tok, s, (size_t)n, id, flags);
+        PyObject *ido;
+        int flags;
+        if (!PyArg_ParseTuple(it, "s#Oi", &s, &n, &ido, &flags)) { Py_DECREF(aseq); return -1; }
+        int overflow = 0;
+        long long id = PyLong_Check(ido) ? PyLong_AsLongLongAndOverflow(ido, &overflow) : -1;
+        if (id == -1 && PyErr_Occurred()) { Py_DECREF(aseq); return -1; }
+        if (!PyLong_Check(ido) || overflow || id < 0 || id > 0xFFFFFF) {
+            PyErr_Format(azr_py_FormatError, "added_tokens: token %R has invalid id %R (ids must be in 0..16777215)",
+                         PyTuple_Check(it) && PyTuple_GET_SIZE(it) > 0 ? PyTuple_GET_ITEM(it, 0) : Py_None, ido);
+            Py_DECREF(aseq);
+            return -1;
+        }
+        st = azr_tok_add_added(self->tok, s, (size_t)n, (int32_t)id, flags);
         if (st) { Py_DECREF(aseq); azr_py_raise(st, "added token error"); return -1; }
     }
     Py_DECREF(aseq);
