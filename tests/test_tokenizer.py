@@ -519,6 +519,22 @@ def test_vocab_merges_files_that_python_cannot_read_raise_format_error(shared_da
         Tokenizer.from_pretrained(tmp_path)
 
 
+def test_error_messages_cut_inside_a_character_are_still_format_errors():
+    """C messages quote at most 64 bytes of a token, which can end inside a
+    UTF-8 character: the binding turned such a message into a
+    UnicodeDecodeError (an added token like this one raised it)."""
+    base = json.loads(gpt2_style_json("gpt2"))
+    long = "x" + "é" * 40  # byte 64 is the first half of an 'é'
+    d = json.loads(json.dumps(base))
+    d["model"]["vocab"][long] = 5
+    with pytest.raises(azr.FormatError, match=r"id 5 is used by two tokens \('x(é){31}\ufffd' and another\)"):
+        Tokenizer.from_hf_json_dict(d)
+    d = json.loads(json.dumps(base))
+    d["added_tokens"].append({"id": d["model"]["vocab"]["self"], "content": long, "special": True})
+    with pytest.raises(azr.FormatError, match=r"added_tokens: token 'x(é){31}\ufffd' has id"):
+        Tokenizer.from_hf_json_dict(d)
+
+
 # ------------------------------------------------------------------ SentencePiece byte fallback
 
 def _spm_with_bytes(shared_data, byte_values):
