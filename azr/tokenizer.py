@@ -185,7 +185,10 @@ def _parse_decoder(d: Any, where: str, cfg: dict) -> None:
             if sub.get("content") != " " or sub.get("stop", 0) != 0 or not fused:
                 raise UnsupportedError(f"{w}: Strip decoder {sub!r} is not supported (only content ' ', stop 0, "
                                        "after Fuse)")
-            cfg["dec_strip_start"] = int(sub.get("start", 0))
+            start = sub.get("start", 0)
+            if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < 2**31:
+                raise _fail(w, f"Strip decoder field 'start' must be a count of characters, got {start!r:.80}")
+            cfg["dec_strip_start"] = start
         else:
             raise UnsupportedError(f"{w}: decoder type '{st}' is not supported (supported: ByteLevel, or a "
                                    "Sequence of Replace, ByteFallback, Fuse, Strip)")
@@ -199,7 +202,7 @@ def _parse_post(p: Any, where: str, token_id) -> tuple[list[int], list[int], str
     if t == "Sequence":
         pre: list[int] = []
         suf: list[int] = []
-        for i, sub in enumerate(p.get("processors", [])):
+        for i, sub in enumerate(_need(p, "processors", list, where)):
             a, b, why = _parse_post(sub, f"{where}.processors[{i}]", token_id)
             if why:
                 return [], [], why
@@ -211,18 +214,30 @@ def _parse_post(p: Any, where: str, token_id) -> tuple[list[int], list[int], str
     if t == "TemplateProcessing":
         pre, suf, seen = [], [], False
         specials = p.get("special_tokens", {})
-        for item in p.get("single", []):
+        if not isinstance(specials, dict):
+            raise _fail(where, f"field 'special_tokens' has type {type(specials).__name__}")
+        for j, item in enumerate(_need(p, "single", list, where) if "single" in p else []):
+            if not isinstance(item, dict):
+                raise _fail(f"{where}.single[{j}]", f"expected an object, got {type(item).__name__}")
             if "Sequence" in item:
                 seen = True
                 continue
-            name = item.get("SpecialToken", {}).get("id")
-            ids = specials.get(name, {}).get("ids")
+            st = item.get("SpecialToken")
+            name = st.get("id") if isinstance(st, dict) else None
+            if not isinstance(name, str):
+                raise _fail(f"{where}.single[{j}]", f"expected a Sequence or a SpecialToken with a string id, "
+                                                     f"got {item!r:.80}")
+            entry = specials.get(name)
+            ids = entry.get("ids") if isinstance(entry, dict) else None
             if ids is None:
                 tid = token_id(name)
                 ids = [tid] if tid is not None else None
             if ids is None:
                 raise _fail(where, f"TemplateProcessing names unknown special token {name!r}")
-            (suf if seen else pre).extend(int(x) for x in ids)
+            if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                    and 0 <= x <= _MAX_ID for x in ids):
+                raise _fail(where, f"special_tokens[{name!r}].ids must be a list of token ids, got {ids!r:.80}")
+            (suf if seen else pre).extend(ids)
         return pre, suf, None
     return [], [], f"post-processor {t!r} is not supported for add_special_tokens=True"
 

@@ -535,6 +535,58 @@ def test_error_messages_cut_inside_a_character_are_still_format_errors():
         Tokenizer.from_hf_json_dict(d)
 
 
+def _tinystories_json(shared_data) -> dict:
+    return json.loads((shared_data / "models" / "tinystories-656k" / "tokenizer.json").read_text())
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda d: d["post_processor"].__setitem__("single", [5]), r"post_processor\.single\[0\]: expected an object"),
+    (lambda d: d["post_processor"].__setitem__("single", 7), r"post_processor: field 'single' has type int"),
+    (lambda d: d["post_processor"].__setitem__("special_tokens", []), r"field 'special_tokens' has type list"),
+    (lambda d: d["post_processor"]["single"][0]["SpecialToken"].__setitem__("id", ["a"]),
+     r"post_processor\.single\[0\]: expected a Sequence or a SpecialToken with a string id"),
+    (lambda d: d["post_processor"]["special_tokens"]["<|start_story|>"].__setitem__("ids", ["<|start_story|>"]),
+     r"special_tokens\['<\|start_story\|>'\]\.ids must be a list of token ids"),
+    (lambda d: d["post_processor"]["special_tokens"]["<|start_story|>"].__setitem__("ids", [2**40]),
+     r"\.ids must be a list of token ids, got \[1099511627776\]"),
+    (lambda d: d.__setitem__("post_processor", {"type": "Sequence", "processors": 3}),
+     r"post_processor: field 'processors' has type int"),
+    (lambda d: d["decoder"]["decoders"][3].__setitem__("start", "a b"),
+     r"decoder\.decoders\[3\]: Strip decoder field 'start' must be a count of characters, got 'a b'"),
+    (lambda d: d["decoder"]["decoders"][3].__setitem__("start", 2**64 + 8), r"field 'start' must be a count"),
+], ids=["single-int", "single-not-list", "special-tokens-list", "id-list", "ids-strings", "ids-huge",
+        "processors-int", "strip-start-str", "strip-start-huge"])
+def test_hostile_post_processor_and_decoder_fields_raise_format_error(shared_data, tmp_path, edit, match):
+    """Each raised TypeError, AttributeError, ValueError or (through the
+    binding) a TypeError before; found by tests/test_format_fuzz.py."""
+    d = _tinystories_json(shared_data)
+    edit(d)
+    with pytest.raises(azr.FormatError, match=match) as ei:
+        Tokenizer.from_pretrained(_write(tmp_path, d))
+    assert str(tmp_path / "tokenizer.json") in str(ei.value)
+
+
+def test_lone_surrogates_in_tokenizer_files_raise_format_error(shared_data, tmp_path):
+    """A \\ud800 escape alone decodes to a str Python cannot encode as UTF-8:
+    the binding raised UnicodeEncodeError. HF (serde_json) refuses the file;
+    azr names the field. Pairs (an escaped emoji) still load."""
+    d = _tinystories_json(shared_data)
+    d["model"]["vocab"]["ab\ud800"] = len(d["model"]["vocab"])
+    with pytest.raises(azr.FormatError, match=r"tokenizer\.json: a key of model\.vocab holds a lone UTF-16 surrogate"):
+        Tokenizer.from_pretrained(_write(tmp_path, json.dumps(d)))  # ensure_ascii: written as \ud800
+    d = _tinystories_json(shared_data)
+    d["added_tokens"][1]["content"] = "\udc00<x>"
+    with pytest.raises(azr.FormatError, match=r"added_tokens\[1\]\.content holds a lone UTF-16 surrogate"):
+        Tokenizer.from_pretrained(_write(tmp_path, json.dumps(d)))
+    with pytest.raises(azr.FormatError, match="added token .* holds a lone UTF-16 surrogate"):
+        Tokenizer.from_hf_json_dict(d)  # the dict API, through the binding
+    d = _tinystories_json(shared_data)
+    d["model"]["vocab"]["x\U0001F600"] = len(d["model"]["vocab"])
+    assert "\\ud83d\\ude00" in json.dumps(d)
+    tok = Tokenizer.from_pretrained(_write(tmp_path, json.dumps(d)))
+    assert tok.token_to_id("x\U0001F600") == len(d["model"]["vocab"]) - 1
+
+
 # ------------------------------------------------------------------ SentencePiece byte fallback
 
 def _spm_with_bytes(shared_data, byte_values):

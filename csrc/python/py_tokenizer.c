@@ -51,6 +51,10 @@ static int utf8_of(PyObject *o, const char **s, Py_ssize_t *n, const char *what)
         return -1;
     }
     *s = PyUnicode_AsUTF8AndSize(o, n);
+    if (!*s && PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+        PyErr_Clear();
+        PyErr_Format(azr_py_FormatError, "%s %R holds a lone UTF-16 surrogate: not a character", what, o);
+    }
     return *s ? 0 : -1;
 }
 
@@ -159,8 +163,8 @@ static int PyTok_init(PyTok *self, PyObject *args, PyObject *kw) {
         Py_ssize_t al, bl;
         if (PyUnicode_Check(it)) {
             Py_ssize_t n;
-            const char *s = PyUnicode_AsUTF8AndSize(it, &n);
-            if (!s) { Py_DECREF(mseq); return -1; }
+            const char *s;
+            if (utf8_of(it, &s, &n, "merge")) { Py_DECREF(mseq); return -1; }
             const char *sp = memchr(s, ' ', (size_t)n);
             if (!sp || memchr(sp + 1, ' ', (size_t)(n - (sp + 1 - s)))) {
                 Py_DECREF(mseq);
@@ -190,9 +194,12 @@ static int PyTok_init(PyTok *self, PyObject *args, PyObject *kw) {
         PyObject *it = PySequence_Fast_GET_ITEM(aseq, i);
         const char *s;
         Py_ssize_t n;
-        PyObject *ido;
+        PyObject *content, *ido;
         int flags;
-        if (!PyArg_ParseTuple(it, "s#Oi", &s, &n, &ido, &flags)) { Py_DECREF(aseq); return -1; }
+        if (!PyArg_ParseTuple(it, "UOi", &content, &ido, &flags) || utf8_of(content, &s, &n, "added token")) {
+            Py_DECREF(aseq);
+            return -1;
+        }
         int overflow = 0;
         long long id = PyLong_Check(ido) ? PyLong_AsLongLongAndOverflow(ido, &overflow) : -1;
         if (id == -1 && PyErr_Occurred()) { Py_DECREF(aseq); return -1; }
