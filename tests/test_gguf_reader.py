@@ -239,7 +239,7 @@ def test_dequantize_argument_errors():
 
 
 def _small_gguf(tmp_path: Path, tensor_type: int = 0, tensor_name: bytes = b"w",
-                key: bytes = b"general.architecture") -> Path:
+                key: bytes = b"general.architecture", ne: int = 8) -> Path:
     """A valid GGUF (one kv, one 8-float F32 tensor) built byte by byte, so
     tests can corrupt any field."""
     def s(x: str | bytes) -> bytes:
@@ -248,7 +248,7 @@ def _small_gguf(tmp_path: Path, tensor_type: int = 0, tensor_name: bytes = b"w",
 
     head = b"GGUF" + struct.pack("<IQQ", 3, 1, 1)
     kv = s(key) + struct.pack("<I", 8) + s("llama")
-    ti = s(tensor_name) + struct.pack("<IQ", 1, 8) + struct.pack("<I", tensor_type) + struct.pack("<Q", 0)
+    ti = s(tensor_name) + struct.pack("<IQ", 1, ne) + struct.pack("<I", tensor_type) + struct.pack("<Q", 0)
     body = head + kv + ti
     body += b"\0" * (-len(body) % 32)
     body += np.arange(8, dtype=np.float32).tobytes()
@@ -310,6 +310,15 @@ def test_names_that_are_not_utf8(tmp_path, kw, what):
     assert str(p) in str(ei.value)
     with pytest.raises(azr.FormatError, match=f"{what} at offset"):
         agguf.ensure_hf_dir(p, cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_byte_count_overflow_names_the_file_and_tensor(tmp_path):
+    """The message came from the dequantiser's size helper without the file
+    or the tensor (found by tests/test_format_fuzz.py)."""
+    p = _small_gguf(tmp_path, ne=2**62 + 32)
+    with pytest.raises(azr.FormatError, match=f"{p}: tensor 'w': 4611686018427387936 elements of type F32 "
+                                              "overflow a 64-bit byte count"):
+        _core.GGUFFile(str(p))
 
 
 def test_non_ascii_utf8_names_still_read(tmp_path):

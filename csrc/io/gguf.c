@@ -11,6 +11,7 @@
 #include "utf8_check.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,7 +238,11 @@ static azr_status parse_tensor_info(cursor *c, uint64_t index, azr_gguf_tensor *
                              "its block size %lld",
                              c->path, t->name, tn, (long long)t->ne[0], (long long)be);
     int64_t nb = azr_ggml_nbytes(t->type, n);
-    if (nb < 0) return AZR_ERR_FORMAT;
+    if (nb < 0) { /* the message names neither the file nor the tensor: add them */
+        char why[256];
+        snprintf(why, sizeof why, "%s", azr_last_error());
+        return azr_set_error(AZR_ERR_FORMAT, "%s: tensor '%s': %s", c->path, t->name, why);
+    }
     t->nbytes = (uint64_t)nb;
     (void)index;
     return rd_u64(c, "tensor offset", &t->offset);
