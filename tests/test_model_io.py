@@ -577,3 +577,20 @@ def test_failed_loads_leak_no_file_descriptors(saved):
             _core.safetensors_read(f)
     if before is not None:
         assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_python_header_reader_raises_format_error(tmp_path):
+    """azr.safetensors_io.read_header raised UnicodeDecodeError and a bare
+    ValueError on these headers."""
+    from azr.safetensors_io import read_header
+
+    f = tmp_path / "h.safetensors"
+    for header, match in [(b'{"a\xff": 1}', "not valid JSON"), (b'{"a": %s}' % (b"1" * 5000), "not valid JSON"),
+                          (b"[1, 2]", "not a JSON object"), (b"{", "not valid JSON")]:
+        f.write_bytes(struct.pack("<Q", len(header)) + header)
+        with pytest.raises(azr.FormatError, match=match) as ei:
+            read_header(f)
+        assert str(f) in str(ei.value)
+    f.write_bytes(b"\x10\0\0\0\0\0\0\0{}")
+    with pytest.raises(azr.FormatError, match="truncated safetensors header"):
+        read_header(f)
