@@ -288,6 +288,45 @@ def _as_int(md: dict, key: str, path: str, default: int | None = None) -> int:
     return int(v)
 
 
+def _typed(md: dict, key: str, path: str, types: type | tuple, what: str, default: Any = None) -> Any:
+    """md[key] (or `default` when absent) if it has one of `types`, else a
+    FormatError naming the key: metadata of another type (an array where a
+    number belongs, bytes that are not UTF-8 where a string does) must not
+    reach the comparisons below as a TypeError or NumPy's "truth value of an
+    array is ambiguous"."""
+    if key not in md:
+        return default
+    v = md[key]
+    if isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        ok = False
+    else:
+        ok = isinstance(v, types)
+    if not ok:
+        shown = f"array of {len(v)}" if isinstance(v, (list, np.ndarray)) else repr(v)[:80]
+        raise FormatError(f"{path}: metadata '{key}' should be {what}, got {shown}")
+    return v
+
+
+def _int_array(md: dict, key: str, path: str) -> np.ndarray | None:
+    v = md.get(key)
+    if v is None:
+        return None
+    if not (isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "iu"):
+        raise FormatError(f"{path}: metadata '{key}' should be an array of integers, got {repr(v)[:80]}")
+    return v
+
+
+def _str_list(md: dict, key: str, path: str, required: bool = False) -> list | None:
+    if key not in md:
+        if required:
+            raise FormatError(f"{path}: required metadata key '{key}' is missing")
+        return None
+    v = md[key]
+    if not isinstance(v, list):
+        raise FormatError(f"{path}: metadata '{key}' should be an array of strings, got {repr(v)[:80]}")
+    return v
+
+
 def _optional_id(md: dict, key: str) -> int | None:
     v = md.get(key)
     return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else None
@@ -320,17 +359,19 @@ def read_gguf_spec(g: "_core.GGUFFile", md: dict | None = None) -> GGUFModelSpec
     tensor's shape (naming the key, the tensor, and both shapes)."""
     path = g.path
     md = g.metadata() if md is None else md
-    arch = _need(md, "general.architecture", path)
+    _need(md, "general.architecture", path)
+    arch = _typed(md, "general.architecture", path, str, "a UTF-8 string")
     if arch not in SUPPORTED_ARCHITECTURES:
         raise UnsupportedError(
             f"{path}: model architecture '{arch}' is not supported; azr converts "
             f"{', '.join(SUPPORTED_ARCHITECTURES)}")
     a = arch
-    if md.get(f"{a}.expert_count", 0):
+    if _typed(md, f"{a}.expert_count", path, (int, np.integer), "an integer", 0):
         raise UnsupportedError(f"{path}: mixture-of-experts models ({a}.expert_count = "
                                f"{md[f'{a}.expert_count']}) are not supported")
-    scaling = md.get(f"{a}.rope.scaling.type", "none")
-    if scaling not in ("none", "") and float(md.get(f"{a}.rope.scaling.factor", 1.0)) != 1.0:
+    scaling = _typed(md, f"{a}.rope.scaling.type", path, str, "a UTF-8 string", "none")
+    factor = _typed(md, f"{a}.rope.scaling.factor", path, (int, float), "a number", 1.0)
+    if scaling not in ("none", "") and factor != 1.0:
         raise UnsupportedError(f"{path}: RoPE scaling '{scaling}' is not supported")
     tensors = {t["name"]: t for t in g.tensors()}
     if "rope_freqs.weight" in tensors:
@@ -346,7 +387,7 @@ def read_gguf_spec(g: "_core.GGUFFile", md: dict | None = None) -> GGUFModelSpec
     if f"{a}.attention.key_length" not in md and hidden % n_heads:
         raise FormatError(f"{path}: {a}.embedding_length = {hidden} is not divisible by "
                           f"{a}.attention.head_count = {n_heads}")
-    rot = md.get(f"{a}.rope.dimension_count", head_dim)
+    rot = _typed(md, f"{a}.rope.dimension_count", path, (int, np.integer), "an integer", head_dim)
     if rot != head_dim:
         raise UnsupportedError(f"{path}: partial rotary embeddings ({a}.rope.dimension_count = {rot}, "
                                f"head dim {head_dim}) are not supported")
@@ -354,7 +395,7 @@ def read_gguf_spec(g: "_core.GGUFFile", md: dict | None = None) -> GGUFModelSpec
     if n_heads % n_kv:
         raise FormatError(f"{path}: {a}.attention.head_count = {n_heads} is not a multiple of "
                           f"head_count_kv = {n_kv}")
-    tokens = md.get("tokenizer.ggml.tokens")
+    tokens = _str_list(md, "tokenizer.ggml.tokens", path)
     if "token_embd.weight" not in tensors:
         raise FormatError(f"{path}: tensor 'token_embd.weight' is missing")
     emb_rows = tensors["token_embd.weight"]["shape"][0]
@@ -394,6 +435,9 @@ def read_gguf_spec(g: "_core.GGUFFile", md: dict | None = None) -> GGUFModelSpec
         if v is not None and not 0 <= v < vocab:
             raise FormatError(f"{path}: tokenizer.ggml.{tid_key.replace('pad_', 'padding_')} = {v} "
                               f"is outside the vocabulary (size {vocab})")
+    if spec.n_layers > len(tensors):  # before listing 9 tensors per layer for 4 billion layers
+        raise FormatError(f"{path}: {a}.block_count = {spec.n_layers} but the file has only "
+                          f"{len(tensors)} tensors")
     # Expected tensors and their shapes, derived from the metadata alone.
     tm: dict[str, tuple[str, tuple[int, ...]]] = {
         "model.embed_tokens.weight": ("token_embd.weight", (vocab, hidden)),
@@ -511,27 +555,29 @@ def hf_tokenizer_files(md: dict, path: str, context_length: int | None = None
     """(tokenizer.json, tokenizer_config.json) contents for a byte-level BPE
     ("gpt2") GGUF vocabulary. Raises UnsupportedError for other tokenizer
     models or unknown pre-tokenizers, FormatError for malformed entries."""
-    model = md.get("tokenizer.ggml.model")
+    model = _typed(md, "tokenizer.ggml.model", path, str, "a UTF-8 string")
     if model is None:
         raise FormatError(f"{path}: the file has no tokenizer (tokenizer.ggml.model is missing)")
     if model != "gpt2":
         raise UnsupportedError(f"{path}: tokenizer model '{model}' is not supported; azr converts "
                                f"byte-level BPE ('gpt2') vocabularies")
-    pre = md.get("tokenizer.ggml.pre", "default")
+    pre = _typed(md, "tokenizer.ggml.pre", path, str, "a UTF-8 string", "default")
     if pre not in PRE_TOKENIZERS:
         raise UnsupportedError(f"{path}: pre-tokenizer '{pre}' (tokenizer.ggml.pre) is not supported; "
                                f"known: {', '.join(sorted(PRE_TOKENIZERS))}")
-    tokens = _need(md, "tokenizer.ggml.tokens", path)
-    merges = _need(md, "tokenizer.ggml.merges", path)
+    tokens = _str_list(md, "tokenizer.ggml.tokens", path, required=True)
+    merges = _str_list(md, "tokenizer.ggml.merges", path, required=True)
     n = len(tokens)
-    types = md.get("tokenizer.ggml.token_type")
-    types = np.ones(n, np.int32) if types is None else np.asarray(types)
+    types = _int_array(md, "tokenizer.ggml.token_type", path)
+    types = np.ones(n, np.int32) if types is None else types
     if len(types) != n:
         raise FormatError(f"{path}: tokenizer.ggml.token_type has {len(types)} entries, tokens has {n}")
     vocab: dict[str, int] = {}
     for i, t in enumerate(tokens):
         if not isinstance(t, str):
             raise FormatError(f"{path}: token {i} is not valid UTF-8")
+        if not t:
+            raise FormatError(f"{path}: tokenizer.ggml.tokens[{i}] is empty")
         if t in vocab:
             raise FormatError(f"{path}: token {t!r} appears twice (ids {vocab[t]} and {i})")
         vocab[t] = i
@@ -540,6 +586,9 @@ def hf_tokenizer_files(md: dict, path: str, context_length: int | None = None
         parts = m.split(" ") if isinstance(m, str) else []
         if len(parts) != 2 or parts[0] not in vocab or parts[1] not in vocab:
             raise FormatError(f"{path}: merge {j} {m!r} is not two vocabulary tokens separated by a space")
+        if parts[0] + parts[1] not in vocab:
+            raise FormatError(f"{path}: tokenizer.ggml.merges[{j}] {m!r} makes {parts[0] + parts[1]!r}, "
+                              "which is not in the vocabulary")
         pairs.append(parts)
     added = []
     for i, (t, ty) in enumerate(zip(tokens, types.tolist())):
@@ -553,8 +602,10 @@ def hf_tokenizer_files(md: dict, path: str, context_length: int | None = None
 
     bos, eos, unk, pad = (tok("tokenizer.ggml.bos_token_id"), tok("tokenizer.ggml.eos_token_id"),
                           tok("tokenizer.ggml.unknown_token_id"), tok("tokenizer.ggml.padding_token_id"))
-    add_bos = bool(md.get("tokenizer.ggml.add_bos_token", False)) and bos is not None
-    add_eos = bool(md.get("tokenizer.ggml.add_eos_token", False)) and eos is not None
+    add_bos = bool(_typed(md, "tokenizer.ggml.add_bos_token", path, (bool, int), "a boolean", False)) \
+        and bos is not None
+    add_eos = bool(_typed(md, "tokenizer.ggml.add_eos_token", path, (bool, int), "a boolean", False)) \
+        and eos is not None
     single: list[dict] = []
     special: dict[str, dict] = {}
     if add_bos:

@@ -2,7 +2,7 @@
 
 A `Model` is a decoder-only transformer of the Llama family (Hugging Face
 `model_type` ``llama``, ``qwen2`` and ``mistral`` configs without sliding
-windows) whose math runs in the C core (`azr._core.Model`). Parameters live
+windows, or a Mistral window no shorter than the context) whose math runs in the C core (`azr._core.Model`). Parameters live
 in one float32 arena; `parameters()` and `grads()` return NumPy views into it
 under Hugging Face names, so a notebook can inspect or edit them in place.
 
@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _jsonfile
 from ._native import _core
 
 FormatError = _core.FormatError
@@ -65,6 +66,11 @@ class ModelConfig:
     bos_token_id: int | list[int] | None = None
     eos_token_id: int | list[int] | None = None
     pad_token_id: int | None = None
+    # Mistral's attention window. azr computes full attention, which is the
+    # same as the window only over sequences of at most this many positions,
+    # so a window shorter than max_position_embeddings is refused and longer
+    # batches are refused at run time.
+    sliding_window: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -96,6 +102,20 @@ class ModelConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"config: {name} must be a positive number, got {v!r}")
+        mp = self.max_position_embeddings
+        if isinstance(mp, bool) or not isinstance(mp, int) or mp <= 0:
+            raise ValueError(f"config: max_position_embeddings must be a positive integer, got {mp!r}")
+        sw = self.sliding_window
+        if sw is not None:
+            if isinstance(sw, bool) or not isinstance(sw, int) or sw <= 0:
+                raise ValueError(f"config: sliding_window must be a positive integer or null, got {sw!r}")
+            if self.model_type != "mistral":
+                raise ValueError(f"config: sliding_window is a mistral option, not {self.model_type}'s")
+            if sw < mp:
+                raise UnsupportedError(
+                    f"config: sliding_window={sw} is shorter than max_position_embeddings={mp}: "
+                    "sliding-window attention is not implemented (azr computes full attention, "
+                    "which differs from the window on sequences longer than it)")
         if self.model_type == "qwen2":
             self.attention_bias = True
 
@@ -140,11 +160,12 @@ class ModelConfig:
         if d.get("use_sliding_window"):
             raise UnsupportedError("config: use_sliding_window=true (sliding-window attention) "
                                    "is not implemented")
-        sw = d.get("sliding_window")
-        if mt == "mistral" and sw is not None and sw < d.get("max_position_embeddings", 0):
-            raise UnsupportedError(f"config: sliding_window={sw} (sliding-window attention) "
-                                   "is not implemented")
+        # Mistral's sliding_window applies whenever it is set (transformers has no
+        # use_sliding_window switch for it); it is checked with the context in
+        # __post_init__. Llama and Qwen2 (use_sliding_window false) ignore it.
         lt = d.get("layer_types")
+        if lt is not None and not isinstance(lt, list):
+            raise ValueError(f"config: layer_types must be a list, got {lt!r}")
         if lt and any(t != "full_attention" for t in lt):
             raise UnsupportedError("config: layer_types other than 'full_attention' "
                                    "(sliding-window layers) are not implemented")
@@ -162,10 +183,14 @@ class ModelConfig:
             if k not in d:
                 raise ValueError(f"config: required field {k!r} is missing")
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        if mt != "mistral":
+            known.discard("sliding_window")
         kwargs = {k: d[k] for k in known if k in d and d[k] is not None}
         kwargs["model_type"] = mt
         kwargs.pop("attention_bias", None)
         if theta is not None:
+            if isinstance(theta, bool) or not isinstance(theta, (int, float)):
+                raise ValueError(f"config: rope_theta must be a positive number, got {theta!r}")
             kwargs["rope_theta"] = float(theta)
         kwargs["tie_word_embeddings"] = bool(d.get("tie_word_embeddings", False))
         cfg = cls(**kwargs)
@@ -201,6 +226,8 @@ class ModelConfig:
             d["mlp_bias"] = False
         if self.model_type == "qwen2":
             d["use_sliding_window"] = False
+        if self.model_type == "mistral":  # transformers' default would be a 4096-token window
+            d["sliding_window"] = self.sliding_window
         return d
 
     def _engine_kwargs(self) -> dict[str, Any]:
@@ -283,12 +310,13 @@ class Model:
         cfg_path = p / "config.json"
         if not cfg_path.is_file():
             raise FileNotFoundError(f"{cfg_path} not found: a model directory needs config.json")
+        raw = _jsonfile.load(cfg_path)
         try:
-            with open(cfg_path, encoding="utf-8") as f:
-                raw = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise FormatError(f"{cfg_path}: not valid JSON ({exc})") from exc
-        cfg = ModelConfig.from_hf_dict(raw)
+            cfg = ModelConfig.from_hf_dict(raw)
+        except UnsupportedError as exc:
+            raise UnsupportedError(_in_file(cfg_path, exc)) from None
+        except ValueError as exc:  # a missing or invalid field (FormatError is one too)
+            raise FormatError(_in_file(cfg_path, exc)) from None
         files = _weight_files(p)
         m = cls(cfg)
         m._engine.load_safetensors([str(f) for f in files])
@@ -388,6 +416,13 @@ class Model:
             if ln.size and (ln.min() < 0 or ln.max() > T):
                 raise ValueError(f"lengths must be in 0..{T}, got {ln.min()}..{ln.max()}")
             ln = np.ascontiguousarray(ln, dtype=np.int64)
+        sw = self.config.sliding_window
+        longest = int(ln.max()) if ln is not None and ln.size else T
+        if sw is not None and longest > sw:
+            raise ValueError(
+                f"a sequence of {longest} positions is longer than the model's sliding_window "
+                f"({sw}): azr computes full attention, which equals the windowed attention only "
+                f"up to {sw} positions")
         self._check_memory(B, T, weights is not None)
         return ids32, tg, w, ln
 
@@ -460,14 +495,20 @@ class Model:
                         prefix_cache=prefix_cache)
 
 
+def _in_file(path: Path, exc: Exception) -> str:
+    """`exc`'s message ("config: field ...") with the file in place of "config"."""
+    msg = str(exc)
+    return f"{path}: {msg[len('config: '):] if msg.startswith('config: ') else msg}"
+
+
 def _weight_files(d: Path) -> list[Path]:
     idx = d / "model.safetensors.index.json"
     if idx.is_file():
+        index = _jsonfile.load(idx)
         try:
-            with open(idx, encoding="utf-8") as f:
-                wm = json.load(f)["weight_map"]
+            wm = index["weight_map"]
             shards = sorted(set(wm.values()))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise FormatError(f"{idx}: not a valid safetensors index ({exc!r})") from exc
         out = []
         for s in shards:

@@ -20,6 +20,8 @@ from typing import BinaryIO, Iterable, Mapping
 
 import numpy as np
 
+from ._native import _core
+
 __all__ = ["TensorSpec", "SafetensorsWriter", "save_file", "read_header"]
 
 _DTYPES: dict[str, tuple[str, int]] = {
@@ -141,15 +143,24 @@ def save_file(tensors: Mapping[str, np.ndarray], path: str | Path,
 
 
 def read_header(path: str | Path) -> dict:
-    """The JSON header of a .safetensors file. Raises ValueError if malformed."""
+    """The JSON header of a .safetensors file (not validated further: the C
+    reader does that). Raises azr.FormatError (a ValueError) naming the file
+    if it is too short, truncated, or its header is not a UTF-8 JSON object."""
+    FormatError = _core.FormatError
     with open(path, "rb") as f:
         raw = f.read(8)
         if len(raw) != 8:
-            raise ValueError(f"{path}: not a safetensors file (shorter than 8 bytes)")
+            raise FormatError(f"{path}: not a safetensors file (shorter than 8 bytes)")
         (n,) = struct.unpack("<Q", raw)
         if n > 100_000_000:
-            raise ValueError(f"{path}: safetensors header length {n} is implausible")
+            raise FormatError(f"{path}: safetensors header length {n} is implausible")
         blob = f.read(n)
         if len(blob) != n:
-            raise ValueError(f"{path}: truncated safetensors header")
-    return json.loads(blob)
+            raise FormatError(f"{path}: truncated safetensors header")
+    try:
+        header = json.loads(blob)
+    except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, a 5000-digit number
+        raise FormatError(f"{path}: the safetensors header is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise FormatError(f"{path}: the safetensors header is not a JSON object")
+    return header

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from . import _jsonfile
 from ._native import _core
 
 FormatError = _core.FormatError
@@ -184,7 +185,10 @@ def _parse_decoder(d: Any, where: str, cfg: dict) -> None:
             if sub.get("content") != " " or sub.get("stop", 0) != 0 or not fused:
                 raise UnsupportedError(f"{w}: Strip decoder {sub!r} is not supported (only content ' ', stop 0, "
                                        "after Fuse)")
-            cfg["dec_strip_start"] = int(sub.get("start", 0))
+            start = sub.get("start", 0)
+            if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < 2**31:
+                raise _fail(w, f"Strip decoder field 'start' must be a count of characters, got {start!r:.80}")
+            cfg["dec_strip_start"] = start
         else:
             raise UnsupportedError(f"{w}: decoder type '{st}' is not supported (supported: ByteLevel, or a "
                                    "Sequence of Replace, ByteFallback, Fuse, Strip)")
@@ -198,7 +202,7 @@ def _parse_post(p: Any, where: str, token_id) -> tuple[list[int], list[int], str
     if t == "Sequence":
         pre: list[int] = []
         suf: list[int] = []
-        for i, sub in enumerate(p.get("processors", [])):
+        for i, sub in enumerate(_need(p, "processors", list, where)):
             a, b, why = _parse_post(sub, f"{where}.processors[{i}]", token_id)
             if why:
                 return [], [], why
@@ -210,20 +214,55 @@ def _parse_post(p: Any, where: str, token_id) -> tuple[list[int], list[int], str
     if t == "TemplateProcessing":
         pre, suf, seen = [], [], False
         specials = p.get("special_tokens", {})
-        for item in p.get("single", []):
+        if not isinstance(specials, dict):
+            raise _fail(where, f"field 'special_tokens' has type {type(specials).__name__}")
+        for j, item in enumerate(_need(p, "single", list, where) if "single" in p else []):
+            if not isinstance(item, dict):
+                raise _fail(f"{where}.single[{j}]", f"expected an object, got {type(item).__name__}")
             if "Sequence" in item:
                 seen = True
                 continue
-            name = item.get("SpecialToken", {}).get("id")
-            ids = specials.get(name, {}).get("ids")
+            st = item.get("SpecialToken")
+            name = st.get("id") if isinstance(st, dict) else None
+            if not isinstance(name, str):
+                raise _fail(f"{where}.single[{j}]", f"expected a Sequence or a SpecialToken with a string id, "
+                                                     f"got {item!r:.80}")
+            entry = specials.get(name)
+            ids = entry.get("ids") if isinstance(entry, dict) else None
             if ids is None:
                 tid = token_id(name)
                 ids = [tid] if tid is not None else None
             if ids is None:
                 raise _fail(where, f"TemplateProcessing names unknown special token {name!r}")
-            (suf if seen else pre).extend(int(x) for x in ids)
+            if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                    and 0 <= x <= _MAX_ID for x in ids):
+                raise _fail(where, f"special_tokens[{name!r}].ids must be a list of token ids, got {ids!r:.80}")
+            (suf if seen else pre).extend(ids)
         return pre, suf, None
     return [], [], f"post-processor {t!r} is not supported for add_special_tokens=True"
+
+
+_MAX_ID = 0xFFFFFF  # the C core's largest token id
+
+
+def _chat_template(ct: Any, where: str) -> str | None:
+    """A tokenizer_config ``chat_template`` (a string, or a list of
+    ``{"name", "template"}`` whose "default" or first entry is used), or
+    None; FormatError naming `where` and the field for anything else."""
+    if ct is None:
+        return None
+    if isinstance(ct, list):
+        named = {}
+        for i, c in enumerate(ct):
+            if not (isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("template"), str)):
+                raise FormatError(f"{where}: chat_template[{i}] must be an object with string 'name' and "
+                                  f"'template', got {c!r:.80}")
+            named[c["name"]] = c["template"]
+        return named.get("default") or next(iter(named.values()), None)
+    if not isinstance(ct, str):
+        raise FormatError(f"{where}: chat_template must be a string (a Jinja template) or a list of named "
+                          f"templates, got {type(ct).__name__} {ct!r:.80}")
+    return ct
 
 
 def _token_str(v: Any) -> str | None:
@@ -358,11 +397,7 @@ class Tokenizer:
         self.bos_token_id: int | None = self.token_to_id(self.bos_token) if self.bos_token else None
         self.eos_token_id: int | None = self.token_to_id(self.eos_token) if self.eos_token else None
         self.pad_token_id: int | None = self.token_to_id(self.pad_token) if self.pad_token else None
-        ct = config.get("chat_template")
-        if isinstance(ct, list):
-            named = {c.get("name"): c.get("template") for c in ct if isinstance(c, dict)}
-            ct = named.get("default") or next(iter(named.values()), None)
-        self.chat_template: str | None = ct if isinstance(ct, str) else None
+        self.chat_template: str | None = _chat_template(config.get("chat_template"), "tokenizer_config")
         self._jinja = None
 
     # ------------------------------------------------------------ loading
@@ -385,11 +420,7 @@ class Tokenizer:
                                     "from the local Hugging Face cache, never downloaded)")
         config = cls._read_config(d)
         if tj.is_file():
-            try:
-                with open(tj, "r", encoding="utf-8") as f:
-                    data = json.load(f)
-            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-                raise FormatError(f"{tj}: not valid JSON ({e}); the file may be truncated or corrupt") from None
+            data = _jsonfile.load(tj, hint="; the file may be truncated or corrupt")
             return cls.from_hf_json_dict(data, config, source=str(tj))
         if (d / "vocab.json").is_file() and (d / "merges.txt").is_file():
             return cls.from_vocab_merges(d / "vocab.json", d / "merges.txt", config)
@@ -402,17 +433,18 @@ class Tokenizer:
         tc = d / "tokenizer_config.json"
         for f in (stm, tc):
             if f.is_file():
-                try:
-                    with open(f, "r", encoding="utf-8") as fh:
-                        obj = json.load(fh)
-                except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                    raise FormatError(f"{f}: not valid JSON ({e})") from None
+                obj = _jsonfile.load(f)
                 if not isinstance(obj, dict):
                     raise FormatError(f"{f}: expected a JSON object")
+                if "chat_template" in obj:
+                    _chat_template(obj["chat_template"], str(f))
                 config.update(obj)  # tokenizer_config.json (read last) wins
         jt = d / "chat_template.jinja"
         if jt.is_file() and not config.get("chat_template"):
-            config["chat_template"] = jt.read_text(encoding="utf-8")
+            try:
+                config["chat_template"] = jt.read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                raise FormatError(f"{jt}: not valid UTF-8 ({e})") from None
         return config
 
     @classmethod
@@ -450,7 +482,11 @@ class Tokenizer:
         if unk is not None:
             if not isinstance(unk, str) or unk not in vocab:
                 raise FormatError(f"{source}: model.unk_token {unk!r} is not in the vocabulary")
-            spec["unk_id"] = int(vocab[unk])
+            uid = vocab[unk]
+            if isinstance(uid, bool) or not isinstance(uid, int) or not 0 <= uid <= _MAX_ID:
+                raise FormatError(f"{source}: model.vocab gives the unk_token {unk!r} the id {uid!r}, "
+                                  f"not an id in 0..{_MAX_ID}")
+            spec["unk_id"] = uid
         _parse_decoder(dec, f"{source} decoder", spec)
         added = data.get("added_tokens") or []
         if not isinstance(added, list):
@@ -475,20 +511,19 @@ class Tokenizer:
         tokenizer_config.json's tokenizer_class: Qwen2Tokenizer -> Qwen2 split + NFC;
         GPT2Tokenizer (and unknown classes) -> GPT-2 byte-level regex."""
         config = dict(config or {})
-        try:
-            with open(vocab_path, "r", encoding="utf-8") as f:
-                vocab = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise FormatError(f"{vocab_path}: not valid JSON ({e})") from None
+        vocab = _jsonfile.load(vocab_path)
         if not isinstance(vocab, dict):
             raise FormatError(f"{vocab_path}: expected a JSON object mapping tokens to ids")
         merges = []
-        with open(merges_path, "r", encoding="utf-8") as f:
-            for i, line in enumerate(f):
-                line = line.rstrip("\r\n")
-                if (i == 0 and line.startswith("#version")) or not line:
-                    continue
-                merges.append(line)
+        try:
+            with open(merges_path, "r", encoding="utf-8") as f:
+                for i, line in enumerate(f):
+                    line = line.rstrip("\r\n")
+                    if (i == 0 and line.startswith("#version")) or not line:
+                        continue
+                    merges.append(line)
+        except UnicodeDecodeError as e:
+            raise FormatError(f"{merges_path}: not valid UTF-8 ({e})") from None
         cls_name = str(config.get("tokenizer_class", ""))
         if cls_name.startswith("Qwen2"):
             stages, norm = [_PRE_QWEN2], [(_NORM_NFC,)]
@@ -496,9 +531,14 @@ class Tokenizer:
             stages = ([_PRE_PREFIX_SPACE] if config.get("add_prefix_space") else []) + [_PRE_GPT2]
             norm = []
         added = []
-        for k, v in (config.get("added_tokens_decoder") or {}).items():
+        atd = config.get("added_tokens_decoder") or {}
+        if not isinstance(atd, dict):
+            raise FormatError(f"tokenizer_config.json added_tokens_decoder must be an object, got {atd!r:.80}")
+        for k, v in atd.items():
             if not isinstance(v, dict) or not isinstance(v.get("content"), str):
                 raise FormatError(f"tokenizer_config.json added_tokens_decoder[{k!r}] has no content")
+            if not (k.isascii() and k.isdigit() and len(k) <= 8):
+                raise FormatError(f"tokenizer_config.json added_tokens_decoder key {k!r:.80} is not a token id")
             added.append({**v, "id": int(k)})
         spec = {"model": "byte_level", "pre": stages, "norm": norm, "unk_id": -1, "dec_byte_level": 1}
         return cls(spec, vocab, merges, added, config, source=str(vocab_path))

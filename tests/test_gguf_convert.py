@@ -267,8 +267,11 @@ def _llama_cpp_permute(w: np.ndarray, n_head: int) -> np.ndarray:
 
 def write_tiny_gguf(path: Path, arch: str = "llama", *, n_layers: int = 2, hidden: int = 64, heads: int = 4,
                     kv_heads: int = 2, inter: int = 96, tied: bool = False, seed: int = 0,
-                    break_shape: bool = False, pre: str = "gpt-2", qtype=None) -> dict[str, np.ndarray]:
-    """Write a random model as llama.cpp would; returns its HF-layout weights."""
+                    break_shape: bool = False, pre: str = "gpt-2", qtype=None,
+                    edit_kv=None) -> dict[str, np.ndarray]:
+    """Write a random model as llama.cpp would; returns its HF-layout weights.
+    edit_kv(metadata) may change the writer's metadata dict (key ->
+    gguf.GGUFValue) before the file is written."""
     rng = np.random.default_rng(seed)
     b2u = _bytes_to_unicode()
     tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + [b2u[b] for b in range(256)]
@@ -329,6 +332,8 @@ def write_tiny_gguf(path: Path, arch: str = "llama", *, n_layers: int = 2, hidde
     t("output_norm.weight", "model.norm.weight", (hidden,))
     if not tied:
         t("output.weight", "lm_head.weight", (vocab, hidden))
+    if edit_kv is not None:
+        edit_kv(w.kv_data[0])
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -385,6 +390,48 @@ def test_metadata_disagreeing_with_shapes(tmp_path):
     with pytest.raises(azr.FormatError, match=r"metadata disagrees with tensor shapes: tensor "
                                               r"'token_embd.weight' has shape \(264, 64\).*implies \(264, 68\)"):
         agguf.ensure_hf_dir(path, cache_dir=tmp_path / "cache", progress=False)
+
+
+def _kv(key, value, vtype, sub=None):
+    def edit(kv):
+        if value is None:
+            del kv[key]
+        else:
+            kv[key] = gguf.GGUFValue(value=value, type=vtype, sub_type=sub)
+    return edit
+
+
+VT = gguf.GGUFValueType
+
+
+@pytest.mark.parametrize("edit,match", [
+    # 9 tensors per layer for 4 billion layers were listed before any check: memory ran out
+    (_kv("llama.block_count", 2**32 - 1, VT.UINT32), r"llama\.block_count = 4294967295 but the file has only 21"),
+    (_kv("llama.expert_count", [1, 2], VT.ARRAY, VT.INT32),
+     r"metadata 'llama\.expert_count' should be an integer, got array of 2"),
+    (_kv("llama.rope.dimension_count", [16, 16], VT.ARRAY, VT.INT32), r"'llama\.rope\.dimension_count' should be"),
+    (_kv("llama.rope.scaling.factor", "x", VT.STRING), r"'llama\.rope\.scaling\.factor' should be a number"),
+    (_kv("general.architecture", 5, VT.UINT32), r"'general\.architecture' should be a UTF-8 string, got 5"),
+    (_kv("tokenizer.ggml.tokens", 7, VT.UINT32), r"'tokenizer\.ggml\.tokens' should be an array of strings"),
+    (_kv("tokenizer.ggml.merges", 7, VT.INT32), r"'tokenizer\.ggml\.merges' should be an array of strings"),
+    (_kv("tokenizer.ggml.token_type", 1, VT.INT32), r"'tokenizer\.ggml\.token_type' should be an array of integers"),
+    (_kv("tokenizer.ggml.pre", ["gpt-2"], VT.ARRAY, VT.STRING), r"'tokenizer\.ggml\.pre' should be a UTF-8 string"),
+    (_kv("tokenizer.ggml.model", [1], VT.ARRAY, VT.INT32), r"'tokenizer\.ggml\.model' should be a UTF-8 string"),
+    (_kv("tokenizer.ggml.add_bos_token", [True, False], VT.ARRAY, VT.BOOL), r"'tokenizer\.ggml\.add_bos_token'"),
+    (_kv("tokenizer.ggml.merges", ["Ġ t", "h e", "Ġ a", "t h"], VT.ARRAY, VT.STRING),
+     r"tokenizer\.ggml\.merges\[3\] 't h' makes 'th', which is not in the vocabulary"),
+], ids=["block-count", "expert-array", "rope-dims-array", "scaling-factor-str", "arch-int", "tokens-int",
+        "merges-int", "token-type-scalar", "pre-array", "model-array", "add-bos-array", "merge-not-in-vocab"])
+def test_metadata_of_the_wrong_type_raises_format_error(tmp_path, edit, match):
+    """Each raised MemoryError, TypeError or NumPy's ValueError ("truth
+    value of an array is ambiguous") from the converter, or (the last one)
+    wrote a tokenizer.json the tokenizer then refused; found by
+    tests/test_format_fuzz.py."""
+    path = tmp_path / "m.gguf"
+    write_tiny_gguf(path, edit_kv=edit)
+    with pytest.raises(azr.FormatError, match=match) as ei:
+        agguf.ensure_hf_dir(path, cache_dir=tmp_path / "cache", progress=False)
+    assert str(path) in str(ei.value)
 
 
 def test_unknown_pre_tokenizer(tmp_path):

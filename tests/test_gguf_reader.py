@@ -238,16 +238,17 @@ def test_dequantize_argument_errors():
 # ---------------------------------------------------------------------------
 
 
-def _small_gguf(tmp_path: Path, tensor_type: int = 0) -> Path:
+def _small_gguf(tmp_path: Path, tensor_type: int = 0, tensor_name: bytes = b"w",
+                key: bytes = b"general.architecture", ne: int = 8) -> Path:
     """A valid GGUF (one kv, one 8-float F32 tensor) built byte by byte, so
     tests can corrupt any field."""
-    def s(x: str) -> bytes:
-        b = x.encode()
+    def s(x: str | bytes) -> bytes:
+        b = x.encode() if isinstance(x, str) else x
         return struct.pack("<Q", len(b)) + b
 
     head = b"GGUF" + struct.pack("<IQQ", 3, 1, 1)
-    kv = s("general.architecture") + struct.pack("<I", 8) + s("llama")
-    ti = s("w") + struct.pack("<IQ", 1, 8) + struct.pack("<I", tensor_type) + struct.pack("<Q", 0)
+    kv = s(key) + struct.pack("<I", 8) + s("llama")
+    ti = s(tensor_name) + struct.pack("<IQ", 1, ne) + struct.pack("<I", tensor_type) + struct.pack("<Q", 0)
     body = head + kv + ti
     body += b"\0" * (-len(body) % 32)
     body += np.arange(8, dtype=np.float32).tobytes()
@@ -292,6 +293,39 @@ def test_unknown_tensor_type(tmp_path):
     p = _small_gguf(tmp_path, tensor_type=77)
     with pytest.raises(azr.FormatError, match="tensor 'w' has unknown tensor type id 77"):
         _core.GGUFFile(str(p))
+
+
+@pytest.mark.parametrize("kw,what", [
+    (dict(tensor_name=b"w\xff"), "tensor name"),
+    (dict(tensor_name=b"w\xed\xa0\x80"), "tensor name"),  # an encoded UTF-16 surrogate
+    (dict(key=b"general.architectur\xc3"), "metadata key"),  # cut in the middle of a character
+])
+def test_names_that_are_not_utf8(tmp_path, kw, what):
+    """The reader refuses them (GGUF strings are UTF-8); they used to reach
+    Python as UnicodeDecodeError from metadata() and tensors(), through
+    azr.gguf.ensure_hf_dir too."""
+    p = _small_gguf(tmp_path, **kw)
+    with pytest.raises(azr.FormatError, match=f"{what} at offset [0-9]+ is not valid UTF-8") as ei:
+        _core.GGUFFile(str(p))
+    assert str(p) in str(ei.value)
+    with pytest.raises(azr.FormatError, match=f"{what} at offset"):
+        agguf.ensure_hf_dir(p, cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_byte_count_overflow_names_the_file_and_tensor(tmp_path):
+    """The message came from the dequantiser's size helper without the file
+    or the tensor (found by tests/test_format_fuzz.py)."""
+    p = _small_gguf(tmp_path, ne=2**62 + 32)
+    with pytest.raises(azr.FormatError, match=f"{p}: tensor 'w': 4611686018427387936 elements of type F32 "
+                                              "overflow a 64-bit byte count"):
+        _core.GGUFFile(str(p))
+
+
+def test_non_ascii_utf8_names_still_read(tmp_path):
+    p = _small_gguf(tmp_path, tensor_name="wé😀".encode(), key="général".encode())
+    with _core.GGUFFile(str(p)) as f:
+        assert f.metadata() == {"général": "llama"}
+        assert [t["name"] for t in f.tensors()] == ["wé😀"]
 
 
 def test_missing_file_and_directory(tmp_path):

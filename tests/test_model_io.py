@@ -214,6 +214,119 @@ def test_malformed_headers(tmp_path, bad):
         _core.safetensors_read(f)
 
 
+def _st_bytes(header: bytes, data: bytes) -> bytes:
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + data
+
+
+def _reference_refuses(raw: bytes) -> bool:
+    import safetensors
+
+    try:
+        st_numpy.load(raw)
+    except safetensors.SafetensorError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("header,data,match", [
+    # element count x element size overflows 64 bits (the count alone does not)
+    (b'{"x": {"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 0]}}', b"",
+     "byte size overflows"),
+    (b'{"x": {"dtype": "F64", "shape": [2305843009213693952], "data_offsets": [0, 0]}}', b"",
+     "byte size overflows"),
+    # 2**64 + 8: a number the old parser wrapped around to 8
+    (b'{"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 18446744073709551624]}}',
+     b"\0" * 8, "data_offsets.*too large"),
+    (b'{"x": {"dtype": "F32", "shape": [19000000000000000000], "data_offsets": [0, 8]}}',
+     b"\0" * 8, "shape.*too large"),
+], ids=["f32-count-times-4", "f64-count-times-8", "offset-wraps", "shape-wraps"])
+def test_safetensors_sizes_that_overflow_are_refused(tmp_path, header, data, match):
+    raw = _st_bytes(header, data)
+    assert _reference_refuses(raw)
+    f = tmp_path / "big.safetensors"
+    f.write_bytes(raw)
+    with pytest.raises(azr.FormatError, match=match) as ei:
+        _core.safetensors_read(f)
+    assert "big.safetensors" in str(ei.value) and "'x'" in str(ei.value)
+
+
+@pytest.mark.parametrize("header,match", [
+    (b'{"a\\u0000b": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     r"tensor name 'a' is followed by a NUL"),
+    (b'{"__metadata__": {"k": "v\\u0000w"}, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     r"__metadata__ value 'v' is followed by a NUL"),
+    (b'{"a\xff": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     "tensor name is not valid UTF-8"),
+    (b'{"a\xed\xa0\x80": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     "tensor name is not valid UTF-8"),
+    (b'{"a\\ud800": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     r"tensor name has a lone UTF-16 surrogate \\uD800"),
+    (b'{"a\\udc00\\ud800": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     r"tensor name has a lone UTF-16 surrogate \\uDC00"),
+    (b'{"__metadata__": {"k\xc0\x80": "v"}, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     "__metadata__ key is not valid UTF-8"),
+    (b'{"__metadata__": {"k": "\xf5"}, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     "__metadata__ value is not valid UTF-8"),
+], ids=["nul-name", "nul-meta", "ff", "cesu-surrogate", "lone-high", "lone-low", "overlong", "f5"])
+def test_safetensors_header_strings_must_be_utf8_without_nul(tmp_path, header, match):
+    """The old reader cut "a\\u0000b" to "a" and handed bytes that are not
+    UTF-8 to Python, which raised UnicodeDecodeError."""
+    f = tmp_path / "names.safetensors"
+    f.write_bytes(_st_bytes(header, b"\0" * 8))
+    with pytest.raises(azr.FormatError, match=match) as ei:
+        _core.safetensors_read(f)
+    assert "names.safetensors" in str(ei.value)
+
+
+def test_safetensors_escaped_non_ascii_names_still_load(tmp_path):
+    f = tmp_path / "ok.safetensors"
+    f.write_bytes(_st_bytes('{"\\u00e9t\\ud83d\\ude00\u00e9": {"dtype": "F32", "shape": [2], '
+                            '"data_offsets": [0, 8]}}'.encode(), b"\0" * 8))
+    got, _ = _core.safetensors_read(f)
+    assert list(got) == ["\u00e9t\U0001F600\u00e9"]
+
+
+_TWO = '"a": {{"dtype": "F32", "shape": [1], "data_offsets": [{a0}, {a1}]}}, ' \
+       '"b": {{"dtype": "F32", "shape": [1], "data_offsets": [{b0}, {b1}]}}'
+
+
+@pytest.mark.parametrize("offsets,size,match", [
+    ((0, 4, 8, 12), 12, r"tensor 'b'.*begin 8 leaves a gap of 4 bytes after the previous tensor"),
+    ((4, 8, 8, 12), 12, r"tensor 'a'.*begin 4 leaves a gap of 4 bytes after the header"),
+    ((0, 4, 4, 8), 12, r"4 trailing bytes after the last tensor"),
+    ((0, 4, 4, 8), 9, r"1 trailing bytes"),
+], ids=["gap-between", "gap-at-start", "trailing", "one-trailing-byte"])
+def test_safetensors_data_section_must_be_packed_like_the_reference(tmp_path, offsets, size, match):
+    a0, a1, b0, b1 = offsets
+    raw = _st_bytes(("{" + _TWO.format(a0=a0, a1=a1, b0=b0, b1=b1) + "}").encode(), b"\0" * size)
+    assert _reference_refuses(raw)
+    f = tmp_path / "gaps.safetensors"
+    f.write_bytes(raw)
+    with pytest.raises(azr.FormatError, match=match) as ei:
+        _core.safetensors_read(f)
+    assert "gaps.safetensors" in str(ei.value)
+
+
+def test_safetensors_packed_layouts_the_reference_accepts_still_load(tmp_path):
+    cases = [
+        # out of order in the header, packed in the file
+        ("{" + _TWO.format(a0=4, a1=8, b0=0, b1=4) + "}", 8),
+        # zero-size tensors at the start, at the end, and sharing an offset
+        ('{"z": {"dtype": "F32", "shape": [0, 3], "data_offsets": [0, 0]}, '
+         '"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, '
+         '"e": {"dtype": "F16", "shape": [0], "data_offsets": [8, 8]}}', 8),
+        ("{}", 0),
+    ]
+    for header, size in cases:
+        raw = _st_bytes(header.encode(), b"\0" * size)
+        assert not _reference_refuses(raw), header
+        f = tmp_path / "ok.safetensors"
+        f.write_bytes(raw)
+        got, _ = _core.safetensors_read(f)
+        assert set(got) == set(st_numpy.load(raw)), header
+
+
 def test_wrong_shape_tensor(saved):
     m, d = saved
     tensors, _ = _core.safetensors_read(d / "model.safetensors")
@@ -278,10 +391,98 @@ def test_bad_configs_name_the_field(saved, edit, match, exc):
         Model.from_pretrained(d)
 
 
+_DROP = object()  # a config edit that removes the field
+
+
+def _mistral_dir(tmp_path, **cfg_edit) -> Path:
+    m = Model.from_config(_tiny_cfg(model_type="mistral", max_position_embeddings=64), seed=5, init_std=0.2)
+    d = tmp_path / "mistral"
+    m.save_pretrained(d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(cfg_edit)
+    for k in [k for k, v in cfg_edit.items() if v is _DROP]:
+        del cfg[k]
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+@pytest.mark.parametrize("edit,exc,match", [
+    ({"sliding_window": 16}, azr.UnsupportedError,
+     r"config\.json: sliding_window=16 is shorter than max_position_embeddings=64: sliding-window"),
+    # no max_position_embeddings: azr's context is the default 2048, longer than the window
+    ({"sliding_window": 1024, "max_position_embeddings": _DROP}, azr.UnsupportedError,
+     r"config\.json: sliding_window=1024 is shorter than max_position_embeddings=2048"),
+    ({"sliding_window": "4096"}, azr.FormatError, r"config\.json: sliding_window must be a positive integer"),
+    ({"sliding_window": 0}, azr.FormatError, r"config\.json: sliding_window must be a positive integer"),
+], ids=["shorter", "default-context", "string", "zero"])
+def test_mistral_sliding_window_shorter_than_the_context_is_refused(tmp_path, edit, exc, match):
+    """A window the engine does not implement would give wrong logits past it;
+    the error names the file and the field (the old check let a string
+    through as a TypeError and did not name the file)."""
+    d = _mistral_dir(tmp_path, **edit)
+    with pytest.raises(exc, match=match) as ei:
+        Model.from_pretrained(d)
+    assert str(d / "config.json") in str(ei.value)
+
+
+def test_mistral_window_as_long_as_the_context_matches_transformers_up_to_it(tmp_path):
+    """sliding_window >= max_position_embeddings is accepted (Ministral's
+    config has 32768 and 32768): up to the window full attention is what
+    transformers computes; longer sequences, where it is not, are refused
+    (the old code ran them)."""
+    d = _mistral_dir(tmp_path, sliding_window=64)
+    m = Model.from_pretrained(d)
+    assert m.config.sliding_window == 64 and m.config.to_hf_dict()["sliding_window"] == 64
+    ref = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+    assert ref.config.sliding_window == 64
+    ids = _ids(2, 64)
+    with torch.no_grad():
+        want = ref(torch.tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(m.logits(ids), want, atol=2e-4, rtol=0)
+    m.logits(_ids(1, 80), lengths=np.array([64]))  # padding past the window is fine
+    with pytest.raises(ValueError, match=r"65 positions is longer than the model's sliding_window \(64\)"):
+        m.logits(_ids(1, 65))
+    with pytest.raises(ValueError, match="sliding_window"):
+        m.logprobs(_ids(1, 70), _ids(1, 70), lengths=np.array([66]))
+
+
+def test_saved_mistral_config_has_no_window_for_transformers(tmp_path):
+    """transformers' MistralConfig defaults to a 4096-token window when
+    config.json has no sliding_window; azr computes full attention, so it
+    writes "sliding_window": null (the old writer left it out)."""
+    d = _mistral_dir(tmp_path)
+    assert json.loads((d / "config.json").read_text())["sliding_window"] is None
+    assert transformers.AutoConfig.from_pretrained(d).sliding_window is None
+    assert Model.from_pretrained(d).config.sliding_window is None
+
+
 def test_config_json_not_json(saved):
     _, d = saved
     (d / "config.json").write_text("{oops")
     with pytest.raises(azr.FormatError, match="config.json"):
+        Model.from_pretrained(d)
+
+
+@pytest.mark.parametrize("text,match", [
+    ('{"vocab_size": 1%s}' % ("0" * 4999), r"config\.json: vocab_size is an integer of 5000 digits"),
+    ('{"a": {"b c": [0, -%s]}}' % ("9" * 5000), r'config\.json: a\["b c"\]\[1\] is an integer of 5000 digits'),
+    ("[" * 100000 + "]" * 100000, r"config\.json: not valid JSON"),
+    (b'{"model_type": "ll\xe1ma"}', r"config\.json: not valid JSON: the file is not UTF-8"),
+], ids=["5000-digits", "nested-negative", "deep", "not-utf8"])
+def test_config_json_that_python_cannot_read_raises_format_error(saved, text, match):
+    """A 5,000-digit number made json.load raise a bare ValueError (Python's
+    int conversion limit) and deep nesting a RecursionError."""
+    _, d = saved
+    f = d / "config.json"
+    f.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(azr.FormatError, match=match):
+        Model.from_pretrained(d)
+
+
+def test_index_json_with_a_huge_number_raises_format_error(saved):
+    _, d = saved
+    (d / "model.safetensors.index.json").write_text('{"weight_map": {"x": %s}}' % ("7" * 5000))
+    with pytest.raises(azr.FormatError, match=r"index\.json: weight_map\.x is an integer of 5000 digits"):
         Model.from_pretrained(d)
 
 
@@ -376,3 +577,20 @@ def test_failed_loads_leak_no_file_descriptors(saved):
             _core.safetensors_read(f)
     if before is not None:
         assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_python_header_reader_raises_format_error(tmp_path):
+    """azr.safetensors_io.read_header raised UnicodeDecodeError and a bare
+    ValueError on these headers."""
+    from azr.safetensors_io import read_header
+
+    f = tmp_path / "h.safetensors"
+    for header, match in [(b'{"a\xff": 1}', "not valid JSON"), (b'{"a": %s}' % (b"1" * 5000), "not valid JSON"),
+                          (b"[1, 2]", "not a JSON object"), (b"{", "not valid JSON")]:
+        f.write_bytes(struct.pack("<Q", len(header)) + header)
+        with pytest.raises(azr.FormatError, match=match) as ei:
+            read_header(f)
+        assert str(f) in str(ei.value)
+    f.write_bytes(b"\x10\0\0\0\0\0\0\0{}")
+    with pytest.raises(azr.FormatError, match="truncated safetensors header"):
+        read_header(f)

@@ -405,6 +405,188 @@ def test_bad_files_give_clear_errors(tmp_path):
         Tokenizer.from_hf_json_dict(json.loads(raw)).encode(b"bytes")
 
 
+def _added(content, tid, special=True):
+    return {"id": tid, "content": content, "single_word": False, "lstrip": False, "rstrip": False,
+            "normalized": False, "special": special}
+
+
+def test_added_tokens_that_disagree_with_the_vocabulary_are_refused(tmp_path):
+    """An added token that reuses a vocabulary id with other content made the
+    id decode as the added token while encoding still produced it for the
+    vocabulary text. HF `tokenizers` keeps neither reading: it renumbers the
+    added token (checked below), so azr refuses such files, naming the file,
+    the token and the id; the forms HF keeps as written still load."""
+    base = json.loads(gpt2_style_json("gpt2"))
+    vocab = base["model"]["vocab"]
+    self_id = vocab["self"]
+    fresh = max(list(vocab.values()) + [a["id"] for a in base["added_tokens"]]) + 1
+    cases = [
+        ([_added("<zz>", self_id)], rf"token '<zz>' has id {self_id}, which the vocabulary gives to 'self'"),
+        ([_added("self", fresh)], rf"token 'self' has id {fresh}, but the vocabulary gives it id {self_id}"),
+        ([_added("<a>", fresh), _added("<b>", fresh)], rf"id {fresh} is given to two tokens, '<a>' and '<b>'"),
+        ([_added("<a>", fresh), _added("<a>", fresh + 1)], rf"token '<a>' appears twice, with ids {fresh} and {fresh + 1}"),
+    ]
+    for extra, match in cases:
+        d = json.loads(json.dumps(base))
+        d["added_tokens"] += extra
+        p = _write(tmp_path, d) / "tokenizer.json"
+        with pytest.raises(azr.FormatError, match=match) as ei:
+            Tokenizer.from_pretrained(p)
+        assert str(p) in str(ei.value) and "added_tokens" in str(ei.value)
+        hf = tokenizers.Tokenizer.from_str(json.dumps(d))  # HF loads it, with other ids
+        assert [hf.token_to_id(a["content"]) for a in extra] != [a["id"] for a in extra]
+    # what HF keeps as written: an added token on its own vocabulary entry, an exact duplicate
+    d = json.loads(json.dumps(base))
+    d["added_tokens"] += [_added("self", self_id), _added("<a>", fresh), _added("<a>", fresh)]
+    ours, hf = Tokenizer.from_hf_json_dict(d), tokenizers.Tokenizer.from_str(json.dumps(d))
+    for text in ("self <a> selfish", "<a>self"):
+        ids = hf.encode(text).ids
+        assert ours.encode(text, allow_special=True) == ids
+        assert ours.decode(ids) == hf.decode(ids, skip_special_tokens=False)
+    assert hf.token_to_id("<a>") == fresh and hf.token_to_id("self") == self_id
+
+
+def test_malformed_numbers_and_fields_raise_format_error(tmp_path):
+    """Each of these raised OverflowError, TypeError or a bare ValueError
+    (Python's 4300-digit limit) before, or (a numeric chat_template) was
+    silently dropped; now each is a FormatError naming the file and the field."""
+    base = json.loads(gpt2_style_json("gpt2"))
+    d = tmp_path / "t"
+    d.mkdir()
+    tj = d / "tokenizer.json"
+
+    def load(obj, config=None):
+        tj.write_text(obj if isinstance(obj, str) else json.dumps(obj), encoding="utf-8")
+        tc = d / "tokenizer_config.json"
+        if config is None:
+            tc.unlink(missing_ok=True)
+        elif isinstance(config, bytes):
+            tc.write_bytes(config)
+        else:
+            tc.write_text(config if isinstance(config, str) else json.dumps(config), encoding="utf-8")
+        return Tokenizer.from_pretrained(d)
+
+    def edited(fn):
+        x = json.loads(json.dumps(base))
+        fn(x)
+        return x
+
+    cases = [
+        (edited(lambda x: x["added_tokens"][0].__setitem__("id", 10 ** 12)), None,
+         r"tokenizer\.json: added_tokens: token '<\|endoftext\|>' has invalid id 1000000000000"),
+        (edited(lambda x: x["added_tokens"][0].__setitem__("id", -(10 ** 30))), None,
+         r"tokenizer\.json: added_tokens: token '<\|endoftext\|>' has invalid id -1000000000000000000000000000000"),
+        (edited(lambda x: x["model"]["vocab"].__setitem__("a", 10 ** 30)), None,
+         r"tokenizer\.json: vocab: token 'a' has invalid id 1000000000000000000000000000000"),
+        (edited(lambda x: (x["model"].__setitem__("unk_token", "a"), x["model"]["vocab"].__setitem__("a", 10 ** 30))),
+         None, r"tokenizer\.json: model\.vocab gives the unk_token 'a' the id 10{30}, not an id"),
+        (edited(lambda x: (x["model"].__setitem__("unk_token", "a"), x["model"]["vocab"].__setitem__("a", "x"))),
+         None, r"tokenizer\.json: model\.vocab gives the unk_token 'a' the id 'x'"),
+        (json.dumps(base).replace('"merges":', '"dropout_seed": %s, "merges":' % ("1" * 5000), 1), None,
+         r"tokenizer\.json: model\.dropout_seed is an integer of 5000 digits"),
+        (base, '{"model_max_length": %s}' % ("9" * 5000),
+         r"tokenizer_config\.json: model_max_length is an integer of 5000 digits"),
+        (base, {"chat_template": 5}, r"tokenizer_config\.json: chat_template must be a string .* got int 5"),
+        (base, {"chat_template": [{"name": "default", "template": 7}]},
+         r"tokenizer_config\.json: chat_template\[0\] must be an object with string 'name' and 'template'"),
+        (base, b'{"bos_token": "\xff"}', r"tokenizer_config\.json: not valid JSON: the file is not UTF-8"),
+    ]
+    for obj, config, match in cases:
+        with pytest.raises(azr.FormatError, match=match):
+            load(obj, config)
+    # a chat_template in the dict API is checked too
+    with pytest.raises(azr.FormatError, match="chat_template must be a string"):
+        Tokenizer.from_hf_json_dict(base, {"chat_template": 3.5})
+    # what still loads: a named-template list, no template
+    assert load(base, {"chat_template": [{"name": "default", "template": "{{ 1 }}"}]}).chat_template == "{{ 1 }}"
+    assert load(base, {"chat_template": None}).chat_template is None
+
+
+def test_vocab_merges_files_that_python_cannot_read_raise_format_error(shared_data, tmp_path):
+    src = shared_data / "tokenizers" / "qwen2.5"
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+        (tmp_path / name).write_bytes((src / name).read_bytes())
+    cfg = json.loads((src / "tokenizer_config.json").read_text())
+    for key, match in [("151643x", r"added_tokens_decoder key '151643x' is not a token id"),
+                       ("1" * 5000, r"added_tokens_decoder key '1111.* is not a token id")]:
+        bad = dict(cfg, added_tokens_decoder={key: {"content": "<x>"}})
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps(bad))
+        with pytest.raises(azr.FormatError, match=match):
+            Tokenizer.from_pretrained(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(cfg))
+    (tmp_path / "merges.txt").write_bytes(b"#version: 0.2\n\xc4\xa0 t\n\xff\xfe q\n")
+    with pytest.raises(azr.FormatError, match=r"merges\.txt: not valid UTF-8"):
+        Tokenizer.from_pretrained(tmp_path)
+
+
+def test_error_messages_cut_inside_a_character_are_still_format_errors():
+    """C messages quote at most 64 bytes of a token, which can end inside a
+    UTF-8 character: the binding turned such a message into a
+    UnicodeDecodeError (an added token like this one raised it)."""
+    base = json.loads(gpt2_style_json("gpt2"))
+    long = "x" + "é" * 40  # byte 64 is the first half of an 'é'
+    d = json.loads(json.dumps(base))
+    d["model"]["vocab"][long] = 5
+    with pytest.raises(azr.FormatError, match=r"id 5 is used by two tokens \('x(é){31}\ufffd' and another\)"):
+        Tokenizer.from_hf_json_dict(d)
+    d = json.loads(json.dumps(base))
+    d["added_tokens"].append({"id": d["model"]["vocab"]["self"], "content": long, "special": True})
+    with pytest.raises(azr.FormatError, match=r"added_tokens: token 'x(é){31}\ufffd' has id"):
+        Tokenizer.from_hf_json_dict(d)
+
+
+def _tinystories_json(shared_data) -> dict:
+    return json.loads((shared_data / "models" / "tinystories-656k" / "tokenizer.json").read_text())
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda d: d["post_processor"].__setitem__("single", [5]), r"post_processor\.single\[0\]: expected an object"),
+    (lambda d: d["post_processor"].__setitem__("single", 7), r"post_processor: field 'single' has type int"),
+    (lambda d: d["post_processor"].__setitem__("special_tokens", []), r"field 'special_tokens' has type list"),
+    (lambda d: d["post_processor"]["single"][0]["SpecialToken"].__setitem__("id", ["a"]),
+     r"post_processor\.single\[0\]: expected a Sequence or a SpecialToken with a string id"),
+    (lambda d: d["post_processor"]["special_tokens"]["<|start_story|>"].__setitem__("ids", ["<|start_story|>"]),
+     r"special_tokens\['<\|start_story\|>'\]\.ids must be a list of token ids"),
+    (lambda d: d["post_processor"]["special_tokens"]["<|start_story|>"].__setitem__("ids", [2**40]),
+     r"\.ids must be a list of token ids, got \[1099511627776\]"),
+    (lambda d: d.__setitem__("post_processor", {"type": "Sequence", "processors": 3}),
+     r"post_processor: field 'processors' has type int"),
+    (lambda d: d["decoder"]["decoders"][3].__setitem__("start", "a b"),
+     r"decoder\.decoders\[3\]: Strip decoder field 'start' must be a count of characters, got 'a b'"),
+    (lambda d: d["decoder"]["decoders"][3].__setitem__("start", 2**64 + 8), r"field 'start' must be a count"),
+], ids=["single-int", "single-not-list", "special-tokens-list", "id-list", "ids-strings", "ids-huge",
+        "processors-int", "strip-start-str", "strip-start-huge"])
+def test_hostile_post_processor_and_decoder_fields_raise_format_error(shared_data, tmp_path, edit, match):
+    """Each raised TypeError, AttributeError, ValueError or (through the
+    binding) a TypeError before; found by tests/test_format_fuzz.py."""
+    d = _tinystories_json(shared_data)
+    edit(d)
+    with pytest.raises(azr.FormatError, match=match) as ei:
+        Tokenizer.from_pretrained(_write(tmp_path, d))
+    assert str(tmp_path / "tokenizer.json") in str(ei.value)
+
+
+def test_lone_surrogates_in_tokenizer_files_raise_format_error(shared_data, tmp_path):
+    """A \\ud800 escape alone decodes to a str Python cannot encode as UTF-8:
+    the binding raised UnicodeEncodeError. HF (serde_json) refuses the file;
+    azr names the field. Pairs (an escaped emoji) still load."""
+    d = _tinystories_json(shared_data)
+    d["model"]["vocab"]["ab\ud800"] = len(d["model"]["vocab"])
+    with pytest.raises(azr.FormatError, match=r"tokenizer\.json: a key of model\.vocab holds a lone UTF-16 surrogate"):
+        Tokenizer.from_pretrained(_write(tmp_path, json.dumps(d)))  # ensure_ascii: written as \ud800
+    d = _tinystories_json(shared_data)
+    d["added_tokens"][1]["content"] = "\udc00<x>"
+    with pytest.raises(azr.FormatError, match=r"added_tokens\[1\]\.content holds a lone UTF-16 surrogate"):
+        Tokenizer.from_pretrained(_write(tmp_path, json.dumps(d)))
+    with pytest.raises(azr.FormatError, match="added token .* holds a lone UTF-16 surrogate"):
+        Tokenizer.from_hf_json_dict(d)  # the dict API, through the binding
+    d = _tinystories_json(shared_data)
+    d["model"]["vocab"]["x\U0001F600"] = len(d["model"]["vocab"])
+    assert "\\ud83d\\ude00" in json.dumps(d)
+    tok = Tokenizer.from_pretrained(_write(tmp_path, json.dumps(d)))
+    assert tok.token_to_id("x\U0001F600") == len(d["model"]["vocab"]) - 1
+
+
 # ------------------------------------------------------------------ SentencePiece byte fallback
 
 def _spm_with_bytes(shared_data, byte_values):

@@ -8,8 +8,10 @@
  * size cannot back; print or abort.
  */
 #include "gguf.h"
+#include "utf8_check.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,10 +68,14 @@ static azr_status rd_str(cursor *c, const char *what, const uint8_t **s, uint64_
     return take(c, *len, what, s);
 }
 
-/* NUL-terminated copy of a GGUF string, refusing embedded NULs. */
+/* NUL-terminated copy of a GGUF string, refusing embedded NULs and bytes
+ * that are not UTF-8 (GGUF strings are UTF-8; the names become Python str). */
 static azr_status dup_name(cursor *c, const uint8_t *s, uint64_t len, const char *what, char **out) {
     if (memchr(s, 0, len))
         return azr_set_error(AZR_ERR_FORMAT, "%s: %s at offset %llu contains a NUL byte", c->path,
+                             what, (unsigned long long)(c->pos - len));
+    if (!azr_io_utf8_valid(s, len))
+        return azr_set_error(AZR_ERR_FORMAT, "%s: %s at offset %llu is not valid UTF-8", c->path,
                              what, (unsigned long long)(c->pos - len));
     char *d = azr_alloc(len + 1, what);
     if (!d) return AZR_ERR_NOMEM;
@@ -232,7 +238,11 @@ static azr_status parse_tensor_info(cursor *c, uint64_t index, azr_gguf_tensor *
                              "its block size %lld",
                              c->path, t->name, tn, (long long)t->ne[0], (long long)be);
     int64_t nb = azr_ggml_nbytes(t->type, n);
-    if (nb < 0) return AZR_ERR_FORMAT;
+    if (nb < 0) { /* the message names neither the file nor the tensor: add them */
+        char why[256];
+        snprintf(why, sizeof why, "%s", azr_last_error());
+        return azr_set_error(AZR_ERR_FORMAT, "%s: tensor '%s': %s", c->path, t->name, why);
+    }
     t->nbytes = (uint64_t)nb;
     (void)index;
     return rd_u64(c, "tensor offset", &t->offset);

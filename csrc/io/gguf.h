@@ -5,8 +5,9 @@
  *
  * Owns: mapping a file read-only, strict validation of everything in it
  * (magic, version, every length and offset against the file size, value and
- * tensor types, alignment, tensor shapes and byte ranges, duplicate names),
- * lookups of metadata and tensors, and dequantising one tensor to fp32
+ * tensor types, alignment, tensor shapes and byte ranges, duplicate names,
+ * names (metadata keys, tensor names) with a NUL byte or bytes that are not
+ * UTF-8), lookups of metadata and tensors, and dequantising one tensor to fp32
  * through dequant.h.
  * Must not: interpret what the metadata means for a model (the Python
  * converter azr/gguf.py does that), print or abort. Every failure returns an

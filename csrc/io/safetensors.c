@@ -7,6 +7,7 @@
  * checking it.
  */
 #include "safetensors.h"
+#include "utf8_check.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -80,8 +81,12 @@ static int hexval(char c) {
     return -1;
 }
 
-/* Parse a JSON string into a new NUL-terminated UTF-8 buffer. */
-static azr_status jstring(jp *j, char **out) {
+/* Parse a JSON string into a new NUL-terminated UTF-8 buffer. `what` names
+ * the string in errors ("tensor name", ...). Refused like the reference
+ * library refuses them: bytes that are not UTF-8 and lone UTF-16 surrogates
+ * in \u escapes; refused because azr keeps names as C strings (the reference
+ * accepts it): a NUL character (\u0000), which would cut the name. */
+static azr_status jstring(jp *j, char **out, const char *what) {
     *out = NULL;
     ws(j);
     if (j->p >= j->end || *j->p != '"') return jerr(j, "expected a string");
@@ -147,6 +152,21 @@ static azr_status jstring(jp *j, char **out) {
                     j->p += 6;
                 }
             }
+            if (cp >= 0xD800 && cp < 0xE000) {
+                free(buf);
+                return azr_set_error(AZR_ERR_FORMAT,
+                                     "%s: malformed safetensors header: a %s has a lone UTF-16 "
+                                     "surrogate \\u%04X (not a character)", j->path, what, cp);
+            }
+            if (cp == 0) {
+                buf[n] = '\0';
+                azr_set_error(AZR_ERR_FORMAT,
+                              "%s: malformed safetensors header: the %s '%.80s' is followed by a "
+                              "NUL character (\\u0000); azr refuses NUL in header strings",
+                              j->path, what, buf);
+                free(buf);
+                return AZR_ERR_FORMAT;
+            }
             if (cp < 0x80) {
                 buf[n++] = (char)cp;
             } else if (cp < 0x800) {
@@ -173,6 +193,12 @@ static azr_status jstring(jp *j, char **out) {
     }
     j->p++; /* closing quote */
     buf[n] = '\0';
+    if (!azr_io_utf8_valid((const unsigned char *)buf, n)) {
+        free(buf);
+        return azr_set_error(AZR_ERR_FORMAT,
+                             "%s: malformed safetensors header: a %s is not valid UTF-8", j->path,
+                             what);
+    }
     *out = buf;
     return AZR_OK;
 }
@@ -186,10 +212,11 @@ static azr_status juint(jp *j, uint64_t *out, const char *tensor, const char *fi
                              j->path, tensor, field);
     uint64_t v = 0;
     while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-        v = v * 10 + (uint64_t)(*j->p - '0');
-        if (v > ((uint64_t)1 << 62))
+        uint64_t d = (uint64_t)(*j->p - '0');
+        if (v > ((((uint64_t)1 << 62) - d) / 10)) /* checked before it can wrap */
             return azr_set_error(AZR_ERR_FORMAT, "%s: tensor '%s': field '%s' is too large",
                                  j->path, tensor, field);
+        v = v * 10 + d;
         j->p++;
     }
     if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E'))
@@ -283,16 +310,21 @@ static azr_status parse_metadata(jp *j, azr_st_file *f) {
     }
     for (;;) {
         char *k = NULL, *v = NULL;
-        if ((st = jstring(j, &k))) return st;
+        if ((st = jstring(j, &k, "__metadata__ key"))) return st;
         if ((st = expect(j, ':', "expected ':' in __metadata__"))) {
             free(k);
             return st;
         }
-        if ((st = jstring(j, &v))) {
+        ws(j);
+        if (j->p >= j->end || *j->p != '"') {
             azr_set_error(AZR_ERR_FORMAT, "%s: __metadata__ value of '%.80s' must be a string",
                           f->path, k);
             free(k);
             return AZR_ERR_FORMAT;
+        }
+        if ((st = jstring(j, &v, "__metadata__ value"))) {
+            free(k);
+            return st;
         }
         char **nk = realloc(f->meta_keys, (size_t)(f->n_meta + 1) * sizeof(char *));
         if (nk) f->meta_keys = nk;
@@ -325,17 +357,22 @@ static azr_status parse_entry(jp *j, azr_st_file *f, azr_st_tensor *t) {
     else
         for (;;) {
             char *key = NULL;
-            if ((st = jstring(j, &key))) return st;
+            if ((st = jstring(j, &key, "tensor field name"))) return st;
             if ((st = expect(j, ':', "expected ':'"))) {
                 free(key);
                 return st;
             }
             if (strcmp(key, "dtype") == 0) {
                 char *dt = NULL;
-                if ((st = jstring(j, &dt))) {
+                ws(j);
+                if (j->p >= j->end || *j->p != '"') {
                     free(key);
                     return azr_set_error(AZR_ERR_FORMAT, "%s: tensor '%s': dtype must be a string",
                                          f->path, t->name);
+                }
+                if ((st = jstring(j, &dt, "dtype"))) {
+                    free(key);
+                    return st;
                 }
                 int sz = 0, code = dtype_of(dt, &sz);
                 if (code < 0) {
@@ -415,6 +452,11 @@ static azr_status validate(azr_st_file *f) {
             numel *= s;
         }
         t->numel = (int64_t)numel;
+        if (sz > 0 && numel > (((uint64_t)1 << 62) / (uint64_t)sz))
+            return azr_set_error(AZR_ERR_FORMAT,
+                                 "%s: tensor '%s': shape has %llu elements of %d bytes (dtype %s): "
+                                 "the byte size overflows",
+                                 f->path, t->name, (unsigned long long)numel, sz, t->dtype_name);
         if (t->begin > t->end)
             return azr_set_error(AZR_ERR_FORMAT,
                                  "%s: tensor '%s': data_offsets begin %llu is after end %llu",
@@ -433,7 +475,11 @@ static azr_status validate(azr_st_file *f) {
                                  f->path, t->name, (unsigned long long)(t->end - t->begin),
                                  t->dtype_name, (unsigned long long)(numel * (uint64_t)sz));
     }
-    if (f->n_tensors > 1) {
+    /* Like the reference library: in offset order, each tensor starts where
+     * the previous one ends (the first at 0), and the last one ends at the end
+     * of the file: no overlaps, no gaps, no trailing bytes. */
+    uint64_t covered = 0;
+    if (f->n_tensors > 0) {
         azr_st_tensor **order = malloc((size_t)f->n_tensors * sizeof *order);
         if (!order) return azr_set_error(AZR_ERR_NOMEM, "%s: out of memory", f->path);
         for (int i = 0; i < f->n_tensors; i++) order[i] = &f->tensors[i];
@@ -446,7 +492,28 @@ static azr_status validate(azr_st_file *f) {
                 return AZR_ERR_FORMAT;
             }
         }
+        for (int i = 0; i < f->n_tensors; i++) {
+            if (order[i]->begin != covered) {
+                azr_set_error(AZR_ERR_FORMAT,
+                              "%s: tensor '%s': data_offsets begin %llu leaves a gap of %llu bytes "
+                              "after %s (the data section must be packed)",
+                              f->path, order[i]->name, (unsigned long long)order[i]->begin,
+                              (unsigned long long)(order[i]->begin - covered),
+                              i ? "the previous tensor" : "the header");
+                free(order);
+                return AZR_ERR_FORMAT;
+            }
+            covered = order[i]->end;
+        }
         free(order);
+    }
+    if (covered != f->data_size)
+        return azr_set_error(AZR_ERR_FORMAT,
+                             "%s: %llu trailing bytes after the last tensor's data_offsets end "
+                             "(%llu; the data section is %llu bytes)",
+                             f->path, (unsigned long long)(f->data_size - covered),
+                             (unsigned long long)covered, (unsigned long long)f->data_size);
+    if (f->n_tensors > 1) {
         /* unique names: sort a copy of pointers by name */
         for (int i = 0; i < f->n_tensors; i++)
             for (int k = i + 1; k < f->n_tensors && f->n_tensors <= 4096; k++)
@@ -468,7 +535,7 @@ static azr_status parse_header(azr_st_file *f, const char *h, size_t hlen) {
         int cap = 0;
         for (;;) {
             char *name = NULL;
-            if ((st = jstring(&j, &name))) return st;
+            if ((st = jstring(&j, &name, "tensor name"))) return st;
             if ((st = expect(&j, ':', "expected ':' after a tensor name"))) {
                 free(name);
                 return st;

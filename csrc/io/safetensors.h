@@ -7,11 +7,13 @@
  * "__metadata__" object of string -> string, then the data.
  *
  * The reader trusts nothing: it checks that the header fits the file, is one
- * JSON object, that every entry has a known dtype, a shape of non-negative
- * integers, offsets with begin <= end inside the data area, a byte size equal
- * to the product of the shape times the dtype size, that no two tensors
- * overlap and that names are unique. Every error names the file and the
- * tensor or field.
+ * JSON object whose strings are UTF-8 without NUL characters, that every
+ * entry has a known dtype, a shape of non-negative integers, offsets with
+ * begin <= end inside the data area, a byte size equal to the product of the
+ * shape times the dtype size (neither may overflow), that the tensors tile
+ * the data area exactly (no overlaps, gaps or trailing bytes, as the
+ * reference `safetensors` library requires) and that names are unique. Every
+ * error names the file and the tensor or field.
  *
  * Owns: file bytes <-> float32 arrays. Must not: know about models (parameter
  * names, shapes expected by a model are the model layer's business), print or

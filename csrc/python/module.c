@@ -26,7 +26,14 @@ PyObject *azr_py_raise(azr_status st, const char *fallback) {
     case AZR_ERR_INVALID:
     default: type = PyExc_ValueError; break;
     }
-    PyErr_SetString(type, msg);
+    /* A message quotes names from files, cut to a length that may split a
+     * UTF-8 character: decode it leniently, or PyErr_SetString would raise
+     * with no message at all. */
+    PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "replace");
+    if (text) {
+        PyErr_SetObject(type, text);
+        Py_DECREF(text);
+    }
     azr_clear_error();
     return NULL;
 }

@@ -51,6 +51,10 @@ static int utf8_of(PyObject *o, const char **s, Py_ssize_t *n, const char *what)
         return -1;
     }
     *s = PyUnicode_AsUTF8AndSize(o, n);
+    if (!*s && PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+        PyErr_Clear();
+        PyErr_Format(azr_py_FormatError, "%s %R holds a lone UTF-16 surrogate: not a character", what, o);
+    }
     return *s ? 0 : -1;
 }
 
@@ -136,14 +140,15 @@ static int PyTok_init(PyTok *self, PyObject *args, PyObject *kw) {
         const char *s;
         Py_ssize_t n;
         if (utf8_of(key, &s, &n, "vocab key")) return -1;
-        long id = PyLong_AsLong(val);
-        if ((id == -1 && PyErr_Occurred()) || !PyLong_Check(val)) {
-            PyErr_Clear();
+        if (!PyLong_Check(val)) {
             PyErr_Format(azr_py_FormatError, "vocab: id of token %R must be an integer", key);
             return -1;
         }
-        if (id < 0 || id > 0xFFFFFF) {
-            PyErr_Format(azr_py_FormatError, "vocab: token %R has invalid id %ld (ids must be in 0..16777215)", key, id);
+        int overflow = 0;
+        long long id = PyLong_AsLongLongAndOverflow(val, &overflow);
+        if (id == -1 && PyErr_Occurred()) return -1;
+        if (overflow || id < 0 || id > 0xFFFFFF) {
+            PyErr_Format(azr_py_FormatError, "vocab: token %R has invalid id %R (ids must be in 0..16777215)", key, val);
             return -1;
         }
         st = azr_tok_add_token(self->tok, s, (size_t)n, (int32_t)id);
@@ -158,8 +163,8 @@ static int PyTok_init(PyTok *self, PyObject *args, PyObject *kw) {
         Py_ssize_t al, bl;
         if (PyUnicode_Check(it)) {
             Py_ssize_t n;
-            const char *s = PyUnicode_AsUTF8AndSize(it, &n);
-            if (!s) { Py_DECREF(mseq); return -1; }
+            const char *s;
+            if (utf8_of(it, &s, &n, "merge")) { Py_DECREF(mseq); return -1; }
             const char *sp = memchr(s, ' ', (size_t)n);
             if (!sp || memchr(sp + 1, ' ', (size_t)(n - (sp + 1 - s)))) {
                 Py_DECREF(mseq);
@@ -189,9 +194,22 @@ static int PyTok_init(PyTok *self, PyObject *args, PyObject *kw) {
         PyObject *it = PySequence_Fast_GET_ITEM(aseq, i);
         const char *s;
         Py_ssize_t n;
-        int id, flags;
-        if (!PyArg_ParseTuple(it, "s#ii", &s, &n, &id, &flags)) { Py_DECREF(aseq); return -1; }
-        st = azr_tok_add_added(self->tok, s, (size_t)n, id, flags);
+        PyObject *content, *ido;
+        int flags;
+        if (!PyArg_ParseTuple(it, "UOi", &content, &ido, &flags) || utf8_of(content, &s, &n, "added token")) {
+            Py_DECREF(aseq);
+            return -1;
+        }
+        int overflow = 0;
+        long long id = PyLong_Check(ido) ? PyLong_AsLongLongAndOverflow(ido, &overflow) : -1;
+        if (id == -1 && PyErr_Occurred()) { Py_DECREF(aseq); return -1; }
+        if (!PyLong_Check(ido) || overflow || id < 0 || id > 0xFFFFFF) {
+            PyErr_Format(azr_py_FormatError, "added_tokens: token %R has invalid id %R (ids must be in 0..16777215)",
+                         PyTuple_Check(it) && PyTuple_GET_SIZE(it) > 0 ? PyTuple_GET_ITEM(it, 0) : Py_None, ido);
+            Py_DECREF(aseq);
+            return -1;
+        }
+        st = azr_tok_add_added(self->tok, s, (size_t)n, (int32_t)id, flags);
         if (st) { Py_DECREF(aseq); azr_py_raise(st, "added token error"); return -1; }
     }
     Py_DECREF(aseq);

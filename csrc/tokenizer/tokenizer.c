@@ -1067,6 +1067,77 @@ static void matcher_free(matcher *m) {
     memset(m, 0, sizeof(*m));
 }
 
+static int added_by_id(const void *a, const void *b) {
+    const added_tok *x = *(const added_tok *const *)a, *y = *(const added_tok *const *)b;
+    if (x->id != y->id) return x->id < y->id ? -1 : 1;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return memcmp(x->content, y->content, x->len);
+}
+
+static int added_by_content(const void *a, const void *b) {
+    const added_tok *x = *(const added_tok *const *)a, *y = *(const added_tok *const *)b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->content, y->content, n);
+    if (c) return c;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+#define SHOWN(len) ((int)((len) > 64 ? 64 : (len)))
+
+/* An added token must agree with the vocabulary and with the other added
+ * tokens: one id, one text. Hugging Face `tokenizers` does not keep a file's
+ * id for an added token whose content is not the vocabulary's token at that
+ * id: it renumbers it (or takes the vocabulary's id for that text), so such a
+ * file means something else there; azr refuses it rather than guess. The
+ * same content listed twice with the same id is allowed (HF dedups it). */
+static azr_status check_added(const azr_tokenizer *t) {
+    for (size_t i = 0; i < t->n_added; i++) {
+        const added_tok *a = &t->added[i];
+        if (t->has_str[a->id] & 1) {
+            span v = t->str[a->id];
+            if (v.len != a->len || memcmp(t->str_arena.p + v.off, a->content, a->len) != 0)
+                return azr_set_error(AZR_ERR_FORMAT,
+                                     "added_tokens: token '%.*s' has id %d, which the vocabulary "
+                                     "gives to '%.*s'; an added token may share an id only with "
+                                     "the same vocabulary token",
+                                     SHOWN(a->len), (const char *)a->content, a->id,
+                                     SHOWN(v.len), (const char *)(t->str_arena.p + v.off));
+        } else {
+            int32_t vid = lookup_str(t, a->content, a->len);
+            if (vid >= 0)
+                return azr_set_error(AZR_ERR_FORMAT,
+                                     "added_tokens: token '%.*s' has id %d, but the vocabulary "
+                                     "gives it id %d",
+                                     SHOWN(a->len), (const char *)a->content, a->id, vid);
+        }
+    }
+    if (t->n_added < 2) return AZR_OK;
+    const added_tok **p = malloc(t->n_added * sizeof *p);
+    if (!p) return azr_set_error(AZR_ERR_NOMEM, "added_tokens: out of memory");
+    for (size_t i = 0; i < t->n_added; i++) p[i] = &t->added[i];
+    azr_status st = AZR_OK;
+    qsort(p, t->n_added, sizeof *p, added_by_id);
+    for (size_t i = 1; i < t->n_added && !st; i++)
+        if (p[i]->id == p[i - 1]->id && added_by_id(&p[i], &p[i - 1]) != 0)
+            st = azr_set_error(AZR_ERR_FORMAT,
+                               "added_tokens: id %d is given to two tokens, '%.*s' and '%.*s'",
+                               p[i]->id, SHOWN(p[i - 1]->len), (const char *)p[i - 1]->content,
+                               SHOWN(p[i]->len), (const char *)p[i]->content);
+    if (!st) {
+        qsort(p, t->n_added, sizeof *p, added_by_content);
+        for (size_t i = 1; i < t->n_added && !st; i++)
+            if (p[i]->len == p[i - 1]->len && p[i]->id != p[i - 1]->id &&
+                memcmp(p[i]->content, p[i - 1]->content, p[i]->len) == 0)
+                st = azr_set_error(AZR_ERR_FORMAT,
+                                   "added_tokens: token '%.*s' appears twice, with ids %d and %d",
+                                   SHOWN(p[i]->len), (const char *)p[i]->content, p[i - 1]->id,
+                                   p[i]->id);
+    }
+    free(p);
+    return st;
+}
+
 azr_status azr_tok_finalize(azr_tokenizer *t) {
     if (!t) return azr_set_error(AZR_ERR_INVALID, "azr_tok_finalize: NULL tokenizer");
     if (t->finalized) return AZR_OK;
@@ -1074,6 +1145,8 @@ azr_status azr_tok_finalize(azr_tokenizer *t) {
     if (!t->merges && merges_grow(t)) return azr_set_error(AZR_ERR_NOMEM, "merges: out of memory");
     if (t->cfg.unk_id >= t->n_ids || (t->cfg.unk_id >= 0 && !t->has_str[t->cfg.unk_id]))
         return azr_set_error(AZR_ERR_FORMAT, "unk token id %d is not in the vocabulary", t->cfg.unk_id);
+    azr_status ast = check_added(t);
+    if (ast) return ast;
     /* Decoded bytes of every id: added content overrides the vocab text. */
     const uint8_t *rf = (const uint8_t *)t->cfg.dec_replace_from;
     workspace tmp;

@@ -98,7 +98,11 @@ azr_status azr_tok_add_merge(azr_tokenizer *t, const char *a, size_t alen, const
 azr_status azr_tok_add_added(azr_tokenizer *t, const char *content, size_t len, int32_t id, int flags);
 
 /* Build the lookup structures. Must be called once after all adds; encode and
- * decode before it return AZR_ERR_STATE. */
+ * decode before it return AZR_ERR_STATE. AZR_ERR_FORMAT, naming the token and
+ * the id, when an added token disagrees with the vocabulary (its id holds a
+ * vocabulary token with other text, or its text is a vocabulary token with
+ * another id) or with another added token (one id, two texts; one text, two
+ * ids): Hugging Face `tokenizers` would renumber such a token. */
 azr_status azr_tok_finalize(azr_tokenizer *t);
 
 /* Free everything. NULL is a no-op. */

@@ -347,6 +347,57 @@ static void test_safetensors(void) {
     rmdir(dir);
 }
 
+/* Write an 8-byte length, `header` padded with spaces, then `data_len` zero bytes. */
+static void write_raw_st(const char *path, const char *header, size_t data_len) {
+    size_t h = strlen(header), padded = (h + 7) / 8 * 8;
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(((uint64_t)padded >> (8 * i)) & 0xFF);
+    FILE *o = fopen(path, "wb");
+    if (!o) return;
+    fwrite(len8, 1, 8, o);
+    fwrite(header, 1, h, o);
+    for (size_t i = h; i < padded; i++) fputc(' ', o);
+    for (size_t i = 0; i < data_len; i++) fputc(0, o);
+    fclose(o);
+}
+
+/* Headers the reader must refuse with a message naming the problem (issue
+ * #24): byte sizes that overflow, numbers that wrapped, NUL and non-UTF-8 in
+ * names, lone surrogates, gaps and trailing bytes in the data section. */
+static void test_safetensors_hostile(void) {
+    char dir[] = "/tmp/azr_test_sth_XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK(0);
+        return;
+    }
+    char path[256];
+    snprintf(path, sizeof path, "%s/h.safetensors", dir);
+    static const struct { const char *header; size_t data; const char *msg; } cases[] = {
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}", 0,
+         "byte size overflows"},
+        {"{\"x\":{\"dtype\":\"F64\",\"shape\":[2305843009213693952],\"data_offsets\":[0,0]}}", 0,
+         "byte size overflows"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,18446744073709551624]}}", 8,
+         "too large"},
+        {"{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "NUL"},
+        {"{\"a\xff\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "UTF-8"},
+        {"{\"a\\ud800\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "surrogate"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, "gap"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8, "trailing"},
+        {"{}", 8, "trailing"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_raw_st(path, cases[i].header, cases[i].data);
+        azr_st_file *g = NULL;
+        CHECK(azr_st_open(path, &g) == AZR_ERR_FORMAT && g == NULL);
+        CHECK(strstr(azr_last_error(), cases[i].msg) != NULL);
+        CHECK(strstr(azr_last_error(), path) != NULL);
+        azr_st_close(g);
+    }
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void) {
     test_linear();
     test_rmsnorm_rope_swiglu();
@@ -355,5 +406,6 @@ int main(void) {
     test_model_gradcheck();
     test_decode_recipe();
     test_safetensors();
+    test_safetensors_hostile();
     TEST_MAIN_END();
 }

@@ -164,6 +164,35 @@ int main(void) {
         azr_tok_free(e);
     }
 
+    /* added tokens that disagree with the vocabulary or each other (issue #24) */
+    {
+        static const struct { const char *c1; int id1; const char *c2; int id2; const char *msg; } bad[] = {
+            {"<x>", 0, NULL, 0, "token '<x>' has id 0, which the vocabulary gives to 'a'"},
+            {"b", 2, NULL, 0, "token 'b' has id 2, but the vocabulary gives it id 1"},
+            {"<x>", 5, "<y>", 5, "id 5 is given to two tokens"},
+            {"<x>", 5, "<x>", 6, "token '<x>' appears twice, with ids 5 and 6"},
+            {"a", 0, "<x>", 5, NULL}, /* fine: an added token on its own vocabulary entry */
+            {"<x>", 5, "<x>", 5, NULL}, /* fine: an exact duplicate */
+        };
+        for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+            azr_tok_config c;
+            memset(&c, 0, sizeof(c));
+            c.unk_id = -1;
+            azr_tokenizer *e = NULL;
+            CHECK(azr_tok_create(&e, &c) == AZR_OK);
+            CHECK(azr_tok_add_token(e, "a", 1, 0) == AZR_OK && azr_tok_add_token(e, "b", 1, 1) == AZR_OK);
+            CHECK(azr_tok_add_added(e, bad[k].c1, strlen(bad[k].c1), bad[k].id1, AZR_ADDED_SPECIAL) == AZR_OK);
+            if (bad[k].c2)
+                CHECK(azr_tok_add_added(e, bad[k].c2, strlen(bad[k].c2), bad[k].id2, 0) == AZR_OK);
+            azr_status st = azr_tok_finalize(e);
+            if (bad[k].msg)
+                CHECK(st == AZR_ERR_FORMAT && strstr(azr_last_error(), bad[k].msg) != NULL);
+            else
+                CHECK(st == AZR_OK);
+            azr_tok_free(e);
+        }
+    }
+
     /* SentencePiece-style: Prepend/Replace U+2581, byte fallback, unk fusing, Strip */
     {
         azr_tok_config c;
