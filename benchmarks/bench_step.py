@@ -49,10 +49,8 @@ import azr  # noqa: E402
 import azr.generate as gen  # noqa: E402
 from azr.model import Model, ModelConfig  # noqa: E402
 
-SMOLLM2 = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-               num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True,
-               rope_theta=100000.0, rms_norm_eps=1e-5, max_position_embeddings=8192,
-               bos_token_id=None, eos_token_id=None)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_generate import SMOLLM2  # noqa: E402  (the SmolLM2-135M shape, no EOS)
 
 
 def workload(quick: bool, vocab: int, seed: int = 0) -> dict:
